@@ -1,0 +1,67 @@
+"""The TcpMonitor API: pydantic models shared by every layer, and the CRD built from them."""
+
+from .durations import DurationError, format_duration, parse_duration
+from .resource import API_VERSION, ObjectMeta, TcpMonitor
+from .result import (
+    ERROR_CODE_DOCS,
+    WARNING_CODE_DOCS,
+    AssertionOutcome,
+    Certificate,
+    ErrorCode,
+    ProbeResult,
+    Problem,
+    ResponseSummary,
+    Timings,
+    TlsInfo,
+    Verdict,
+    WarningCode,
+)
+from .spec import (
+    Assertion,
+    AssertionSource,
+    Comparison,
+    ConfigMapKeyRef,
+    IpFamily,
+    SecretKeyRef,
+    SecretRef,
+    SendFrom,
+    TcpMonitorSpec,
+    TlsSpec,
+    TlsVersion,
+)
+from .status import Condition, MonitorState, TcpMonitorStatus
+
+__all__ = [
+    "API_VERSION",
+    "ERROR_CODE_DOCS",
+    "WARNING_CODE_DOCS",
+    "Assertion",
+    "AssertionOutcome",
+    "AssertionSource",
+    "Certificate",
+    "Comparison",
+    "Condition",
+    "ConfigMapKeyRef",
+    "DurationError",
+    "ErrorCode",
+    "IpFamily",
+    "MonitorState",
+    "ObjectMeta",
+    "ProbeResult",
+    "Problem",
+    "ResponseSummary",
+    "SecretKeyRef",
+    "SecretRef",
+    "SendFrom",
+    "TcpMonitor",
+    "TcpMonitorSpec",
+    "TcpMonitorStatus",
+    "Timings",
+    "TlsInfo",
+    "TlsSpec",
+    "TlsVersion",
+    "Verdict",
+    "WarningCode",
+    "format_duration",
+    "parse_duration",
+]

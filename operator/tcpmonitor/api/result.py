@@ -1,0 +1,195 @@
+"""The result of one probe: whether the target works, how fast each phase was, and why not.
+
+The same object is printed by ``tcpmonitor probe -o json`` and stored as
+``status.lastResult``, so its JSON names are API and change only with the API version.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from .spec import AssertionSource, Comparison
+
+MAX_EXCERPT = 256
+MAX_MESSAGE = 1024
+MAX_DNS_NAMES = 32
+
+
+class Verdict(StrEnum):
+    """The verdict of one probe (a monitor's state adds Unknown and Paused)."""
+
+    UP = "Up"
+    DEGRADED = "Degraded"
+    DOWN = "Down"
+
+
+class ErrorCode(StrEnum):
+    """Stable error codes; alerts and dashboards match on these, so never rename one."""
+
+    DNS_NOT_FOUND = "DNS_NOT_FOUND"
+    DNS_TIMEOUT = "DNS_TIMEOUT"
+    DNS_ERROR = "DNS_ERROR"
+    CONNECTION_REFUSED = "CONNECTION_REFUSED"
+    CONNECT_TIMEOUT = "CONNECT_TIMEOUT"
+    HOST_UNREACHABLE = "HOST_UNREACHABLE"
+    NETWORK_UNREACHABLE = "NETWORK_UNREACHABLE"
+    CONNECTION_RESET = "CONNECTION_RESET"
+    CONNECTION_CLOSED = "CONNECTION_CLOSED"
+    TLS_HANDSHAKE_FAILED = "TLS_HANDSHAKE_FAILED"
+    TLS_CERTIFICATE_EXPIRED = "TLS_CERTIFICATE_EXPIRED"
+    TLS_CERTIFICATE_NOT_YET_VALID = "TLS_CERTIFICATE_NOT_YET_VALID"
+    TLS_HOSTNAME_MISMATCH = "TLS_HOSTNAME_MISMATCH"
+    TLS_UNTRUSTED_CERTIFICATE = "TLS_UNTRUSTED_CERTIFICATE"
+    TLS_VERSION_TOO_OLD = "TLS_VERSION_TOO_OLD"
+    READ_TIMEOUT = "READ_TIMEOUT"
+    ASSERTION_FAILED = "ASSERTION_FAILED"
+    RESPONSE_TIME_EXCEEDED = "RESPONSE_TIME_EXCEEDED"
+
+
+ERROR_CODE_DOCS: dict[ErrorCode, str] = {
+    ErrorCode.DNS_NOT_FOUND: "The name does not exist (NXDOMAIN), has no address of the "
+    "requested ipFamily, or is under the reserved .invalid domain.",
+    ErrorCode.DNS_TIMEOUT: "Name resolution did not finish within the timeout.",
+    ErrorCode.DNS_ERROR: "Name resolution failed otherwise (resolver unreachable, SERVFAIL).",
+    ErrorCode.CONNECTION_REFUSED: "The target answered the SYN with a reset: nothing listens.",
+    ErrorCode.CONNECT_TIMEOUT: "No answer to the SYN within the timeout (filtered, blackholed).",
+    ErrorCode.HOST_UNREACHABLE: "No route to the host (ICMP host unreachable, ARP failure).",
+    ErrorCode.NETWORK_UNREACHABLE: "No route to the network from the probing host.",
+    ErrorCode.CONNECTION_RESET: "The peer reset an established connection.",
+    ErrorCode.CONNECTION_CLOSED: "The peer closed the connection before sending the expected "
+    "data or before the TLS handshake completed.",
+    ErrorCode.TLS_HANDSHAKE_FAILED: "The TLS handshake failed for another reason (no shared "
+    "cipher, client certificate refused, not a TLS server).",
+    ErrorCode.TLS_CERTIFICATE_EXPIRED: "The server certificate (or one in its chain) expired.",
+    ErrorCode.TLS_CERTIFICATE_NOT_YET_VALID: "The server certificate's notBefore is in the "
+    "future.",
+    ErrorCode.TLS_HOSTNAME_MISMATCH: "The certificate does not name tls.serverName (or host).",
+    ErrorCode.TLS_UNTRUSTED_CERTIFICATE: "The certificate does not chain to a trusted CA.",
+    ErrorCode.TLS_VERSION_TOO_OLD: "The server offers no TLS version at or above "
+    "tls.minVersion.",
+    ErrorCode.READ_TIMEOUT: "ResponseData assertions were set but no byte arrived within the "
+    "timeout.",
+    ErrorCode.ASSERTION_FAILED: "At least one assertion failed; see assertions[].",
+    ErrorCode.RESPONSE_TIME_EXCEEDED: "The probe worked but took longer than maxResponseTime.",
+}
+
+
+class WarningCode(StrEnum):
+    """Reasons for Degraded; a probe may carry several."""
+
+    RESPONSE_TIME_DEGRADED = "RESPONSE_TIME_DEGRADED"
+    TLS_CERTIFICATE_EXPIRING = "TLS_CERTIFICATE_EXPIRING"
+    TLS_CERTIFICATE_EXPIRED = "TLS_CERTIFICATE_EXPIRED"
+
+
+WARNING_CODE_DOCS: dict[WarningCode, str] = {
+    WarningCode.RESPONSE_TIME_DEGRADED: "Total time exceeded degradedResponseTime.",
+    WarningCode.TLS_CERTIFICATE_EXPIRING: "The certificate expires within tls.expiryWarning.",
+    WarningCode.TLS_CERTIFICATE_EXPIRED: "The certificate has expired, reported as a warning "
+    "because tls.insecureSkipVerify is set.",
+}
+
+
+class ResultModel(BaseModel):
+    """Base of result and status objects: camelCase, and tolerant of fields it does not know.
+
+    Tolerant because status is read back after an upgrade or a downgrade of the operator.
+    """
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+
+class Timings(ResultModel):
+    """Milliseconds per phase; null for a phase that was not performed."""
+
+    dns: float | None = Field(default=None, description="Name resolution, ms.")
+    connect: float | None = Field(default=None, description="TCP connect, ms.")
+    tls: float | None = Field(default=None, description="TLS handshake, ms.")
+    data: float | None = Field(default=None, description="Sending and reading, ms.")
+    total: float | None = Field(default=None, description="Whole probe, ms.")
+
+
+class Problem(ResultModel):
+    """An error or warning: a stable code and a human message."""
+
+    code: str = Field(max_length=64, description="Stable code, see the README reference.")
+    message: str = Field(max_length=MAX_MESSAGE, description="Human-readable detail.")
+
+
+class ResponseSummary(ResultModel):
+    """What was read from the target."""
+
+    bytes: int = Field(ge=0, description="Number of bytes read.")
+    excerpt: str = Field(
+        max_length=MAX_EXCERPT,
+        description="Start of the response, non-printable bytes escaped (\\n, \\xHH).",
+    )
+
+
+class AssertionOutcome(ResultModel):
+    """One assertion with the value it saw."""
+
+    source: AssertionSource = Field(description="ResponseData or ResponseTime.")
+    comparison: Comparison = Field(description="The comparison from the spec.")
+    target: str | None = Field(default=None, max_length=1024, description="Expected value.")
+    actual: str = Field(max_length=MAX_EXCERPT, description="Observed value (excerpt).")
+    passed: bool = Field(description="Whether the assertion held.")
+
+
+class Certificate(ResultModel):
+    """The server's leaf certificate, inspected even when verification failed."""
+
+    subject: str = Field(max_length=1024, description="Subject distinguished name.")
+    issuer: str = Field(max_length=1024, description="Issuer distinguished name.")
+    dns_names: list[Annotated[str, Field(max_length=253)]] = Field(
+        default_factory=list,
+        max_length=MAX_DNS_NAMES,
+        description=f"Subject alternative DNS names (the first {MAX_DNS_NAMES}).",
+    )
+    not_before: datetime = Field(description="Start of validity.")
+    not_after: datetime = Field(description="End of validity.")
+    days_remaining: float = Field(description="Days until notAfter; negative once expired.")
+    sha256_fingerprint: str = Field(
+        max_length=128, description="SHA-256 of the DER certificate, colon-separated hex."
+    )
+
+
+class TlsInfo(ResultModel):
+    """The negotiated TLS session and the certificate."""
+
+    version: str | None = Field(default=None, max_length=16, description="e.g. TLSv1.3.")
+    cipher: str | None = Field(default=None, max_length=128, description="Cipher suite.")
+    verified: bool = Field(description="Whether the chain and host name were verified.")
+    verify_error: str | None = Field(
+        default=None, max_length=MAX_MESSAGE, description="Why verification failed."
+    )
+    certificate: Certificate | None = Field(default=None, description="The leaf certificate.")
+
+
+class ProbeResult(ResultModel):
+    """Everything one probe learned."""
+
+    state: Verdict = Field(description="Up, Degraded or Down.")
+    started_at: datetime = Field(description="When the probe started (RFC 3339).")
+    remote_address: str | None = Field(
+        default=None, max_length=64, description="ip:port actually connected to."
+    )
+    timings: Timings = Field(default_factory=Timings, description="Per-phase timings, ms.")
+    error: Problem | None = Field(default=None, description="Why the probe is Down.")
+    warnings: list[Problem] = Field(
+        default_factory=list, max_length=8, description="Why the probe is Degraded."
+    )
+    response: ResponseSummary | None = Field(default=None, description="What was read.")
+    assertions: list[AssertionOutcome] = Field(
+        default_factory=list, max_length=16, description="Each assertion with its outcome."
+    )
+    tls: TlsInfo | None = Field(default=None, description="TLS session and certificate.")
+
+    def to_json_dict(self) -> dict[str, object]:
+        """The wire form: camelCase, RFC 3339 times, nulls kept so readers see every phase."""
+        return self.model_dump(mode="json", by_alias=True)

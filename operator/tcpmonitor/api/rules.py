@@ -1,0 +1,76 @@
+"""Cross-field rules, written once for two evaluators.
+
+The API server checks them as CEL ``x-kubernetes-validations``; ``tcpmonitor validate`` and the
+operator check them in Python. Keeping both halves of a rule in one object is what lets a table
+test prove that the offline validator accepts exactly what the API server accepts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, GetJsonSchemaHandler, model_validator
+from pydantic.alias_generators import to_camel
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema, PydanticCustomError
+
+
+@dataclass(frozen=True)
+class CrossFieldRule:
+    """One rule: a CEL expression for the API server, a Python check for everyone else.
+
+    ``check`` returns the same message that ``message_expression`` renders, or None when the
+    object satisfies the rule. ``field_path`` (``.timeout``) points the error at a field the way
+    the API server's ``fieldPath`` does.
+    """
+
+    rule: str
+    message_expression: str
+    check: Callable[[Any], str | None]
+    field_path: str | None = None
+
+    def to_schema(self) -> dict[str, str]:
+        out = {"rule": self.rule, "messageExpression": self.message_expression}
+        if self.field_path:
+            out["fieldPath"] = self.field_path
+        return out
+
+
+class ApiModel(BaseModel):
+    """Base of every API object: camelCase on the wire, unknown fields refused, immutable.
+
+    Unknown fields are refused because ``kubectl apply`` validates strictly against the
+    structural schema; offline validation must not be more lenient than the cluster.
+    """
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+        use_attribute_docstrings=False,
+    )
+
+    cross_field_rules: ClassVar[tuple[CrossFieldRule, ...]] = ()
+
+    @model_validator(mode="after")
+    def _apply_cross_field_rules(self) -> ApiModel:
+        for rule in type(self).cross_field_rules:
+            message = rule.check(self)
+            if message is not None:
+                raise PydanticCustomError(
+                    "cross_field_rule", message, {"field_path": rule.field_path or ""}
+                )
+        return self
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        schema = handler(core_schema)
+        if cls.cross_field_rules:
+            target = handler.resolve_ref_schema(schema)
+            target["x-kubernetes-validations"] = [r.to_schema() for r in cls.cross_field_rules]
+        return schema

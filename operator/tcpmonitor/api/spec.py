@@ -1,0 +1,387 @@
+"""The ``TcpMonitor`` spec: what users write, and the single source of truth for the CRD schema.
+
+Every field carries a description (it becomes ``kubectl explain``), bounds on strings and lists
+(the API server refuses unbounded CEL cost), and defaults the API server applies on create.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import Field
+
+from .durations import (
+    DURATION_MAX_LENGTH,
+    DURATION_PATTERN,
+    cel_duration,
+    parse_duration,
+)
+from .rules import ApiModel, CrossFieldRule
+
+DNS_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+HOSTNAME_PATTERN = rf"{DNS_LABEL}(\.{DNS_LABEL})*\.?"
+# Only the alphabet of IPv6 literals; whether it is a real address is a CEL isIP() rule, because
+# a pattern that accepts exactly the valid IPv6 forms is unreadable.
+IPV6_CHARS_PATTERN = r"[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*"
+HOST_PATTERN = rf"^({HOSTNAME_PATTERN}|{IPV6_CHARS_PATTERN})$"
+OBJECT_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+DATA_KEY_PATTERN = r"^[-._a-zA-Z0-9]+$"
+BASE64_PATTERN = r"^[A-Za-z0-9+/=\s]*$"
+
+MAX_SEND_TEXT = 4096
+MAX_SEND_BASE64 = 8192
+MAX_ASSERTIONS = 16
+MAX_ASSERTION_TARGET = 1024
+
+Duration = Annotated[
+    str, Field(pattern=DURATION_PATTERN, max_length=DURATION_MAX_LENGTH)
+]
+ObjectName = Annotated[str, Field(min_length=1, max_length=253, pattern=OBJECT_NAME_PATTERN)]
+DataKey = Annotated[str, Field(min_length=1, max_length=253, pattern=DATA_KEY_PATTERN)]
+
+
+class IpFamily(StrEnum):
+    ANY = "Any"
+    IPV4 = "IPv4"
+    IPV6 = "IPv6"
+
+
+class TlsVersion(StrEnum):
+    TLS1_0 = "TLS1.0"
+    TLS1_1 = "TLS1.1"
+    TLS1_2 = "TLS1.2"
+    TLS1_3 = "TLS1.3"
+
+
+class AssertionSource(StrEnum):
+    RESPONSE_DATA = "ResponseData"
+    RESPONSE_TIME = "ResponseTime"
+
+
+class Comparison(StrEnum):
+    EQUALS = "Equals"
+    NOT_EQUALS = "NotEquals"
+    CONTAINS = "Contains"
+    NOT_CONTAINS = "NotContains"
+    MATCHES = "Matches"
+    NOT_MATCHES = "NotMatches"
+    IS_EMPTY = "IsEmpty"
+    NOT_EMPTY = "NotEmpty"
+    LESS_THAN = "LessThan"
+    GREATER_THAN = "GreaterThan"
+
+
+TARGETLESS_COMPARISONS = frozenset({Comparison.IS_EMPTY, Comparison.NOT_EMPTY})
+TIME_COMPARISONS = frozenset({Comparison.LESS_THAN, Comparison.GREATER_THAN})
+
+
+class SecretKeyRef(ApiModel):
+    """A key of a Secret in the monitor's own namespace."""
+
+    name: ObjectName = Field(description="Name of the Secret, in the monitor's namespace.")
+    key: DataKey = Field(description="Key inside the Secret's data.")
+
+
+class ConfigMapKeyRef(ApiModel):
+    """A key of a ConfigMap in the monitor's own namespace."""
+
+    name: ObjectName = Field(description="Name of the ConfigMap, in the monitor's namespace.")
+    key: DataKey = Field(description="Key inside the ConfigMap's data.")
+
+
+class SecretRef(ApiModel):
+    """A whole Secret in the monitor's own namespace."""
+
+    name: ObjectName = Field(description="Name of the Secret, in the monitor's namespace.")
+
+
+class SendFrom(ApiModel):
+    """Where to read a payload that must not live in the manifest."""
+
+    secret_key_ref: SecretKeyRef = Field(
+        description="Secret key whose bytes are sent as they are, byte for byte."
+    )
+
+
+def _assertion_target_required(a: Assertion) -> str | None:
+    if a.comparison in TARGETLESS_COMPARISONS or a.target is not None:
+        return None
+    return f"target is required for comparison {a.comparison.value}"
+
+
+def _time_comparisons_match_source(a: Assertion) -> str | None:
+    is_time = a.source is AssertionSource.RESPONSE_TIME
+    if is_time == (a.comparison in TIME_COMPARISONS):
+        return None
+    if is_time:
+        return "ResponseTime assertions compare with LessThan or GreaterThan"
+    return f"{a.comparison.value} applies to ResponseTime only"
+
+
+def _time_target_is_duration(a: Assertion) -> str | None:
+    if a.source is not AssertionSource.RESPONSE_TIME or a.target is None:
+        return None
+    try:
+        parse_duration(a.target)
+    except ValueError:
+        return f"ResponseTime target must be a duration such as 500ms, not {a.target}"
+    return None
+
+
+_DATA_COMPARISONS_CEL = "['LessThan', 'GreaterThan']"
+
+
+class Assertion(ApiModel):
+    """One check on the reply, evaluated after every probe (all must pass)."""
+
+    source: AssertionSource = Field(
+        description="What is checked: ResponseData (the bytes read, decoded as UTF-8) or "
+        "ResponseTime (the total probe time)."
+    )
+    comparison: Comparison = Field(
+        description="How source is compared with target. ResponseData: Equals, NotEquals, "
+        "Contains, NotContains, Matches, NotMatches (regular expression search), IsEmpty, "
+        "NotEmpty. ResponseTime: LessThan, GreaterThan."
+    )
+    target: str | None = Field(
+        default=None,
+        max_length=MAX_ASSERTION_TARGET,
+        description="The value to compare with: text, a regular expression for "
+        "Matches/NotMatches, or a duration (500ms) for ResponseTime. Not used by IsEmpty and "
+        "NotEmpty.",
+    )
+
+    cross_field_rules = (
+        CrossFieldRule(
+            rule="self.comparison in ['IsEmpty', 'NotEmpty'] || has(self.target)",
+            message_expression="'target is required for comparison ' + self.comparison",
+            check=_assertion_target_required,
+            field_path=".target",
+        ),
+        CrossFieldRule(
+            rule=f"(self.source == 'ResponseTime') == (self.comparison in {_DATA_COMPARISONS_CEL})",
+            message_expression="self.source == 'ResponseTime' ? "
+            "'ResponseTime assertions compare with LessThan or GreaterThan' : "
+            "self.comparison + ' applies to ResponseTime only'",
+            check=_time_comparisons_match_source,
+            field_path=".comparison",
+        ),
+        CrossFieldRule(
+            rule="self.source != 'ResponseTime' || !has(self.target) || "
+            f"self.target.matches(r'{DURATION_PATTERN}')",
+            message_expression="'ResponseTime target must be a duration such as 500ms, not ' "
+            "+ self.target",
+            check=_time_target_is_duration,
+            field_path=".target",
+        ),
+    )
+
+
+def _one_ca_source(t: TlsSpec) -> str | None:
+    if t.ca_secret_ref is not None and t.ca_config_map_ref is not None:
+        return "set at most one of caSecretRef and caConfigMapRef"
+    return None
+
+
+class TlsSpec(ApiModel):
+    """TLS on top of the TCP connection, and what to check about the server's certificate."""
+
+    enabled: bool = Field(default=False, description="Perform a TLS handshake after connecting.")
+    server_name: str | None = Field(
+        default=None,
+        max_length=253,
+        pattern=rf"^{HOSTNAME_PATTERN}$",
+        description="Name sent as SNI and checked against the certificate. Default: spec.host.",
+    )
+    insecure_skip_verify: bool = Field(
+        default=False,
+        description="Do not fail on an untrusted, expired or mismatched certificate. The "
+        "certificate is still inspected and its expiry still reported.",
+    )
+    min_version: TlsVersion = Field(
+        default=TlsVersion.TLS1_2,
+        description="Lowest TLS version accepted: TLS1.0, TLS1.1, TLS1.2 or TLS1.3.",
+    )
+    ca_secret_ref: SecretKeyRef | None = Field(
+        default=None,
+        description="PEM CA bundle, in a Secret key, trusted instead of the system roots.",
+    )
+    ca_config_map_ref: ConfigMapKeyRef | None = Field(
+        default=None,
+        description="PEM CA bundle, in a ConfigMap key, trusted instead of the system roots.",
+    )
+    client_cert_secret_ref: SecretRef | None = Field(
+        default=None,
+        description="A kubernetes.io/tls Secret (tls.crt, tls.key) presented as the client "
+        "certificate.",
+    )
+    expiry_warning: Duration = Field(
+        default="14d",
+        description="Report Degraded when the certificate expires within this duration.",
+    )
+
+    cross_field_rules = (
+        CrossFieldRule(
+            rule="!(has(self.caSecretRef) && has(self.caConfigMapRef))",
+            message_expression="'set at most one of caSecretRef and caConfigMapRef'",
+            check=_one_ca_source,
+        ),
+    )
+
+
+def _timeout_within_interval(s: TcpMonitorSpec) -> str | None:
+    if parse_duration(s.timeout) <= parse_duration(s.interval):
+        return None
+    return f"timeout ({s.timeout}) must not exceed interval ({s.interval})"
+
+
+def _degraded_below_max(s: TcpMonitorSpec) -> str | None:
+    if s.degraded_response_time is None or s.max_response_time is None:
+        return None
+    if parse_duration(s.degraded_response_time) < parse_duration(s.max_response_time):
+        return None
+    return (
+        f"degradedResponseTime ({s.degraded_response_time}) must be less than "
+        f"maxResponseTime ({s.max_response_time})"
+    )
+
+
+def _one_payload(s: TcpMonitorSpec) -> str | None:
+    if sum(p is not None for p in (s.send, s.send_base64, s.send_from)) <= 1:
+        return None
+    return "set at most one of send, sendBase64 and sendFrom"
+
+
+def _host_is_valid_ip_if_colon(s: TcpMonitorSpec) -> str | None:
+    if ":" not in s.host:
+        return None
+    try:
+        address = ipaddress.ip_address(s.host)
+    except ValueError:
+        address = None
+    # Mirrors CEL isIP(): no zones, no IPv4-mapped IPv6.
+    if (
+        isinstance(address, ipaddress.IPv6Address)
+        and address.scope_id is None
+        and address.ipv4_mapped is None
+    ):
+        return None
+    return f"host {s.host} is neither a DNS name nor an IP address"
+
+
+def _interval(field: str) -> str:
+    return cel_duration(f"self.{field}")
+
+
+class TcpMonitorSpec(ApiModel):
+    """What to probe, how often, and what counts as working."""
+
+    host: str = Field(
+        min_length=1,
+        max_length=253,
+        pattern=HOST_PATTERN,
+        description="DNS name or IP literal of the target (IPv6 without brackets).",
+    )
+    port: int = Field(ge=1, le=65535, description="TCP port of the target.")
+    interval: Duration = Field(
+        default="60s", description="How often to probe, e.g. 30s, 1m, 2h, 1d."
+    )
+    timeout: Duration = Field(
+        default="10s",
+        description="Upper bound for one probe, all phases together; at most interval.",
+    )
+    ip_family: IpFamily = Field(
+        default=IpFamily.ANY,
+        description="Which resolved addresses to try: Any, IPv4 or IPv6.",
+    )
+    send: str | None = Field(
+        default=None,
+        max_length=MAX_SEND_TEXT,
+        description="Text sent after connecting, encoded as UTF-8, exactly as written.",
+    )
+    send_base64: str | None = Field(
+        default=None,
+        max_length=MAX_SEND_BASE64,
+        pattern=BASE64_PATTERN,
+        description="Binary payload, base64-encoded, sent byte for byte with nothing added.",
+    )
+    send_from: SendFrom | None = Field(
+        default=None,
+        description="Payload read from a Secret key, for payloads that must not be in Git.",
+    )
+    assertions: tuple[Assertion, ...] = Field(
+        default=(),
+        max_length=MAX_ASSERTIONS,
+        description="Checks on the reply; the probe is Down when any fails. When there is a "
+        "ResponseData assertion the probe reads until every one can be decided, the peer "
+        "closes, 64 KiB were read, or the timeout runs out.",
+    )
+    degraded_response_time: Duration | None = Field(
+        default=None,
+        description="Report Degraded when the total probe time exceeds this.",
+    )
+    max_response_time: Duration | None = Field(
+        default=None,
+        description="Report Down (RESPONSE_TIME_EXCEEDED) when the total probe time exceeds "
+        "this.",
+    )
+    tls: TlsSpec | None = Field(default=None, description="TLS handshake and certificate checks.")
+    retries: int = Field(
+        default=0,
+        ge=0,
+        le=3,
+        description="Immediate re-tries of a failed probe before the failure counts.",
+    )
+    failure_threshold: int = Field(
+        default=1,
+        ge=1,
+        le=100,
+        description="Consecutive failed probes needed before the monitor turns Down.",
+    )
+    success_threshold: int = Field(
+        default=1,
+        ge=1,
+        le=100,
+        description="Consecutive successful probes needed before the monitor turns Up again.",
+    )
+    paused: bool = Field(default=False, description="Stop probing; the state shows Paused.")
+
+    cross_field_rules = (
+        CrossFieldRule(
+            rule=f"{_interval('timeout')} <= {_interval('interval')}",
+            message_expression="'timeout (' + self.timeout + ') must not exceed interval (' "
+            "+ self.interval + ')'",
+            check=_timeout_within_interval,
+            field_path=".timeout",
+        ),
+        CrossFieldRule(
+            rule="!has(self.degradedResponseTime) || !has(self.maxResponseTime) || "
+            f"{_interval('degradedResponseTime')} < {_interval('maxResponseTime')}",
+            message_expression="'degradedResponseTime (' + self.degradedResponseTime + "
+            "') must be less than maxResponseTime (' + self.maxResponseTime + ')'",
+            check=_degraded_below_max,
+            field_path=".degradedResponseTime",
+        ),
+        CrossFieldRule(
+            rule="(has(self.send) ? 1 : 0) + (has(self.sendBase64) ? 1 : 0) + "
+            "(has(self.sendFrom) ? 1 : 0) <= 1",
+            message_expression="'set at most one of send, sendBase64 and sendFrom'",
+            check=_one_payload,
+        ),
+        CrossFieldRule(
+            rule="!self.host.contains(':') || isIP(self.host)",
+            message_expression="'host ' + self.host + ' is neither a DNS name nor an IP address'",
+            check=_host_is_valid_ip_if_colon,
+            field_path=".host",
+        ),
+    )
+
+    @property
+    def interval_seconds(self) -> float:
+        return parse_duration(self.interval)
+
+    @property
+    def timeout_seconds(self) -> float:
+        return parse_duration(self.timeout)

@@ -1,0 +1,58 @@
+"""``TcpMonitor.status``: what the operator reports, shaped by the Kubernetes API conventions."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import Field
+
+from .result import MAX_MESSAGE, ProbeResult, ResultModel
+
+
+class MonitorState(StrEnum):
+    """A monitor's state: a probe verdict, or why there is none."""
+
+    UP = "Up"
+    DEGRADED = "Degraded"
+    DOWN = "Down"
+    UNKNOWN = "Unknown"
+    PAUSED = "Paused"
+
+
+class Condition(ResultModel):
+    """A condition as in metav1.Condition."""
+
+    type: str = Field(max_length=316, description="Ready, Reachable or Degraded.")
+    status: str = Field(max_length=16, description="True, False or Unknown.")
+    observed_generation: int | None = Field(
+        default=None, ge=0, description="The spec generation this condition describes."
+    )
+    last_transition_time: datetime = Field(description="When status last changed.")
+    reason: str = Field(max_length=1024, description="CamelCase reason, for machines.")
+    message: str = Field(default="", max_length=MAX_MESSAGE, description="For humans.")
+
+
+class TcpMonitorStatus(ResultModel):
+    """Observed state of a TcpMonitor, written by the operator only."""
+
+    observed_generation: int | None = Field(
+        default=None, ge=0, description="The spec generation the status describes."
+    )
+    state: MonitorState | None = Field(
+        default=None, description="Up, Degraded, Down, Unknown (no result yet) or Paused."
+    )
+    message: str | None = Field(default=None, max_length=MAX_MESSAGE, description="One line.")
+    latency: str | None = Field(
+        default=None, max_length=32, description="Total time of the last reported probe."
+    )
+    conditions: list[Condition] = Field(
+        default_factory=list, max_length=16, description="Ready, Reachable, Degraded."
+    )
+    last_result: ProbeResult | None = Field(default=None, description="The last probe result.")
+    last_probe_time: datetime | None = Field(default=None, description="Last probe start.")
+    last_transition_time: datetime | None = Field(default=None, description="Last state change.")
+    last_success_time: datetime | None = Field(default=None, description="Last Up or Degraded.")
+    last_failure_time: datetime | None = Field(default=None, description="Last Down.")
+    consecutive_successes: int = Field(default=0, ge=0, description="Successes in a row.")
+    consecutive_failures: int = Field(default=0, ge=0, description="Failures in a row.")

@@ -1,0 +1,118 @@
+"""Assertions on the reply, compiled once per spec and evaluated incrementally while reading.
+
+The engine reads only as long as some assertion is still undecided, so each check answers two
+questions about the bytes so far: is the outcome already fixed, and what is it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from ..api import Assertion, AssertionOutcome, AssertionSource, Comparison, parse_duration
+from .excerpt import printable_excerpt
+
+
+class AssertionCompileError(ValueError):
+    """An assertion that cannot be evaluated (a regular expression that does not compile)."""
+
+    def __init__(self, index: int, message: str) -> None:
+        super().__init__(message)
+        self.index = index
+
+
+@dataclass(frozen=True)
+class DataCheck:
+    """A ResponseData assertion, ready to run against the text received so far."""
+
+    assertion: Assertion
+    pattern: re.Pattern[str] | None
+
+    def outcome(self, text: str, final: bool) -> bool | None:
+        """True/False once decided; None while more data could still change the answer."""
+        c = self.assertion.comparison
+        target = self.assertion.target or ""
+        if c is Comparison.CONTAINS:
+            return True if target in text else (False if final else None)
+        if c is Comparison.NOT_CONTAINS:
+            return False if target in text else (True if final else None)
+        if c in (Comparison.MATCHES, Comparison.NOT_MATCHES):
+            assert self.pattern is not None
+            found = self.pattern.search(text) is not None
+            wanted = c is Comparison.MATCHES
+            if found:
+                return wanted
+            return (not wanted) if final else None
+        if c in (Comparison.EQUALS, Comparison.NOT_EQUALS):
+            # Equal once the reply is exactly as long as the target; a reply that has
+            # diverged from the target can never become equal again.
+            equal: bool | None
+            if text == target:
+                equal = True
+            elif target.startswith(text) and not final:
+                equal = None
+            else:
+                equal = False
+            if equal is None:
+                return None
+            return equal if c is Comparison.EQUALS else not equal
+        if c is Comparison.IS_EMPTY:
+            return False if text else (True if final else None)
+        if c is Comparison.NOT_EMPTY:
+            return True if text else (False if final else None)
+        raise AssertionError(f"not a ResponseData comparison: {c}")
+
+
+@dataclass(frozen=True)
+class TimeCheck:
+    """A ResponseTime assertion against the total probe time."""
+
+    assertion: Assertion
+    limit_ms: float
+
+    def passed(self, total_ms: float) -> bool:
+        if self.assertion.comparison is Comparison.LESS_THAN:
+            return total_ms < self.limit_ms
+        return total_ms > self.limit_ms
+
+
+def compile_assertions(
+    assertions: tuple[Assertion, ...],
+) -> tuple[tuple[DataCheck, ...], tuple[TimeCheck, ...]]:
+    """Split and prepare assertions; raise AssertionCompileError for an unusable one."""
+    data: list[DataCheck] = []
+    time: list[TimeCheck] = []
+    for index, a in enumerate(assertions):
+        if a.source is AssertionSource.RESPONSE_TIME:
+            time.append(TimeCheck(a, parse_duration(a.target or "0s") * 1000))
+            continue
+        pattern = None
+        if a.comparison in (Comparison.MATCHES, Comparison.NOT_MATCHES):
+            try:
+                pattern = re.compile(a.target or "")
+            except re.error as exc:
+                raise AssertionCompileError(
+                    index, f"regular expression {a.target!r} does not compile: {exc}"
+                ) from None
+        data.append(DataCheck(a, pattern))
+    return tuple(data), tuple(time)
+
+
+def data_outcome(check: DataCheck, received: bytes, passed: bool) -> AssertionOutcome:
+    return AssertionOutcome.model_construct(
+        source=check.assertion.source,
+        comparison=check.assertion.comparison,
+        target=check.assertion.target,
+        actual=printable_excerpt(received),
+        passed=passed,
+    )
+
+
+def time_outcome(check: TimeCheck, total_ms: float) -> AssertionOutcome:
+    return AssertionOutcome.model_construct(
+        source=check.assertion.source,
+        comparison=check.assertion.comparison,
+        target=check.assertion.target,
+        actual=f"{total_ms:.1f}ms",
+        passed=check.passed(total_ms),
+    )

@@ -1,0 +1,450 @@
+"""One probe: resolve, connect, TLS, send, read, judge; one deadline over all of it.
+
+The engine never raises for anything the target does: every failure becomes a stable error code
+in the result, with the timing of each phase up to the point of failure, because *where* a probe
+failed is half of the diagnosis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+import time
+from datetime import UTC, datetime
+
+from ..api import ErrorCode, ProbeResult, Problem, ResponseSummary, Timings, TlsInfo, Verdict
+from ..api import WarningCode as W
+from .assertions import data_outcome, time_outcome
+from .excerpt import printable_excerpt
+from .failures import ProbeFailure, classify_dns_error, classify_socket_error, classify_tls_error
+from .plan import ProbePlan
+from .tls import inspect_certificate
+
+# RFC 6761: names under .invalid never resolve, so no resolver is asked (and none can time out).
+_RESERVED_INVALID = ".invalid"
+# Leave the engine this much of the deadline to build the result after an inner timeout.
+_INNER_MARGIN = 0.005
+_SSL_SHUTDOWN_TIMEOUT = 1.0
+
+
+def format_address(sockaddr: tuple[object, ...], family: int) -> str:
+    host, port = sockaddr[0], sockaddr[1]
+    return f"[{host}]:{port}" if family == socket.AF_INET6 else f"{host}:{port}"
+
+
+class _Reader(asyncio.Protocol):
+    """Collects the reply up to a cap and wakes the engine on data, EOF or loss."""
+
+    def __init__(self, cap: int) -> None:
+        self.buffer = bytearray()
+        self.cap = cap
+        self.eof = False
+        self.lost = False
+        self.error: BaseException | None = None
+        self._waiter: asyncio.Future[None] | None = None
+
+    def data_received(self, data: bytes) -> None:
+        room = self.cap - len(self.buffer)
+        if room > 0:
+            self.buffer += data[:room]
+        self._wake()
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        self._wake()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        self.error = exc
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def wait(self) -> None:
+        self._waiter = asyncio.get_running_loop().create_future()
+        try:
+            await self._waiter
+        finally:
+            self._waiter = None
+
+
+class _Attempt:
+    """The state of one probe attempt as it moves through the phases."""
+
+    def __init__(self, plan: ProbePlan) -> None:
+        self.plan = plan
+        self.loop = asyncio.get_running_loop()
+        self.phase = "dns"
+        self.timings: dict[str, float] = {}
+        self.error: ProbeFailure | None = None
+        self.remote: str | None = None
+        self.tls: TlsInfo | None = None
+        self.reader: _Reader | None = None
+        self.read_timed_out = False
+        self.transport: asyncio.BaseTransport | None = None
+
+    def _ms(self, since: float) -> float:
+        return round((time.perf_counter() - since) * 1000, 3)
+
+    async def run(self) -> ProbeResult:
+        now = datetime.now(UTC)
+        started_at = now.replace(microsecond=now.microsecond // 1000 * 1000)
+        t0 = time.perf_counter()
+        self.deadline = self.loop.time() + self.plan.timeout
+        try:
+            async with asyncio.timeout_at(self.deadline):
+                addresses = await self._resolve()
+                sock, family, sockaddr = await self._connect(addresses)
+                if self.plan.tls or self.plan.payload is not None or self.plan.data_checks:
+                    await self._converse(sock, family, sockaddr)
+                else:
+                    sock.close()
+        except TimeoutError:
+            self._timed_out()
+        except ProbeFailure as failure:
+            self.error = failure
+        finally:
+            if self.transport is not None:
+                self.transport.close()
+        total_ms = self._ms(t0)
+        return self._result(started_at, total_ms)
+
+    async def _resolve(self) -> list[tuple[int, tuple[object, ...]]]:
+        plan = self.plan
+        if plan.ip_literal:
+            family = socket.AF_INET6 if ":" in plan.host else socket.AF_INET
+            return [(family, (plan.host, plan.port))]
+        started = time.perf_counter()
+        try:
+            if plan.host.rstrip(".").lower().endswith(_RESERVED_INVALID):
+                raise ProbeFailure(
+                    ErrorCode.DNS_NOT_FOUND, f"{plan.host}: reserved .invalid name (RFC 6761)"
+                )
+            try:
+                infos = await self.loop.getaddrinfo(
+                    plan.host, plan.port, family=plan.family, type=socket.SOCK_STREAM,
+                    proto=socket.IPPROTO_TCP,
+                )
+            except OSError as exc:
+                raise classify_dns_error(exc, plan.host) from None
+        finally:
+            self.timings["dns"] = self._ms(started)
+        seen: set[tuple[object, ...]] = set()
+        addresses = []
+        for family, _, _, _, sockaddr in infos:
+            if family in (socket.AF_INET, socket.AF_INET6) and sockaddr not in seen:
+                seen.add(sockaddr)
+                addresses.append((family, sockaddr))
+        if not addresses:
+            raise ProbeFailure(ErrorCode.DNS_NOT_FOUND, f"{plan.host}: no usable address")
+        return addresses
+
+    async def _connect(
+        self, addresses: list[tuple[int, tuple[object, ...]]]
+    ) -> tuple[socket.socket, int, tuple[object, ...]]:
+        """Try the addresses in turn, each getting a fair share of the time that is left."""
+        self.phase = "connect"
+        started = time.perf_counter()
+        failures: list[ProbeFailure] = []
+        try:
+            for index, (family, sockaddr) in enumerate(addresses):
+                address = format_address(sockaddr, family)
+                self.remote = address
+                left = len(addresses) - index
+                budget = (self.deadline - self.loop.time()) / left
+                sock = socket.socket(family, socket.SOCK_STREAM)
+                sock.setblocking(False)
+                try:
+                    if left == 1:
+                        await self.loop.sock_connect(sock, sockaddr)
+                    else:
+                        async with asyncio.timeout(budget):
+                            await self.loop.sock_connect(sock, sockaddr)
+                except TimeoutError:
+                    sock.close()
+                    failures.append(
+                        ProbeFailure(ErrorCode.CONNECT_TIMEOUT, f"{address}: connect timed out")
+                    )
+                    continue
+                except OSError as exc:
+                    sock.close()
+                    failures.append(classify_socket_error(exc, address))
+                    continue
+                except BaseException:
+                    sock.close()
+                    raise
+                return sock, family, sockaddr
+        finally:
+            self.timings["connect"] = self._ms(started)
+        last = failures[-1]
+        if len(failures) > 1:
+            raise ProbeFailure(last.code, "; ".join(f.message for f in failures))
+        raise last
+
+    async def _converse(
+        self, sock: socket.socket, family: int, sockaddr: tuple[object, ...]
+    ) -> None:
+        plan = self.plan
+        reader = _Reader(plan.read_cap)
+        try:
+            transport, _ = await self.loop.create_connection(lambda: reader, sock=sock)
+        except BaseException:
+            sock.close()
+            raise
+        self.transport = transport
+        if plan.tls is not None:
+            self.phase = "tls"
+            started = time.perf_counter()
+            try:
+                self.transport = await self._handshake(transport, reader, family, sockaddr)
+            finally:
+                self.timings["tls"] = self._ms(started)
+        if plan.payload is None and not plan.data_checks:
+            return
+        self.phase = "data"
+        self.reader = reader
+        started = time.perf_counter()
+        try:
+            if plan.payload:
+                self.transport.write(plan.payload)  # type: ignore[attr-defined]
+            while plan.data_checks and not self._all_decided(reader):
+                if reader.error is not None:
+                    raise self._lost_failure(reader.error)
+                if reader.eof or reader.lost or len(reader.buffer) >= plan.read_cap:
+                    break
+                await reader.wait()
+        finally:
+            self.timings["data"] = self._ms(started)
+
+    def _all_decided(self, reader: _Reader) -> bool:
+        text = reader.buffer.decode("utf-8", "replace")
+        return all(c.outcome(text, final=False) is not None for c in self.plan.data_checks)
+
+    def _lost_failure(self, exc: BaseException) -> ProbeFailure:
+        address = self.remote or "?"
+        if isinstance(exc, ssl.SSLError):
+            return classify_tls_error(exc, address)
+        if isinstance(exc, OSError):
+            return classify_socket_error(exc, address)
+        return ProbeFailure(ErrorCode.CONNECTION_RESET, f"{address}: {exc!r}")
+
+    async def _handshake(
+        self,
+        transport: asyncio.BaseTransport,
+        reader: _Reader,
+        family: int,
+        sockaddr: tuple[object, ...],
+    ) -> asyncio.BaseTransport:
+        tls = self.plan.tls
+        assert tls is not None
+        context = tls.verifying or tls.inspecting
+        try:
+            tls_transport = await self.loop.start_tls(
+                transport,  # type: ignore[arg-type]
+                reader,
+                context,
+                server_hostname=tls.server_name,
+                ssl_handshake_timeout=self.plan.timeout + 1,
+                ssl_shutdown_timeout=_SSL_SHUTDOWN_TIMEOUT,
+            )
+        except (ssl.SSLError, OSError) as exc:
+            failure = classify_tls_error(exc, self.remote or "?")
+            if isinstance(exc, ssl.SSLCertVerificationError):
+                self.tls = TlsInfo.model_construct(
+                    version=None, cipher=None, verified=False, verify_error=failure.message,
+                    certificate=await self._fetch_certificate(family, sockaddr),
+                )
+            raise failure from None
+        if tls_transport is None:
+            raise ProbeFailure(ErrorCode.CONNECTION_CLOSED, f"{self.remote}: closed during TLS")
+        ssl_object = tls_transport.get_extra_info("ssl_object")
+        der = ssl_object.getpeercert(binary_form=True) if ssl_object else None
+        cipher = ssl_object.cipher() if ssl_object else None
+        self.tls = TlsInfo.model_construct(
+            version=ssl_object.version() if ssl_object else None,
+            cipher=cipher[0] if cipher else None,
+            verified=not tls.insecure,
+            verify_error=None,
+            certificate=inspect_certificate(der) if der else None,
+        )
+        return tls_transport
+
+    async def _fetch_certificate(
+        self, family: int, sockaddr: tuple[object, ...]
+    ) -> object | None:
+        """Connect again without verification, only to read the certificate that failed.
+
+        Best effort within the probe's own deadline: the verification error stays the result.
+        """
+        tls = self.plan.tls
+        assert tls is not None
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        transport: asyncio.BaseTransport | None = None
+        try:
+            async with asyncio.timeout_at(self.deadline - _INNER_MARGIN):
+                await self.loop.sock_connect(sock, sockaddr)
+                transport, protocol = await self.loop.create_connection(
+                    asyncio.Protocol, sock=sock
+                )
+                tls_transport = await self.loop.start_tls(
+                    transport,  # type: ignore[arg-type]
+                    protocol,
+                    tls.inspecting,
+                    server_hostname=tls.server_name,
+                    ssl_shutdown_timeout=_SSL_SHUTDOWN_TIMEOUT,
+                )
+                if tls_transport is None:
+                    return None
+                transport = tls_transport
+                ssl_object = tls_transport.get_extra_info("ssl_object")
+                der = ssl_object.getpeercert(binary_form=True)
+                return inspect_certificate(der) if der else None
+        except (OSError, ssl.SSLError, TimeoutError, ValueError):
+            return None
+        finally:
+            if transport is not None:
+                transport.close()
+            else:
+                sock.close()
+
+    def _timed_out(self) -> None:
+        plan = self.plan
+        if self.phase == "dns":
+            self.error = ProbeFailure(
+                ErrorCode.DNS_TIMEOUT, f"{plan.host}: not resolved within {plan.timeout:g}s"
+            )
+        elif self.phase == "connect":
+            self.error = ProbeFailure(
+                ErrorCode.CONNECT_TIMEOUT,
+                f"{self.remote}: no connection within {plan.timeout:g}s",
+            )
+        elif self.phase == "tls":
+            self.error = ProbeFailure(
+                ErrorCode.TLS_HANDSHAKE_FAILED,
+                f"{self.remote}: TLS handshake not finished within {plan.timeout:g}s",
+            )
+        else:
+            # Running out of time while reading is how a read ends when the peer keeps the
+            # connection open; the assertions decide whether that is a failure.
+            self.read_timed_out = True
+
+    def _result(self, started_at: datetime, total_ms: float) -> ProbeResult:
+        plan = self.plan
+        outcomes = []
+        response = None
+        error = self.error
+        if self.reader is not None and plan.data_checks:
+            received = bytes(self.reader.buffer)
+            text = received.decode("utf-8", "replace")
+            response = ResponseSummary.model_construct(
+                bytes=len(received), excerpt=printable_excerpt(received)
+            )
+            for check in plan.data_checks:
+                passed = check.outcome(text, final=True) is True
+                outcomes.append(data_outcome(check, received, passed))
+            if error is None and not all(o.passed for o in outcomes):
+                error = self._data_failure(received)
+        outcomes.extend(time_outcome(check, total_ms) for check in plan.time_checks)
+        if error is None and not all(o.passed for o in outcomes):
+            failed = [f"{o.source} {o.comparison} {o.target!r}" for o in outcomes if not o.passed]
+            error = ProbeFailure(ErrorCode.ASSERTION_FAILED, "failed: " + ", ".join(failed))
+        if error is None and plan.max_response_time is not None:
+            if total_ms > plan.max_response_time * 1000:
+                error = ProbeFailure(
+                    ErrorCode.RESPONSE_TIME_EXCEEDED,
+                    f"took {total_ms:.1f}ms, more than maxResponseTime "
+                    f"{plan.max_response_time * 1000:g}ms",
+                )
+        warnings = self._warnings(total_ms)
+        state = Verdict.DOWN if error else (Verdict.DEGRADED if warnings else Verdict.UP)
+        t = self.timings
+        return ProbeResult.model_construct(
+            state=state,
+            started_at=started_at,
+            remote_address=self.remote,
+            timings=Timings.model_construct(
+                dns=t.get("dns"), connect=t.get("connect"), tls=t.get("tls"),
+                data=t.get("data"), total=total_ms,
+            ),
+            error=Problem.model_construct(code=error.code.value, message=error.message[:1024])
+            if error
+            else None,
+            warnings=warnings,
+            response=response,
+            assertions=outcomes,
+            tls=self.tls,
+        )
+
+    def _data_failure(self, received: bytes) -> ProbeFailure:
+        reader = self.reader
+        assert reader is not None
+        if reader.error is not None:
+            return self._lost_failure(reader.error)
+        if not received and self.read_timed_out:
+            return ProbeFailure(
+                ErrorCode.READ_TIMEOUT,
+                f"{self.remote}: no data within {self.plan.timeout:g}s",
+            )
+        if not received and (reader.eof or reader.lost):
+            return ProbeFailure(
+                ErrorCode.CONNECTION_CLOSED, f"{self.remote}: closed by the peer with no data"
+            )
+        failed = [
+            f"{c.assertion.comparison} {c.assertion.target!r}"
+            for c in self.plan.data_checks
+            if c.outcome(received.decode("utf-8", "replace"), final=True) is not True
+        ]
+        return ProbeFailure(ErrorCode.ASSERTION_FAILED, "response failed: " + ", ".join(failed))
+
+    def _warnings(self, total_ms: float) -> list[Problem]:
+        plan = self.plan
+        warnings = []
+        if plan.degraded_after is not None and total_ms > plan.degraded_after * 1000:
+            warnings.append(
+                Problem.model_construct(
+                    code=W.RESPONSE_TIME_DEGRADED,
+                    message=f"took {total_ms:.1f}ms, more than degradedResponseTime "
+                    f"{plan.degraded_after * 1000:g}ms",
+                )
+            )
+        cert = self.tls.certificate if self.tls else None
+        if plan.tls is not None and cert is not None:
+            days = cert.days_remaining
+            if days < 0:
+                if plan.tls.insecure:
+                    warnings.append(
+                        Problem.model_construct(
+                            code=W.TLS_CERTIFICATE_EXPIRED,
+                            message=f"certificate expired {-days:.1f} days ago "
+                            f"({cert.not_after.isoformat()})",
+                        )
+                    )
+            elif days * 86400 < plan.tls.expiry_warning_seconds:
+                warnings.append(
+                    Problem.model_construct(
+                        code=W.TLS_CERTIFICATE_EXPIRING,
+                        message=f"certificate expires in {days:.1f} days "
+                        f"({cert.not_after.isoformat()})",
+                    )
+                )
+        return warnings
+
+
+async def probe_once(plan: ProbePlan) -> ProbeResult:
+    """One attempt, bounded by ``plan.timeout``."""
+    return await _Attempt(plan).run()
+
+
+async def run_probe(plan: ProbePlan) -> ProbeResult:
+    """A probe with the plan's immediate re-tries: the first non-Down attempt wins."""
+    result = await probe_once(plan)
+    for _ in range(plan.retries):
+        if result.state is not Verdict.DOWN:
+            break
+        result = await probe_once(plan)
+    return result

@@ -1,0 +1,159 @@
+"""A spec compiled into everything one probe needs, checked once instead of on every probe.
+
+Compilation is where specs the schema cannot catch are found (a regex that does not compile,
+base64 that does not decode, a CA bundle OpenSSL refuses): the operator reports those as
+``Ready=False`` and ``tcpmonitor validate`` as a line, instead of failing at probe time.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+import socket
+import ssl
+from dataclasses import dataclass, field
+
+from ..api import IpFamily, TcpMonitorSpec, parse_duration
+from .assertions import AssertionCompileError, DataCheck, TimeCheck, compile_assertions
+from .tls import ClientCertificate, TlsSetupError, build_contexts
+
+_FAMILIES = {IpFamily.ANY: socket.AF_UNSPEC, IpFamily.IPV4: socket.AF_INET,
+             IpFamily.IPV6: socket.AF_INET6}
+
+READ_CAP = 64 * 1024
+
+
+class PlanError(ValueError):
+    """A spec that is valid in shape but cannot be probed; ``field`` is the spec path."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+@dataclass(frozen=True)
+class ProbeMaterial:
+    """Bytes the spec only references (Secrets, ConfigMaps, files), resolved by the caller.
+
+    The engine knows nothing about where they came from: the operator reads Secrets, the
+    command line reads files, and both hand over the same object.
+    """
+
+    payload: bytes | None = None
+    ca_pem: str | None = None
+    client_certificate: ClientCertificate | None = None
+
+
+@dataclass(frozen=True)
+class TlsPlan:
+    server_name: str
+    verifying: ssl.SSLContext | None
+    inspecting: ssl.SSLContext
+    expiry_warning_seconds: float
+
+    @property
+    def insecure(self) -> bool:
+        return self.verifying is None
+
+
+@dataclass(frozen=True)
+class ProbePlan:
+    host: str
+    port: int
+    family: int
+    ip_literal: bool
+    timeout: float
+    payload: bytes | None = None
+    data_checks: tuple[DataCheck, ...] = ()
+    time_checks: tuple[TimeCheck, ...] = ()
+    degraded_after: float | None = None
+    max_response_time: float | None = None
+    tls: TlsPlan | None = None
+    retries: int = 0
+    read_cap: int = field(default=READ_CAP)
+
+
+def _payload(spec: TcpMonitorSpec, material: ProbeMaterial) -> bytes | None:
+    if spec.send is not None:
+        return spec.send.encode("utf-8")
+    if spec.send_base64 is not None:
+        try:
+            return base64.b64decode("".join(spec.send_base64.split()), validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise PlanError("spec.sendBase64", f"is not valid base64: {exc}") from None
+    if spec.send_from is not None:
+        if material.payload is None:
+            ref = spec.send_from.secret_key_ref
+            raise PlanError(
+                "spec.sendFrom.secretKeyRef", f"Secret {ref.name} key {ref.key} was not provided"
+            )
+        return material.payload
+    return None
+
+
+def _tls_plan(spec: TcpMonitorSpec, material: ProbeMaterial) -> TlsPlan | None:
+    tls = spec.tls
+    if tls is None or not tls.enabled:
+        return None
+    if (tls.ca_secret_ref or tls.ca_config_map_ref) and material.ca_pem is None:
+        raise PlanError("spec.tls", "the referenced CA bundle was not provided")
+    if tls.client_cert_secret_ref and material.client_certificate is None:
+        raise PlanError("spec.tls.clientCertSecretRef", "the client certificate was not provided")
+    try:
+        verifying, inspecting = build_contexts(
+            tls.min_version,
+            material.ca_pem,
+            material.client_certificate,
+            tls.insecure_skip_verify,
+        )
+    except TlsSetupError as exc:
+        where = "spec.tls.clientCertSecretRef" if "client" in str(exc) else "spec.tls"
+        raise PlanError(where, str(exc)) from None
+    return TlsPlan(
+        server_name=(tls.server_name or spec.host).rstrip("."),
+        verifying=verifying,
+        inspecting=inspecting,
+        expiry_warning_seconds=parse_duration(tls.expiry_warning),
+    )
+
+
+def _ip_literal_family(host: str, family: int) -> bool:
+    """Whether ``host`` is an IP literal; refuse one that contradicts ``ipFamily``."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    literal_family = socket.AF_INET if address.version == 4 else socket.AF_INET6
+    if family not in (socket.AF_UNSPEC, literal_family):
+        raise PlanError("spec.ipFamily", f"host {host} is an IPv{address.version} address")
+    return True
+
+
+def compile_plan(spec: TcpMonitorSpec, material: ProbeMaterial | None = None) -> ProbePlan:
+    """Everything the engine needs; raises :class:`PlanError` for an unusable spec."""
+    material = material or ProbeMaterial()
+    try:
+        data_checks, time_checks = compile_assertions(spec.assertions)
+    except AssertionCompileError as exc:
+        raise PlanError(f"spec.assertions[{exc.index}].target", str(exc)) from None
+    family = _FAMILIES[spec.ip_family]
+    return ProbePlan(
+        host=spec.host,
+        port=spec.port,
+        family=family,
+        ip_literal=_ip_literal_family(spec.host, family),
+        timeout=spec.timeout_seconds,
+        payload=_payload(spec, material),
+        data_checks=data_checks,
+        time_checks=time_checks,
+        degraded_after=(
+            parse_duration(spec.degraded_response_time) if spec.degraded_response_time else None
+        ),
+        max_response_time=(
+            parse_duration(spec.max_response_time) if spec.max_response_time else None
+        ),
+        tls=_tls_plan(spec, material),
+        retries=spec.retries,
+    )
