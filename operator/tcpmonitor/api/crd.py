@@ -70,10 +70,10 @@ def _structural(node: dict[str, Any], defs: dict[str, Any], nullable: bool) -> d
         if len(branches) != 1:
             raise ValueError(f"cannot express union in a structural schema: {node}")
         rest = {k: v for k, v in node.items() if k != "anyOf"}
-        out = _structural({**branches[0], **rest}, defs, nullable)
+        inner = _structural({**branches[0], **rest}, defs, nullable)
         if nullable and has_null:
-            out["nullable"] = True
-        return out
+            inner["nullable"] = True
+        return inner
     out: dict[str, Any] = {}
     for key, value in node.items():
         if key == "properties":

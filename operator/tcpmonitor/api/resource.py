@@ -41,4 +41,3 @@ class TcpMonitor(BaseModel):
     def key(self) -> tuple[str, str]:
         """(namespace, name): how schedulers and metrics identify a monitor."""
         return (self.metadata.namespace, self.metadata.name)
-

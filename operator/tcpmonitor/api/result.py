@@ -66,12 +66,10 @@ ERROR_CODE_DOCS: dict[ErrorCode, str] = {
     ErrorCode.TLS_HANDSHAKE_FAILED: "The TLS handshake failed for another reason (no shared "
     "cipher, client certificate refused, not a TLS server).",
     ErrorCode.TLS_CERTIFICATE_EXPIRED: "The server certificate (or one in its chain) expired.",
-    ErrorCode.TLS_CERTIFICATE_NOT_YET_VALID: "The server certificate's notBefore is in the "
-    "future.",
+    ErrorCode.TLS_CERTIFICATE_NOT_YET_VALID: "The server certificate's notBefore is in the future.",
     ErrorCode.TLS_HOSTNAME_MISMATCH: "The certificate does not name tls.serverName (or host).",
     ErrorCode.TLS_UNTRUSTED_CERTIFICATE: "The certificate does not chain to a trusted CA.",
-    ErrorCode.TLS_VERSION_TOO_OLD: "The server offers no TLS version at or above "
-    "tls.minVersion.",
+    ErrorCode.TLS_VERSION_TOO_OLD: "The server offers no TLS version at or above tls.minVersion.",
     ErrorCode.READ_TIMEOUT: "ResponseData assertions were set but no byte arrived within the "
     "timeout.",
     ErrorCode.ASSERTION_FAILED: "At least one assertion failed; see assertions[].",

@@ -35,9 +35,7 @@ MAX_SEND_BASE64 = 8192
 MAX_ASSERTIONS = 16
 MAX_ASSERTION_TARGET = 1024
 
-Duration = Annotated[
-    str, Field(pattern=DURATION_PATTERN, max_length=DURATION_MAX_LENGTH)
-]
+Duration = Annotated[str, Field(pattern=DURATION_PATTERN, max_length=DURATION_MAX_LENGTH)]
 ObjectName = Annotated[str, Field(min_length=1, max_length=253, pattern=OBJECT_NAME_PATTERN)]
 DataKey = Annotated[str, Field(min_length=1, max_length=253, pattern=DATA_KEY_PATTERN)]
 
@@ -324,8 +322,7 @@ class TcpMonitorSpec(ApiModel):
     )
     max_response_time: Duration | None = Field(
         default=None,
-        description="Report Down (RESPONSE_TIME_EXCEEDED) when the total probe time exceeds "
-        "this.",
+        description="Report Down (RESPONSE_TIME_EXCEEDED) when the total probe time exceeds this.",
     )
     tls: TlsSpec | None = Field(default=None, description="TLS handshake and certificate checks.")
     retries: int = Field(

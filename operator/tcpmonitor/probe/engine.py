@@ -126,7 +126,10 @@ class _Attempt:
                 )
             try:
                 infos = await self.loop.getaddrinfo(
-                    plan.host, plan.port, family=plan.family, type=socket.SOCK_STREAM,
+                    plan.host,
+                    plan.port,
+                    family=plan.family,
+                    type=socket.SOCK_STREAM,
                     proto=socket.IPPROTO_TCP,
                 )
             except OSError as exc:
@@ -134,7 +137,7 @@ class _Attempt:
         finally:
             self.timings["dns"] = self._ms(started)
         seen: set[tuple[object, ...]] = set()
-        addresses = []
+        addresses: list[tuple[int, tuple[object, ...]]] = []
         for family, _, _, _, sockaddr in infos:
             if family in (socket.AF_INET, socket.AF_INET6) and sockaddr not in seen:
                 seen.add(sockaddr)
@@ -255,7 +258,10 @@ class _Attempt:
             failure = classify_tls_error(exc, self.remote or "?")
             if isinstance(exc, ssl.SSLCertVerificationError):
                 self.tls = TlsInfo.model_construct(
-                    version=None, cipher=None, verified=False, verify_error=failure.message,
+                    version=None,
+                    cipher=None,
+                    verified=False,
+                    verify_error=failure.message,
                     certificate=await self._fetch_certificate(family, sockaddr),
                 )
             raise failure from None
@@ -273,9 +279,7 @@ class _Attempt:
         )
         return tls_transport
 
-    async def _fetch_certificate(
-        self, family: int, sockaddr: tuple[object, ...]
-    ) -> object | None:
+    async def _fetch_certificate(self, family: int, sockaddr: tuple[object, ...]) -> object | None:
         """Connect again without verification, only to read the certificate that failed.
 
         Best effort within the probe's own deadline: the verification error stays the result.
@@ -288,11 +292,9 @@ class _Attempt:
         try:
             async with asyncio.timeout_at(self.deadline - _INNER_MARGIN):
                 await self.loop.sock_connect(sock, sockaddr)
-                transport, protocol = await self.loop.create_connection(
-                    asyncio.Protocol, sock=sock
-                )
+                transport, protocol = await self.loop.create_connection(asyncio.Protocol, sock=sock)
                 tls_transport = await self.loop.start_tls(
-                    transport,  # type: ignore[arg-type]
+                    transport,
                     protocol,
                     tls.inspecting,
                     server_hostname=tls.server_name,
@@ -353,13 +355,12 @@ class _Attempt:
         if error is None and not all(o.passed for o in outcomes):
             failed = [f"{o.source} {o.comparison} {o.target!r}" for o in outcomes if not o.passed]
             error = ProbeFailure(ErrorCode.ASSERTION_FAILED, "failed: " + ", ".join(failed))
-        if error is None and plan.max_response_time is not None:
-            if total_ms > plan.max_response_time * 1000:
-                error = ProbeFailure(
-                    ErrorCode.RESPONSE_TIME_EXCEEDED,
-                    f"took {total_ms:.1f}ms, more than maxResponseTime "
-                    f"{plan.max_response_time * 1000:g}ms",
-                )
+        limit = plan.max_response_time
+        if error is None and limit is not None and total_ms > limit * 1000:
+            error = ProbeFailure(
+                ErrorCode.RESPONSE_TIME_EXCEEDED,
+                f"took {total_ms:.1f}ms, more than maxResponseTime {limit * 1000:g}ms",
+            )
         warnings = self._warnings(total_ms)
         state = Verdict.DOWN if error else (Verdict.DEGRADED if warnings else Verdict.UP)
         t = self.timings
@@ -368,8 +369,11 @@ class _Attempt:
             started_at=started_at,
             remote_address=self.remote,
             timings=Timings.model_construct(
-                dns=t.get("dns"), connect=t.get("connect"), tls=t.get("tls"),
-                data=t.get("data"), total=total_ms,
+                dns=t.get("dns"),
+                connect=t.get("connect"),
+                tls=t.get("tls"),
+                data=t.get("data"),
+                total=total_ms,
             ),
             error=Problem.model_construct(code=error.code.value, message=error.message[:1024])
             if error

@@ -5,9 +5,7 @@ from __future__ import annotations
 from ..api.result import MAX_EXCERPT
 
 _ESCAPES = {0x0A: "\\n", 0x0D: "\\r", 0x09: "\\t", 0x5C: "\\\\"}
-_TABLE = [
-    _ESCAPES.get(b) or (chr(b) if 0x20 <= b < 0x7F else f"\\x{b:02x}") for b in range(256)
-]
+_TABLE = [_ESCAPES.get(b) or (chr(b) if 0x20 <= b < 0x7F else f"\\x{b:02x}") for b in range(256)]
 
 
 def printable_excerpt(data: bytes, limit: int = MAX_EXCERPT) -> str:

@@ -68,9 +68,7 @@ def classify_dns_error(exc: OSError, host: str) -> ProbeFailure:
     if isinstance(exc, socket.gaierror) and exc.errno in _DNS_NOT_FOUND:
         return ProbeFailure(ErrorCode.DNS_NOT_FOUND, f"{host}: {exc.strerror or 'not found'}")
     if isinstance(exc, socket.gaierror) and exc.errno == socket.EAI_AGAIN:
-        return ProbeFailure(
-            ErrorCode.DNS_ERROR, f"{host}: temporary failure in name resolution"
-        )
+        return ProbeFailure(ErrorCode.DNS_ERROR, f"{host}: temporary failure in name resolution")
     return ProbeFailure(ErrorCode.DNS_ERROR, f"{host}: {describe_os_error(exc)}")
 
 

@@ -18,8 +18,11 @@ from ..api import IpFamily, TcpMonitorSpec, parse_duration
 from .assertions import AssertionCompileError, DataCheck, TimeCheck, compile_assertions
 from .tls import ClientCertificate, TlsSetupError, build_contexts
 
-_FAMILIES = {IpFamily.ANY: socket.AF_UNSPEC, IpFamily.IPV4: socket.AF_INET,
-             IpFamily.IPV6: socket.AF_INET6}
+_FAMILIES = {
+    IpFamily.ANY: socket.AF_UNSPEC,
+    IpFamily.IPV4: socket.AF_INET,
+    IpFamily.IPV6: socket.AF_INET6,
+}
 
 READ_CAP = 64 * 1024
 

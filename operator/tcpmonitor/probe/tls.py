@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 from functools import lru_cache
 
 from cryptography import x509
-from cryptography.x509.oid import ExtensionOID
 
 from ..api import Certificate, TlsVersion
 from ..api.result import MAX_DNS_NAMES
@@ -95,7 +94,7 @@ def build_contexts(
 
 def _dns_names(cert: x509.Certificate) -> list[str]:
     try:
-        san = cert.extensions.get_extension_for_oid(ExtensionOID.SUBJECT_ALTERNATIVE_NAME)
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
     except x509.ExtensionNotFound:
         return []
     return list(san.value.get_values_for_type(x509.DNSName))[:MAX_DNS_NAMES]
