@@ -78,7 +78,7 @@ class ProbePlan:
     read_cap: int = field(default=READ_CAP)
 
 
-def _payload(spec: TcpMonitorSpec, material: ProbeMaterial) -> bytes | None:
+def _payload(spec: TcpMonitorSpec, material: ProbeMaterial, required: bool) -> bytes | None:
     if spec.send is not None:
         return spec.send.encode("utf-8")
     if spec.send_base64 is not None:
@@ -87,7 +87,7 @@ def _payload(spec: TcpMonitorSpec, material: ProbeMaterial) -> bytes | None:
         except (binascii.Error, ValueError) as exc:
             raise PlanError("spec.sendBase64", f"is not valid base64: {exc}") from None
     if spec.send_from is not None:
-        if material.payload is None:
+        if material.payload is None and required:
             ref = spec.send_from.secret_key_ref
             raise PlanError(
                 "spec.sendFrom.secretKeyRef", f"Secret {ref.name} key {ref.key} was not provided"
@@ -96,13 +96,13 @@ def _payload(spec: TcpMonitorSpec, material: ProbeMaterial) -> bytes | None:
     return None
 
 
-def _tls_plan(spec: TcpMonitorSpec, material: ProbeMaterial) -> TlsPlan | None:
+def _tls_plan(spec: TcpMonitorSpec, material: ProbeMaterial, required: bool) -> TlsPlan | None:
     tls = spec.tls
     if tls is None or not tls.enabled:
         return None
-    if (tls.ca_secret_ref or tls.ca_config_map_ref) and material.ca_pem is None:
+    if (tls.ca_secret_ref or tls.ca_config_map_ref) and material.ca_pem is None and required:
         raise PlanError("spec.tls", "the referenced CA bundle was not provided")
-    if tls.client_cert_secret_ref and material.client_certificate is None:
+    if tls.client_cert_secret_ref and material.client_certificate is None and required:
         raise PlanError("spec.tls.clientCertSecretRef", "the client certificate was not provided")
     try:
         verifying, inspecting = build_contexts(
@@ -134,8 +134,14 @@ def _ip_literal_family(host: str, family: int) -> bool:
     return True
 
 
-def compile_plan(spec: TcpMonitorSpec, material: ProbeMaterial | None = None) -> ProbePlan:
-    """Everything the engine needs; raises :class:`PlanError` for an unusable spec."""
+def compile_plan(
+    spec: TcpMonitorSpec, material: ProbeMaterial | None = None, *, require_material: bool = True
+) -> ProbePlan:
+    """Everything the engine needs; raises :class:`PlanError` for an unusable spec.
+
+    ``require_material=False`` is for offline validation, which cannot see the cluster's
+    Secrets: what is provided is still checked, what is missing is not an error.
+    """
     material = material or ProbeMaterial()
     try:
         data_checks, time_checks = compile_assertions(spec.assertions)
@@ -148,7 +154,7 @@ def compile_plan(spec: TcpMonitorSpec, material: ProbeMaterial | None = None) ->
         family=family,
         ip_literal=_ip_literal_family(spec.host, family),
         timeout=spec.timeout_seconds,
-        payload=_payload(spec, material),
+        payload=_payload(spec, material, require_material),
         data_checks=data_checks,
         time_checks=time_checks,
         degraded_after=(
@@ -157,6 +163,6 @@ def compile_plan(spec: TcpMonitorSpec, material: ProbeMaterial | None = None) ->
         max_response_time=(
             parse_duration(spec.max_response_time) if spec.max_response_time else None
         ),
-        tls=_tls_plan(spec, material),
+        tls=_tls_plan(spec, material, require_material),
         retries=spec.retries,
     )

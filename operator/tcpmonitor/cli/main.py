@@ -1,0 +1,57 @@
+"""Entry point and sub-command wiring; each command lives in its own module.
+
+Exit status: 0 when everything is Up or Degraded (or valid), 1 when anything is Down (or
+invalid), 2 for input that could not be used at all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+from .. import __version__
+from . import crd_command, probe_command, validate_command
+
+EXIT_OK = 0
+EXIT_DOWN = 1
+EXIT_USAGE = 2
+
+
+class OneLineErrorParser(argparse.ArgumentParser):
+    """Usage mistakes get one line naming the problem, not a usage dump ahead of it."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineErrorParser(
+        prog="tcpmonitor",
+        description="TCP monitors: probe targets, validate TcpMonitor manifests, run the operator.",
+    )
+    parser.add_argument("--version", action="version", version=f"tcpmonitor {__version__}")
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=OneLineErrorParser
+    )
+    probe_command.register(commands)
+    validate_command.register(commands)
+    crd_command.register(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.run(args)
+    except BrokenPipeError:
+        return EXIT_OK
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,49 @@
+"""Human output for probe results: one block per monitor, phases aligned, failures first."""
+
+from __future__ import annotations
+
+from ..api import ProbeResult
+
+_PHASES = ("dns", "connect", "tls", "data", "total")
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f} ms"
+
+
+def render_result(result: ProbeResult, title: str) -> str:
+    lines = [f"{title}  {result.state.value}"]
+
+    def row(label: str, value: str) -> None:
+        lines.append(f"  {label:<10} {value}")
+
+    row("address", result.remote_address or "-")
+    timings = result.timings.model_dump()
+    for phase in _PHASES:
+        row(phase, _ms(timings[phase]))
+    if result.error is not None:
+        row("error", f"{result.error.code}: {result.error.message}")
+    for warning in result.warnings:
+        row("warning", f"{warning.code}: {warning.message}")
+    if result.response is not None:
+        row("response", f'{result.response.bytes} bytes "{result.response.excerpt}"')
+    for a in result.assertions:
+        verdict = "passed" if a.passed else "FAILED"
+        target = "" if a.target is None else f' "{a.target}"'
+        row("assert", f'{a.source} {a.comparison}{target}: {verdict} (actual "{a.actual}")')
+    if result.tls is not None:
+        tls = result.tls
+        session = " ".join(v for v in (tls.version, tls.cipher) if v)
+        trust = "verified" if tls.verified else f"NOT verified ({tls.verify_error or 'skipped'})"
+        row("tls", f"{session}, {trust}" if session else trust)
+        cert = tls.certificate
+        if cert is not None:
+            row("subject", cert.subject)
+            row("issuer", cert.issuer)
+            if cert.dns_names:
+                row("names", ", ".join(cert.dns_names))
+            row(
+                "expires",
+                f"{cert.not_after.strftime('%Y-%m-%d %H:%M:%SZ')} ({cert.days_remaining:.1f} days)",
+            )
+    return "\n".join(lines)
