@@ -19,6 +19,14 @@ from pydantic import ValidationError
 
 from . import GROUP, KIND
 from .api import TcpMonitor
+from .api.durations import DURATION_PATTERN
+from .api.spec import (
+    BASE64_PATTERN,
+    DATA_KEY_PATTERN,
+    HOST_PATTERN,
+    HOSTNAME_PATTERN,
+    OBJECT_NAME_PATTERN,
+)
 from .probe import PlanError, compile_plan
 from .references import ReferenceStore, resolve_material
 
@@ -73,8 +81,26 @@ def _field_path(loc: tuple[int | str, ...], extra: str = "") -> str:
 
 _MESSAGES = {
     "extra_forbidden": "unknown field",
-    "missing": "required field is missing",
+    "missing": "Required value",
 }
+
+# Pydantic would quote the regular expression; people need to be told the rule instead.
+_PATTERN_MESSAGES = {
+    DURATION_PATTERN: "invalid duration: use a number with ms, s, m or h (500ms, 10s, 1m30s, "
+    "2h) or whole days alone (14d)",
+    HOST_PATTERN: "must be a DNS name or an IP address (IPv6 without brackets)",
+    OBJECT_NAME_PATTERN: "must be a lowercase RFC 1123 name (a-z, 0-9, '-', '.')",
+    DATA_KEY_PATTERN: "may contain only letters, digits, '-', '_' and '.'",
+    BASE64_PATTERN: "must be base64 (A-Z, a-z, 0-9, '+', '/', '=')",
+    f"^{HOSTNAME_PATTERN}$": "must be a DNS name",
+}
+
+
+def _message(error: Any) -> str:
+    if error["type"] == "string_pattern_mismatch":
+        pattern = (error.get("ctx") or {}).get("pattern", "")
+        return _PATTERN_MESSAGES.get(pattern, f"does not match {pattern}")
+    return str(_MESSAGES.get(error["type"], error["msg"]))
 
 
 def validation_problems(exc: ValidationError, file: str, doc: int) -> list[Problem]:
@@ -82,12 +108,8 @@ def validation_problems(exc: ValidationError, file: str, doc: int) -> list[Probl
     for error in exc.errors():
         ctx = error.get("ctx") or {}
         path = _field_path(error["loc"], str(ctx.get("field_path", "")))
-        message = _MESSAGES.get(error["type"], error["msg"])
-        if (
-            error["type"] not in ("missing",)
-            and "input" in error
-            and error["type"] != "cross_field_rule"
-        ):
+        message = _message(error)
+        if error["type"] not in ("missing", "cross_field_rule") and "input" in error:
             shown = repr(error["input"])
             if len(shown) <= 60 and not isinstance(error["input"], dict):
                 message = f"{message} (got {shown})"

@@ -144,7 +144,7 @@ class Certificate(ResultModel):
 
     subject: str = Field(max_length=1024, description="Subject distinguished name.")
     issuer: str = Field(max_length=1024, description="Issuer distinguished name.")
-    dns_names: list[Annotated[str, Field(max_length=253)]] = Field(
+    dns_names: list[Annotated[str, Field(max_length=253, description="A DNS name.")]] = Field(
         default_factory=list,
         max_length=MAX_DNS_NAMES,
         description=f"Subject alternative DNS names (the first {MAX_DNS_NAMES}).",

@@ -1,0 +1,234 @@
+"""One table of TcpMonitor manifests: what the API server accepts, and what it refuses.
+
+The unit tests run ``tcpmonitor validate`` over it; the e2e tests ``kubectl apply`` the same
+objects to a real kube-apiserver. Both must agree, so offline validation can be trusted.
+``message`` is a fragment expected in both the validator's line and the API server's error.
+``deep`` cases pass the API server but fail the checks only a probe would hit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    spec: dict[str, Any]
+    valid: bool
+    field: str = ""
+    message: str = ""
+    deep: bool = False
+    extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def manifest(self, namespace: str = "default") -> dict[str, Any]:
+        return {
+            "apiVersion": "tcpmonitor.dev/v1alpha1",
+            "kind": "TcpMonitor",
+            "metadata": {"name": self.name, "namespace": namespace},
+            "spec": self.spec,
+            **self.extra,
+        }
+
+
+BASE = {"host": "db.example.com", "port": 5432}
+
+
+def spec(**overrides: Any) -> dict[str, Any]:
+    out = {**BASE, **overrides}
+    return {k: v for k, v in out.items() if v is not None}
+
+
+CASES: list[Case] = [
+    Case("minimal", spec(), True),
+    Case("ipv4-literal", spec(host="10.0.0.1"), True),
+    Case("ipv6-literal", spec(host="2001:db8::1"), True),
+    Case("trailing-dot", spec(host="db.example.com."), True),
+    Case("days-interval", spec(interval="1d", timeout="30s"), True),
+    Case("compound-durations", spec(interval="1m30s", timeout="1.5s"), True),
+    Case(
+        "full",
+        spec(
+            interval="30s",
+            timeout="5s",
+            ipFamily="IPv4",
+            send="PING\r\n",
+            assertions=[
+                {"source": "ResponseData", "comparison": "Contains", "target": "PONG"},
+                {"source": "ResponseData", "comparison": "Matches", "target": "^\\+PONG"},
+                {"source": "ResponseData", "comparison": "NotEmpty"},
+                {"source": "ResponseTime", "comparison": "LessThan", "target": "500ms"},
+            ],
+            degradedResponseTime="200ms",
+            maxResponseTime="2s",
+            tls={
+                "enabled": True,
+                "serverName": "redis.example.com",
+                "minVersion": "TLS1.3",
+                "caSecretRef": {"name": "redis-ca", "key": "ca.crt"},
+                "clientCertSecretRef": {"name": "redis-client"},
+                "expiryWarning": "30d",
+            },
+            retries=2,
+            failureThreshold=3,
+            successThreshold=2,
+        ),
+        True,
+    ),
+    Case(
+        "send-from-secret", spec(sendFrom={"secretKeyRef": {"name": "p", "key": "payload"}}), True
+    ),
+    Case("base64-payload", spec(sendBase64="AAEC/w=="), True),
+    Case("paused", spec(paused=True), True),
+    # Refused by the schema.
+    Case("port-zero", spec(port=0), False, "spec.port", "0"),
+    Case("port-too-big", spec(port=70000), False, "spec.port", "65535"),
+    Case("missing-host", spec(host=None), False, "spec.host", "Required value"),
+    Case("missing-port", spec(port=None), False, "spec.port", "Required value"),
+    Case("bad-duration", spec(interval="5 minutes"), False, "spec.interval", "5 minutes"),
+    Case("days-compound", spec(interval="1d12h"), False, "spec.interval", "1d12h"),
+    Case("bad-host", spec(host="db_1.example.com"), False, "spec.host", "db_1.example.com"),
+    Case("unknown-field", spec(hots="x"), False, "spec.hots", "unknown field"),
+    Case("bad-ip-family", spec(ipFamily="IPv5"), False, "spec.ipFamily", "IPv5"),
+    Case("retries-too-many", spec(retries=4), False, "spec.retries", "3"),
+    Case("threshold-zero", spec(failureThreshold=0), False, "spec.failureThreshold", "1"),
+    Case("bad-min-version", spec(tls={"minVersion": "SSL3"}), False, "spec.tls.minVersion", "SSL3"),
+    Case(
+        "bad-secret-name",
+        spec(sendFrom={"secretKeyRef": {"name": "Bad_Name", "key": "k"}}),
+        False,
+        "spec.sendFrom.secretKeyRef.name",
+        "Bad_Name",
+    ),
+    Case(
+        "too-many-assertions",
+        spec(assertions=[{"source": "ResponseData", "comparison": "NotEmpty"}] * 17),
+        False,
+        "spec.assertions",
+        "16",
+    ),
+    Case("send-too-long", spec(send="x" * 4097), False, "spec.send", "4096"),
+    # Refused by the CEL rules.
+    Case(
+        "timeout-over-interval",
+        spec(interval="10s", timeout="20s"),
+        False,
+        "spec.timeout",
+        "timeout (20s) must not exceed interval (10s)",
+    ),
+    Case(
+        "timeout-over-default-interval",
+        spec(timeout="2m"),
+        False,
+        "spec.timeout",
+        "timeout (2m) must not exceed interval (60s)",
+    ),
+    Case(
+        "timeout-days-over-interval",
+        spec(interval="1h", timeout="1d"),
+        False,
+        "spec.timeout",
+        "must not exceed interval",
+    ),
+    Case(
+        "send-and-base64",
+        spec(send="a", sendBase64="YQ=="),
+        False,
+        "spec",
+        "set at most one of send, sendBase64 and sendFrom",
+    ),
+    Case(
+        "degraded-not-below-max",
+        spec(degradedResponseTime="2s", maxResponseTime="1s"),
+        False,
+        "spec.degradedResponseTime",
+        "must be less than maxResponseTime",
+    ),
+    Case(
+        "bad-ipv6",
+        spec(host="2001:db8::zz"),
+        False,
+        "spec.host",
+        "2001:db8::zz",
+    ),
+    Case(
+        "ipv4-mapped-ipv6",
+        spec(host="::ffff:10.0.0.1"),
+        False,
+        "spec.host",
+        "is neither a DNS name nor an IP address",
+    ),
+    Case(
+        "two-ca-sources",
+        spec(
+            tls={
+                "enabled": True,
+                "caSecretRef": {"name": "a", "key": "k"},
+                "caConfigMapRef": {"name": "b", "key": "k"},
+            }
+        ),
+        False,
+        "spec.tls",
+        "set at most one of caSecretRef and caConfigMapRef",
+    ),
+    Case(
+        "target-missing",
+        spec(assertions=[{"source": "ResponseData", "comparison": "Contains"}]),
+        False,
+        "spec.assertions[0].target",
+        "target is required for comparison Contains",
+    ),
+    Case(
+        "time-with-contains",
+        spec(assertions=[{"source": "ResponseTime", "comparison": "Contains", "target": "1s"}]),
+        False,
+        "spec.assertions[0].comparison",
+        "ResponseTime assertions compare with",
+    ),
+    Case(
+        "data-with-less-than",
+        spec(assertions=[{"source": "ResponseData", "comparison": "LessThan", "target": "1"}]),
+        False,
+        "spec.assertions[0].comparison",
+        "LessThan applies to ResponseTime only",
+    ),
+    Case(
+        "time-target-not-duration",
+        spec(assertions=[{"source": "ResponseTime", "comparison": "LessThan", "target": "fast"}]),
+        False,
+        "spec.assertions[0].target",
+        "ResponseTime target must be a duration",
+    ),
+    # Accepted by the API server, refused by the deeper checks.
+    Case(
+        "regex-does-not-compile",
+        spec(
+            assertions=[{"source": "ResponseData", "comparison": "Matches", "target": "(unclosed"}]
+        ),
+        False,
+        "spec.assertions[0].target",
+        "does not compile",
+        deep=True,
+    ),
+    Case(
+        "base64-does-not-decode",
+        spec(sendBase64="abc"),
+        False,
+        "spec.sendBase64",
+        "not valid base64",
+        deep=True,
+    ),
+    Case(
+        "literal-against-family",
+        spec(host="10.0.0.1", ipFamily="IPv6"),
+        False,
+        "spec.ipFamily",
+        "is an IPv4 address",
+        deep=True,
+    ),
+]
+
+VALID = [c for c in CASES if c.valid]
+INVALID = [c for c in CASES if not c.valid]
