@@ -8,6 +8,7 @@ from typing import Any
 import yaml
 
 from tcpmonitor.api.crd import build_crd, render_crd_yaml
+from tcpmonitor.api.reference import render_into
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMITTED = ROOT / "crds" / "tcpmonitors.tcpmonitor.dev.yaml"
@@ -97,3 +98,10 @@ def test_crd_yaml_has_no_anchors() -> None:
     text = render_crd_yaml()
     assert "&id" not in text and "*id" not in text
     assert yaml.safe_load(text) == build_crd()
+
+
+def test_readme_reference_matches_the_models() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert readme == render_into(readme), (
+        "README reference drifted: run `python -m tcpmonitor.api.reference README.md`"
+    )
