@@ -25,10 +25,20 @@ def _secret_key(
     if data is None:
         if lenient:
             return None
-        raise PlanError(field, f"Secret {namespace}/{name} not found")
+        raise PlanError(field, f"Secret {namespace}/{name} not found", "ReferenceNotFound")
     if key not in data:
-        raise PlanError(field, f"Secret {namespace}/{name} has no key {key}")
+        raise PlanError(field, f"Secret {namespace}/{name} has no key {key}", "ReferenceNotFound")
     return data[key]
+
+
+def has_references(spec: TcpMonitorSpec) -> bool:
+    """Whether probing needs anything outside the spec (and so a periodic re-read)."""
+    tls = spec.tls
+    return spec.send_from is not None or (
+        tls is not None
+        and tls.enabled
+        and bool(tls.ca_secret_ref or tls.ca_config_map_ref or tls.client_cert_secret_ref)
+    )
 
 
 def resolve_material(
@@ -57,13 +67,16 @@ def resolve_material(
             data = store.config_map(namespace, cm_ref.name)
             if data is None and not lenient:
                 raise PlanError(
-                    "spec.tls.caConfigMapRef", f"ConfigMap {namespace}/{cm_ref.name} not found"
+                    "spec.tls.caConfigMapRef",
+                    f"ConfigMap {namespace}/{cm_ref.name} not found",
+                    "ReferenceNotFound",
                 )
             if data is not None:
                 if cm_ref.key not in data:
                     raise PlanError(
                         "spec.tls.caConfigMapRef",
                         f"ConfigMap {namespace}/{cm_ref.name} has no key {cm_ref.key}",
+                        "ReferenceNotFound",
                     )
                 ca_pem = data[cm_ref.key]
         if tls.client_cert_secret_ref is not None:

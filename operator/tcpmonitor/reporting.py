@@ -47,10 +47,11 @@ def describe_result(result: ProbeResult | None) -> str:
         f"total {_ms(t.total)}"
     )
     address = result.remote_address or "no address"
-    if result.error is not None:
-        head = f"{result.error.code} {address}: {result.error.message}"
-    elif result.warnings:
-        head = f"{result.warnings[0].code} {address}: {result.warnings[0].message}"
+    problem = result.error or (result.warnings[0] if result.warnings else None)
+    if problem is not None:
+        # Most messages already start with the address; say it once.
+        where = "" if address in problem.message else f"{address}: "
+        head = f"{problem.code} {where}{problem.message}"
     else:
         head = f"{address} {result.state.value}"
     return f"{head} ({timing})"[:MAX_MESSAGE]

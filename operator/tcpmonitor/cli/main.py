@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from .. import __version__
-from . import crd_command, probe_command, validate_command
+from . import crd_command, probe_command, run_command, validate_command
 
 EXIT_OK = 0
 EXIT_DOWN = 1
@@ -37,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     probe_command.register(commands)
     validate_command.register(commands)
+    run_command.register(commands)
     crd_command.register(commands)
     return parser
 
@@ -46,6 +47,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         code: int = args.run(args)
+    except ValueError as exc:  # option values only the command itself can judge
+        print(f"tcpmonitor {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except BrokenPipeError:
         return EXIT_OK
     except KeyboardInterrupt:

@@ -28,12 +28,17 @@ READ_CAP = 64 * 1024
 
 
 class PlanError(ValueError):
-    """A spec that is valid in shape but cannot be probed; ``field`` is the spec path."""
+    """A spec that is valid in shape but cannot be probed; ``field`` is the spec path.
 
-    def __init__(self, field: str, message: str) -> None:
+    ``reason`` becomes the Ready condition's reason: ``InvalidSpec`` for the spec itself,
+    ``ReferenceNotFound`` when a Secret or ConfigMap (or a key of it) is missing.
+    """
+
+    def __init__(self, field: str, message: str, reason: str = "InvalidSpec") -> None:
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
+        self.reason = reason
 
 
 @dataclass(frozen=True)

@@ -19,20 +19,20 @@ import logging
 import zlib
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 log = logging.getLogger(__name__)
 
-Key = Hashable
-ProbeCallback = Callable[[Key], Awaitable[None]]
+Key = TypeVar("Key", bound=Hashable)
 
 
-def phase_of(key: Key, interval: float) -> float:
+def phase_of(key: Hashable, interval: float) -> float:
     """A stable offset in [0, interval) for ``key``; crc32 because hash() is salted per run."""
     return zlib.crc32(repr(key).encode()) / 2**32 * interval
 
 
 @dataclass
-class _Entry:
+class _Entry(Generic[Key]):
     key: Key
     interval: float
     phase: float
@@ -53,10 +53,10 @@ class SchedulerStats:
     in_flight: int = 0
 
 
-class Scheduler:
+class Scheduler(Generic[Key]):
     def __init__(
         self,
-        probe: ProbeCallback,
+        probe: Callable[[Key], Awaitable[None]],
         *,
         max_concurrency: int = 256,
         on_lag: Callable[[float], None] | None = None,
@@ -66,7 +66,7 @@ class Scheduler:
         self._gate = asyncio.Semaphore(max_concurrency)
         self._on_lag = on_lag
         self._on_error = on_error
-        self._entries: dict[Key, _Entry] = {}
+        self._entries: dict[Key, _Entry[Key]] = {}
         self._heap: list[tuple[float, int, Key, int]] = []
         self._seq = 0
         self._timer: asyncio.TimerHandle | None = None
@@ -78,7 +78,7 @@ class Scheduler:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def __contains__(self, key: Key) -> bool:
+    def __contains__(self, key: object) -> bool:
         return key in self._entries
 
     def schedule(self, key: Key, interval: float, *, immediate: bool) -> None:
@@ -117,12 +117,12 @@ class Scheduler:
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
 
-    def _cancel(self, entry: _Entry) -> None:
+    def _cancel(self, entry: _Entry[Key]) -> None:
         if entry.task is not None and not entry.task.done():
             entry.task.cancel()
         entry.task = None
 
-    def _push(self, due: float, entry: _Entry) -> None:
+    def _push(self, due: float, entry: _Entry[Key]) -> None:
         self._seq += 1
         heapq.heappush(self._heap, (due, self._seq, entry.key, entry.version))
         if due < self._timer_at:
@@ -158,7 +158,7 @@ class Scheduler:
         self._timer_at = float("inf")
         self._arm()
 
-    async def _run(self, entry: _Entry, due: float) -> None:
+    async def _run(self, entry: _Entry[Key], due: float) -> None:
         async with self._gate:
             started = self._loop.time()
             if self._on_lag is not None:

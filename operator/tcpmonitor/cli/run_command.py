@@ -1,0 +1,85 @@
+"""``tcpmonitor run -f PATH``: probe manifests from disk continuously, no cluster."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from ..api import DurationError, parse_duration
+from ..runtime import RuntimeSettings
+from ..standalone import run_standalone
+from .logging_setup import FORMATS, LEVELS, configure_logging
+
+
+def add_runtime_options(parser: argparse.ArgumentParser, *, default_address: str) -> None:
+    """Options shared by every long-running mode."""
+    parser.add_argument(
+        "--metrics-address",
+        default=default_address,
+        help=f"address for /metrics and /healthz (default {default_address})",
+    )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=8080,
+        help="port for /metrics and /healthz (default 8080)",
+    )
+    parser.add_argument(
+        "--heartbeat",
+        default="60s",
+        help="status write interval when nothing changes (default 60s)",
+    )
+    parser.add_argument(
+        "--max-concurrency",
+        type=int,
+        default=256,
+        help="probes running at once, at most (default 256)",
+    )
+    parser.add_argument("--log-level", choices=LEVELS, default="info")
+    parser.add_argument("--log-format", choices=FORMATS, default="text")
+
+
+def runtime_settings(args: argparse.Namespace) -> RuntimeSettings:
+    try:
+        heartbeat = parse_duration(args.heartbeat)
+    except DurationError as exc:
+        raise ValueError(f"--heartbeat: {exc}") from None
+    if heartbeat < 1:
+        raise ValueError("--heartbeat: at least 1s")
+    if not 1 <= args.max_concurrency <= 100_000:
+        raise ValueError("--max-concurrency: between 1 and 100000")
+    if not 0 <= args.metrics_port <= 65535:
+        raise ValueError("--metrics-port: between 0 and 65535")
+    return RuntimeSettings(heartbeat=heartbeat, max_concurrency=args.max_concurrency)
+
+
+def register(commands: Any) -> None:
+    parser: argparse.ArgumentParser = commands.add_parser(
+        "run",
+        help="probe TcpMonitor manifests from disk continuously (no cluster)",
+        description="Run the scheduler against TcpMonitor manifests on disk: transitions are "
+        "logged as lines, metrics served on /metrics, health on /healthz. SIGHUP re-reads the "
+        "files.",
+    )
+    parser.add_argument(
+        "-f",
+        "--filename",
+        type=Path,
+        action="append",
+        required=True,
+        help="TcpMonitor YAML file or directory (repeatable)",
+    )
+    add_runtime_options(parser, default_address="127.0.0.1")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = runtime_settings(args)
+    configure_logging(args.log_level, args.log_format)
+    return asyncio.run(
+        run_standalone(
+            args.filename, host=args.metrics_address, port=args.metrics_port, settings=settings
+        )
+    )
