@@ -1,0 +1,1 @@
+"""Kubernetes glue: kopf handlers, status writes, Events, Secret lookups. Thin by design."""

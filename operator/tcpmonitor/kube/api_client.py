@@ -1,0 +1,51 @@
+"""One configured Kubernetes client, and a small thread pool for its blocking calls.
+
+The official client is synchronous; a dedicated pool keeps its calls off the event loop that
+probes, and bounds how many requests this process has in flight against the API server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from kubernetes import client, config
+
+T = TypeVar("T")
+
+
+def load_credentials(kubeconfig: str | None) -> None:
+    """In-cluster service account when available, else kubeconfig (``--kubeconfig`` first).
+
+    ``KUBECONFIG`` is set too, so kopf's own login finds the same credentials.
+    """
+    if kubeconfig:
+        os.environ["KUBECONFIG"] = kubeconfig
+        config.load_kube_config(config_file=kubeconfig)
+        return
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        config.load_kube_config()
+
+
+class KubeApi:
+    """Typed API groups over one ApiClient, with ``call`` to run a request off the loop."""
+
+    def __init__(self, api_client: Any | None = None, *, workers: int = 8) -> None:
+        self.client = api_client or client.ApiClient()
+        self.core = client.CoreV1Api(self.client)
+        self.custom = client.CustomObjectsApi(self.client)
+        self.events = client.EventsV1Api(self.client)
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kube-api")
+
+    async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, lambda: fn(*args, **kwargs))
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self.client.close()

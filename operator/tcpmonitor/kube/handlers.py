@@ -1,0 +1,66 @@
+"""The kopf handlers: translate watch events into runtime calls, nothing else.
+
+Only a raw ``on.event`` handler: no create/update/delete handlers means kopf keeps no progress
+or diff-base state, adds no finalizer and writes nothing into our objects; the runtime is the
+only writer, and only of ``status``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+from pydantic import ValidationError
+
+from .. import GROUP, PLURAL, VERSION
+from ..api import TcpMonitor
+from ..manifests import validation_problems
+from ..reporting import EventSpec
+from ..runtime import MonitorRef, MonitorRuntime
+
+log = logging.getLogger(__name__)
+
+
+def parse_monitor(body: dict[str, Any]) -> TcpMonitor:
+    """The object as the runtime needs it; a status we cannot read is ignored, not fatal."""
+    obj = {k: body.get(k) for k in ("apiVersion", "kind", "metadata", "spec", "status")}
+    try:
+        return TcpMonitor.model_validate(obj)
+    except ValidationError:
+        if obj.get("status") is None:
+            raise
+        obj["status"] = None
+        return TcpMonitor.model_validate(obj)
+
+
+def build_registry(runtime: MonitorRuntime) -> kopf.OperatorRegistry:
+    registry = kopf.OperatorRegistry()
+
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        return kopf.login_via_client(**kwargs)
+
+    @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
+    async def on_event(**kwargs: Any) -> None:
+        body: dict[str, Any] = dict(kwargs["body"])
+        meta = body.get("metadata", {})
+        key = (str(meta.get("namespace")), str(meta.get("name")))
+        if kwargs["type"] == "DELETED":
+            runtime.remove(key)
+            return
+        try:
+            monitor = parse_monitor(body)
+        except ValidationError as exc:
+            # The API server's schema should make this impossible; an older CRD might not.
+            problems = "; ".join(f"{p.field}: {p.message}" for p in validation_problems(exc, "", 0))
+            log.warning("TcpMonitor %s/%s is invalid: %s", *key, problems)
+            runtime.remove(key)
+            runtime.reporter.post_event(
+                MonitorRef(key[0], key[1], meta.get("uid")),
+                EventSpec("Warning", "InvalidSpec", problems[:1024]),
+            )
+            return
+        await runtime.apply(monitor)
+
+    return registry
