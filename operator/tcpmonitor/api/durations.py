@@ -2,7 +2,7 @@
 
 The accepted grammar is deliberately the intersection of what humans expect and what the API
 server's CEL ``duration()`` understands: Go-style sequences of ``ms``/``s``/``m``/``h``, or a
-whole number of days on its own (``14d``), which the CEL rules rewrite to hours. Allowing
+whole number of days on its own (``14d``), which the CEL rules read as days. Allowing
 ``1d12h`` would need a CEL parser of our own, so it is refused with a clear message instead.
 """
 
@@ -47,13 +47,14 @@ def format_duration(seconds: float) -> str:
     return "".join(f"{value}{unit}" for value, unit in parts if value) or "0s"
 
 
-def cel_duration(field: str) -> str:
-    """A CEL expression turning the duration string at ``field`` into a CEL duration.
+def cel_milliseconds(field: str) -> str:
+    """A CEL expression for the duration string at ``field`` in whole milliseconds.
 
-    CEL's ``duration()`` has no day unit, so ``14d`` is rewritten to ``336h`` first.
+    CEL's ``duration()`` has no day unit, so ``14d`` is read as a number of days instead. Plain
+    integer arithmetic keeps the API server's cost estimate small; rewriting ``14d`` into a
+    ``336h`` string first is estimated a hundred times over the budget.
     """
     return (
-        f"({field}.endsWith('d') ? "
-        f"duration(string(int({field}.substring(0, size({field}) - 1)) * 24) + 'h') : "
-        f"duration({field}))"
+        f"({field}.endsWith('d') ? int({field}.substring(0, size({field}) - 1)) * 86400000"
+        f" : duration({field}).getMilliseconds())"
     )

@@ -15,7 +15,7 @@ from pydantic import Field
 from .durations import (
     DURATION_MAX_LENGTH,
     DURATION_PATTERN,
-    cel_duration,
+    cel_milliseconds,
     parse_duration,
 )
 from .rules import ApiModel, CrossFieldRule
@@ -269,8 +269,8 @@ def _host_is_valid_ip_if_colon(s: TcpMonitorSpec) -> str | None:
     return f"host {s.host} is neither a DNS name nor an IP address"
 
 
-def _interval(field: str) -> str:
-    return cel_duration(f"self.{field}")
+def _ms(field: str) -> str:
+    return cel_milliseconds(f"self.{field}")
 
 
 class TcpMonitorSpec(ApiModel):
@@ -347,7 +347,7 @@ class TcpMonitorSpec(ApiModel):
 
     cross_field_rules = (
         CrossFieldRule(
-            rule=f"{_interval('timeout')} <= {_interval('interval')}",
+            rule=f"{_ms('timeout')} <= {_ms('interval')}",
             message_expression="'timeout (' + self.timeout + ') must not exceed interval (' "
             "+ self.interval + ')'",
             check=_timeout_within_interval,
@@ -355,7 +355,7 @@ class TcpMonitorSpec(ApiModel):
         ),
         CrossFieldRule(
             rule="!has(self.degradedResponseTime) || !has(self.maxResponseTime) || "
-            f"{_interval('degradedResponseTime')} < {_interval('maxResponseTime')}",
+            f"{_ms('degradedResponseTime')} < {_ms('maxResponseTime')}",
             message_expression="'degradedResponseTime (' + self.degradedResponseTime + "
             "') must be less than maxResponseTime (' + self.maxResponseTime + ')'",
             check=_degraded_below_max,
