@@ -12,6 +12,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+import kopf
 from kubernetes import client, config
 
 T = TypeVar("T")
@@ -49,3 +50,28 @@ class KubeApi:
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
         self.client.close()
+
+
+def connection_info() -> kopf.ConnectionInfo:
+    """kopf credentials taken from the client configuration loaded by ``load_credentials``.
+
+    kopf's own ``login_via_client`` re-reads ``~/.kube/config`` (the kubernetes package fixes
+    its default path at import time), which would ignore ``--kubeconfig``.
+    """
+    cfg = client.Configuration.get_default_copy()
+    header = cfg.get_api_key_with_prefix("BearerToken") or cfg.get_api_key_with_prefix(
+        "authorization"
+    )
+    parts = header.split(" ", 1) if header else []
+    scheme, token = (parts[0], parts[1]) if len(parts) == 2 else (None, parts[0] if parts else None)
+    return kopf.ConnectionInfo(
+        server=cfg.host,
+        ca_path=cfg.ssl_ca_cert,
+        insecure=not cfg.verify_ssl,
+        username=cfg.username or None,
+        password=cfg.password or None,
+        scheme=scheme,
+        token=token,
+        certificate_path=cfg.cert_file,
+        private_key_path=cfg.key_file,
+    )

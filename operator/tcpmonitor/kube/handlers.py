@@ -18,6 +18,7 @@ from ..api import TcpMonitor
 from ..manifests import validation_problems
 from ..reporting import EventSpec
 from ..runtime import MonitorRef, MonitorRuntime
+from .api_client import connection_info
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +39,8 @@ def build_registry(runtime: MonitorRuntime) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
 
     @kopf.on.login(registry=registry)
-    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
-        return kopf.login_via_client(**kwargs)
+    def login(**_: Any) -> kopf.ConnectionInfo:
+        return connection_info()
 
     @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
     async def on_event(**kwargs: Any) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 from dataclasses import dataclass
 
 import kopf
@@ -64,12 +63,11 @@ async def run_operator(options: OperatorOptions) -> int:
     api = KubeApi()
     reporter = KubeReporter(api, metrics)
     runtime = MonitorRuntime(reporter, ApiResolver(api), metrics, options.settings)
-    stop = asyncio.Event()
     ready = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-
+    # kopf installs its own SIGTERM/SIGINT handlers and returns when one arrives; a stop flag
+    # of ours beside them leaves kopf waiting on that flag until its ultimate-exit timer kills
+    # the process, so kopf alone owns the signals.
     operator_task = loop.create_task(
         kopf.operator(
             registry=build_registry(runtime),
@@ -77,7 +75,6 @@ async def run_operator(options: OperatorOptions) -> int:
             namespaces=options.namespaces,
             clusterwide=not options.namespaces,
             standalone=True,
-            stop_flag=stop,
             ready_flag=ready,
         )
     )
@@ -100,20 +97,14 @@ async def run_operator(options: OperatorOptions) -> int:
     scope = ", ".join(options.namespaces) if options.namespaces else "all namespaces"
     log.info("watching TcpMonitors in %s; metrics on :%d", scope, options.metrics_port)
     try:
-        await asyncio.wait(
-            [operator_task, loop.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED
-        )
-        stop.set()
-        try:
-            await asyncio.wait_for(operator_task, SHUTDOWN_GRACE)
-        except (TimeoutError, asyncio.CancelledError):
-            operator_task.cancel()
-        except Exception:
-            log.exception("the operator stopped with an error")
-            return 1
+        await operator_task
+    except Exception:
+        log.exception("the operator stopped with an error")
+        return 1
     finally:
         await runtime.close()
         await reporter.close()
         await http.cleanup()
         api.close()
-    return 0 if stop.is_set() else 1
+    log.info("stopped")
+    return 0

@@ -13,6 +13,7 @@ import itertools
 import logging
 import os
 import socket
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -54,6 +55,8 @@ class KubeReporter:
         self._order: list[tuple[int, int, tuple[str, str]]] = []
         self._seq = itertools.count()
         self._wakeup = asyncio.Event()
+        # One write per monitor at a time, so an older status can never overtake a newer one.
+        self._in_flight: set[tuple[str, str]] = set()
         self._tasks = [
             asyncio.get_running_loop().create_task(self._worker()) for _ in range(workers)
         ]
@@ -96,10 +99,20 @@ class KubeReporter:
                 self._wakeup.clear()
                 await self._wakeup.wait()
             _, _, key = heapq.heappop(self._order)
+            if key in self._in_flight:
+                continue  # re-queued when the write in flight finishes: order must hold
             pending = self._pending.pop(key, None)
             if pending is None:
                 continue  # already written through an earlier queue entry
-            await self._patch(pending)
+            self._in_flight.add(key)
+            try:
+                await self._patch(pending)
+            finally:
+                self._in_flight.discard(key)
+                newer = self._pending.get(key)
+                if newer is not None:
+                    heapq.heappush(self._order, (0 if newer.urgent else 1, next(self._seq), key))
+                    self._wakeup.set()
 
     async def _patch(self, pending: _Pending) -> None:
         ref = pending.ref
@@ -136,7 +149,9 @@ class KubeReporter:
         body = {
             "apiVersion": "events.k8s.io/v1",
             "kind": "Event",
-            "metadata": {"generateName": f"{ref.name}.", "namespace": ref.namespace},
+            # Named like kubectl's recorder does (object name, a dot, a unique suffix);
+            # generateName would end in a dot, which Event names may not.
+            "metadata": {"name": f"{ref.name}.{time.time_ns():x}", "namespace": ref.namespace},
             "eventTime": now.isoformat(timespec="microseconds").replace("+00:00", "Z"),
             "reportingController": REPORTING_CONTROLLER,
             "reportingInstance": self.instance[:128],
