@@ -12,7 +12,13 @@ import sys
 import time
 from types import FrameType
 
-from tests.controlplane.build import BuildError, bin_dir, ensure_binaries, kubernetes_version
+from tests.controlplane.build import (
+    BuildError,
+    GoNotFoundError,
+    bin_dir,
+    ensure_binaries,
+    kubernetes_version,
+)
 from tests.controlplane.cluster import CRD_DIR, KubectlError
 from tests.controlplane.controlplane import ControlPlane
 from tests.controlplane.processes import StartupError
@@ -41,6 +47,9 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         binaries = ensure_binaries()
+    except GoNotFoundError as error:
+        print(f"error: {error}; install Go >= 1.26 from https://go.dev/dl/", file=sys.stderr)
+        return 2
     except BuildError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

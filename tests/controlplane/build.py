@@ -157,10 +157,8 @@ def ensure_binaries(*, log: bool = True) -> Binaries:
     go = find_go()
     if go is None:
         raise GoNotFoundError(
-            "the control-plane binaries are not built and no Go toolchain was found "
-            f"(looked on PATH and in {', '.join(map(str, GO_FALLBACK_LOCATIONS))}); "
-            "install Go >= 1.26 from https://go.dev/dl/ and run "
-            "`python -m tests.controlplane --build-only`"
+            f"the control-plane binaries are not in {bin_dir()} and no Go toolchain was found "
+            f"(looked on PATH and at {', '.join(map(str, GO_FALLBACK_LOCATIONS))})"
         )
     target = bin_dir()
     with _exclusive(target.parent / ".build.lock"):

@@ -33,10 +33,10 @@ KUBECONFIG_ENV = "TCPMONITOR_E2E_KUBECONFIG"
 REQUIRED_ENV = "TCPMONITOR_E2E_REQUIRED"
 
 HOW_TO_GET_BINARIES = (
-    "to run the e2e tests, install Go >= 1.26 (https://go.dev/dl/) so the session can "
-    "build etcd/kube-apiserver/kubectl itself, or build them once with "
-    "`python -m tests.controlplane --build-only`, "
-    f"or set {KUBECONFIG_ENV}=<path> to use an existing cluster"
+    "install Go >= 1.26 (https://go.dev/dl/) so the session builds etcd, kube-apiserver "
+    "and kubectl itself (once, a few minutes), or run `python -m tests.controlplane "
+    f"--build-only` where Go is available, or set {KUBECONFIG_ENV}=<kubeconfig> to test "
+    "against an existing cluster"
 )
 
 
@@ -103,7 +103,7 @@ def kube_cluster() -> Iterator[Cluster]:
     try:
         binaries = ensure_binaries()
     except GoNotFoundError as error:
-        unavailable(f"{error}. Alternatively, {HOW_TO_GET_BINARIES}")
+        unavailable(f"{error}; {HOW_TO_GET_BINARIES}")
     with ControlPlane(binaries) as cluster:
         yield cluster
 
