@@ -1,10 +1,15 @@
-"""Connect-only probes per second and CPU per 1,000 probes: the engine against the floor.
+"""Connect-only probes per second and CPU per 1,000 probes: the engine, the floor, the peers.
 
 The floor is a bare ``asyncio.open_connection`` + close loop: nothing a prober can do is
 cheaper in asyncio. Runs alternate (floor, engine, floor, engine, ...) and medians are reported,
 because these machines are noisy and only ratios from one run mean something.
 
-    python bench/probe_throughput.py [--probes 20000] [--concurrency 50] [--rounds 3]
+Peers, when installed (``apt-get install prometheus-blackbox-exporter monitoring-plugins-basic``),
+are measured in the same run: the blackbox exporter's ``tcp_connect`` module driven over its
+HTTP ``/probe`` API (its own CPU is counted, the HTTP client's is not), and ``check_tcp``, one
+process per probe as Nagios-style schedulers run it (the children's CPU is counted).
+
+    python bench/probe_throughput.py [--probes 20000] [--concurrency 50] [--rounds 3] [--no-peers]
 """
 
 from __future__ import annotations
@@ -14,8 +19,13 @@ import asyncio
 import gc
 import itertools
 import json
+import os
+import resource
+import socket
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -71,11 +81,106 @@ async def drive(
     }
 
 
+BLACKBOX = "/usr/bin/prometheus-blackbox-exporter"
+CHECK_TCP = "/usr/lib/nagios/plugins/check_tcp"
+
+
+def _process_cpu(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def _drive_blackbox(
+    port: int, targets: list[Target], probes: int, concurrency: int, pid: int
+) -> dict[str, float]:
+    import aiohttp  # noqa: PLC0415 - only needed for this peer
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as http:
+        for _ in range(100):
+            try:
+                async with http.get(f"http://127.0.0.1:{port}/metrics") as r:
+                    if r.status == 200:
+                        break
+            except aiohttp.ClientError:
+                await asyncio.sleep(0.05)
+        cycle = itertools.cycle(targets)
+        remaining, ok = probes, 0
+
+        async def worker() -> None:
+            nonlocal remaining, ok
+            while remaining > 0:
+                remaining -= 1
+                host, tport = next(cycle)
+                url = f"http://127.0.0.1:{port}/probe?module=tcp_connect&target={host}:{tport}"
+                async with http.get(url) as r:
+                    if "probe_success 1" in await r.text():
+                        ok += 1
+
+        cpu0, wall0 = _process_cpu(pid), time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        cpu, wall = _process_cpu(pid) - cpu0, time.perf_counter() - wall0
+    return {
+        "probes_per_second": probes / wall,
+        "cpu_seconds_per_1000": cpu / probes * 1000,
+        "success_ratio": ok / probes,
+    }
+
+
+def blackbox_run(targets: list[Target], probes: int, concurrency: int) -> dict[str, float]:
+    port = _free_port()
+    with tempfile.NamedTemporaryFile("w", suffix=".yml", delete=False) as cfg:
+        cfg.write("modules:\n  tcp_connect:\n    prober: tcp\n    timeout: 5s\n")
+    exporter = subprocess.Popen(
+        [BLACKBOX, f"--config.file={cfg.name}", f"--web.listen-address=127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        return asyncio.run(_drive_blackbox(port, targets, probes, concurrency, exporter.pid))
+    finally:
+        exporter.terminate()
+        exporter.wait()
+        os.unlink(cfg.name)
+
+
+def check_tcp_run(targets: list[Target], probes: int, parallel: int) -> dict[str, float]:
+    cycle = itertools.cycle(targets)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wall0 = time.perf_counter()
+    ok = 0
+    running: list[subprocess.Popen[bytes]] = []
+    for _ in range(probes):
+        host, port = next(cycle)
+        running.append(
+            subprocess.Popen(
+                [CHECK_TCP, "-H", host, "-p", str(port), "-t", "5"], stdout=subprocess.DEVNULL
+            )
+        )
+        if len(running) >= parallel:
+            ok += running.pop(0).wait() == 0
+    ok += sum(p.wait() == 0 for p in running)
+    wall = time.perf_counter() - wall0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {
+        "probes_per_second": probes / wall,
+        "cpu_seconds_per_1000": cpu / probes * 1000,
+        "success_ratio": ok / probes,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--probes", type=int, default=20000)
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--no-peers", action="store_true", help="only the engine and the floor")
     args = parser.parse_args()
     runs: dict[str, list[dict[str, float]]] = {"floor": [], "engine": []}
     with LoopbackListener() as targets:
@@ -86,11 +191,15 @@ def main() -> None:
     summary = {
         name: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for name, rs in runs.items()
     }
+    engine = summary["engine"]
     summary["ratio"] = {
-        "throughput_engine_over_floor": summary["engine"]["probes_per_second"]
-        / summary["floor"]["probes_per_second"],
-        "cpu_engine_over_floor": summary["engine"]["cpu_seconds_per_1000"]
-        / summary["floor"]["cpu_seconds_per_1000"],
+        f"throughput_engine_over_{name}": engine["probes_per_second"] / s["probes_per_second"]
+        for name, s in summary.items()
+        if name != "engine"
+    } | {
+        f"cpu_engine_over_{name}": engine["cpu_seconds_per_1000"] / s["cpu_seconds_per_1000"]
+        for name, s in summary.items()
+        if name != "engine"
     }
     print(json.dumps({"args": vars(args), **summary}, indent=2))
 

@@ -204,3 +204,9 @@ def events(cluster: Cluster, namespace: str, name: str | None = None) -> list[di
 def reasons(cluster: Cluster, namespace: str, name: str) -> list[str]:
     found = events(cluster, namespace, name)
     return [e["reason"] for e in sorted(found, key=lambda e: e["eventTime"])]
+
+
+def state_is(cluster: Cluster, namespace: str, name: str, state: str) -> dict[str, Any] | None:
+    """The status when the monitor is in ``state``, for eventually()."""
+    st = status(cluster, namespace, name)
+    return st if st.get("state") == state else None

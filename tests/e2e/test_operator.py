@@ -20,6 +20,7 @@ from .operator_process import (
     eventually,
     get,
     reasons,
+    state_is,
     status,
     tcpmonitor,
 )
@@ -41,11 +42,6 @@ def target() -> Iterator[Listener]:
     listener = Listener().start()
     yield listener
     listener.stop()
-
-
-def state_is(cluster: Cluster, ns: str, name: str, state: str) -> dict | None:  # type: ignore[type-arg]
-    st = status(cluster, ns, name)
-    return st if st.get("state") == state else None
 
 
 def test_monitor_lifecycle_status_conditions_events_metrics(

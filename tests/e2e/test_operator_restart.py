@@ -20,6 +20,7 @@ from .operator_process import (
     condition,
     eventually,
     reasons,
+    state_is,
     status,
     tcpmonitor,
 )
@@ -30,11 +31,6 @@ def target() -> Iterator[Listener]:
     listener = Listener().start()
     yield listener
     listener.stop()
-
-
-def state_is(cluster: Cluster, ns: str, name: str, state: str) -> dict | None:  # type: ignore[type-arg]
-    st = status(cluster, ns, name)
-    return st if st.get("state") == state else None
 
 
 def test_restart_keeps_counters_and_transition_times(
