@@ -183,23 +183,33 @@ def main() -> None:
     parser.add_argument("--no-peers", action="store_true", help="only the engine and the floor")
     args = parser.parse_args()
     runs: dict[str, list[dict[str, float]]] = {"floor": [], "engine": []}
+    if not args.no_peers and os.access(BLACKBOX, os.X_OK):
+        runs["blackbox_exporter"] = []
+    if not args.no_peers and os.access(CHECK_TCP, os.X_OK):
+        runs["check_tcp"] = []
     with LoopbackListener() as targets:
         contenders = {"floor": floor_once, "engine": engine_probe(targets)}
         for _ in range(args.rounds):
             for name, once in contenders.items():
                 runs[name].append(asyncio.run(drive(once, targets, args.probes, args.concurrency)))
+            if "blackbox_exporter" in runs:
+                runs["blackbox_exporter"].append(
+                    blackbox_run(targets, args.probes // 4, args.concurrency)
+                )
+            if "check_tcp" in runs:
+                # One process per probe is slow: a smaller sample, the same measures.
+                runs["check_tcp"].append(check_tcp_run(targets, args.probes // 20, 8))
     summary = {
         name: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for name, rs in runs.items()
     }
     engine = summary["engine"]
+    others = {name: s for name, s in summary.items() if name != "engine"}
     summary["ratio"] = {
         f"throughput_engine_over_{name}": engine["probes_per_second"] / s["probes_per_second"]
-        for name, s in summary.items()
-        if name != "engine"
+        for name, s in others.items()
     } | {
         f"cpu_engine_over_{name}": engine["cpu_seconds_per_1000"] / s["cpu_seconds_per_1000"]
-        for name, s in summary.items()
-        if name != "engine"
+        for name, s in others.items()
     }
     print(json.dumps({"args": vars(args), **summary}, indent=2))
 
