@@ -153,8 +153,12 @@ def build_status(
 
 
 def status_body(status: TcpMonitorStatus) -> dict[str, Any]:
-    """The wire form of status, with times as RFC 3339 strings at second precision or better."""
-    return status.model_dump(mode="json", by_alias=True)
+    """The wire form of the top-level status fields, times as RFC 3339 strings.
+
+    ``locations`` is left out: its entries belong to the runners (server-side apply, one field
+    manager per location), and a merge patch carrying the list would replace all of them.
+    """
+    return status.model_dump(mode="json", by_alias=True, exclude={"locations"})
 
 
 _EVENT_FOR = {

@@ -82,6 +82,7 @@ CASES: list[Case] = [
     ),
     Case("base64-payload", spec(sendBase64="AAEC/w=="), True),
     Case("paused", spec(paused=True), True),
+    Case("two-locations", spec(locations=["eu-west", "us-east"], minFailedLocations=2), True),
     # Refused by the schema.
     Case("port-zero", spec(port=0), False, "spec.port", "0"),
     Case("port-too-big", spec(port=70000), False, "spec.port", "65535"),
@@ -110,7 +111,23 @@ CASES: list[Case] = [
         "16",
     ),
     Case("send-too-long", spec(send="x" * 4097), False, "spec.send", "4096"),
+    Case("bad-location-name", spec(locations=["EU_West"]), False, "spec.locations[0]", "EU_West"),
+    Case("no-locations", spec(locations=[]), False, "spec.locations", "1"),
+    Case(
+        "duplicate-location",
+        spec(locations=["eu", "eu"]),
+        False,
+        "spec.locations",
+        "Duplicate value",
+    ),
     # Refused by the CEL rules.
+    Case(
+        "quorum-over-locations",
+        spec(locations=["eu", "us"], minFailedLocations=3),
+        False,
+        "spec.minFailedLocations",
+        "minFailedLocations (3) exceeds the number of locations (2)",
+    ),
     Case(
         "timeout-over-interval",
         spec(interval="10s", timeout="20s"),

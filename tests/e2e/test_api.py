@@ -84,6 +84,8 @@ def test_defaults_are_stored(control_plane: Cluster, namespace: str) -> None:
         "failureThreshold": 1,
         "successThreshold": 1,
         "paused": False,
+        "locations": ["default"],
+        "minFailedLocations": 1,
         "tls": {
             "enabled": True,
             "insecureSkipVerify": False,

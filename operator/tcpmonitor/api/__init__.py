@@ -29,7 +29,7 @@ from .spec import (
     TlsSpec,
     TlsVersion,
 )
-from .status import Condition, MonitorState, TcpMonitorStatus
+from .status import Condition, LocationStatus, MonitorState, TcpMonitorStatus
 
 __all__ = [
     "API_VERSION",
@@ -45,6 +45,7 @@ __all__ = [
     "DurationError",
     "ErrorCode",
     "IpFamily",
+    "LocationStatus",
     "MonitorState",
     "ObjectMeta",
     "ProbeResult",

@@ -35,6 +35,8 @@ _KEEP = {
     "required",
     "nullable",
     "x-kubernetes-validations",
+    "x-kubernetes-list-type",
+    "x-kubernetes-list-map-keys",
 }
 
 PRINTER_COLUMNS: list[dict[str, Any]] = [

@@ -10,7 +10,7 @@ import ipaddress
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from .durations import (
     DURATION_MAX_LENGTH,
@@ -37,6 +37,11 @@ MAX_ASSERTION_TARGET = 1024
 
 Duration = Annotated[str, Field(pattern=DURATION_PATTERN, max_length=DURATION_MAX_LENGTH)]
 ObjectName = Annotated[str, Field(min_length=1, max_length=253, pattern=OBJECT_NAME_PATTERN)]
+LOCATION_PATTERN = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+LocationName = Annotated[
+    str, Field(min_length=1, max_length=63, pattern=LOCATION_PATTERN, description="A location.")
+]
+MAX_LOCATIONS = 16
 DataKey = Annotated[str, Field(min_length=1, max_length=253, pattern=DATA_KEY_PATTERN)]
 
 
@@ -252,6 +257,15 @@ def _one_payload(s: TcpMonitorSpec) -> str | None:
     return "set at most one of send, sendBase64 and sendFrom"
 
 
+def _quorum_within_locations(s: TcpMonitorSpec) -> str | None:
+    if s.min_failed_locations <= len(s.locations):
+        return None
+    return (
+        f"minFailedLocations ({s.min_failed_locations}) exceeds the number of locations "
+        f"({len(s.locations)})"
+    )
+
+
 def _host_is_valid_ip_if_colon(s: TcpMonitorSpec) -> str | None:
     if ":" not in s.host:
         return None
@@ -344,6 +358,30 @@ class TcpMonitorSpec(ApiModel):
         description="Consecutive successful probes needed before the monitor turns Up again.",
     )
     paused: bool = Field(default=False, description="Stop probing; the state shows Paused.")
+    locations: tuple[LocationName, ...] = Field(
+        default=("default",),
+        max_length=MAX_LOCATIONS,
+        # minItems by hand: pydantic's own min_length reports a second, bogus error when an
+        # item is invalid (it counts only the valid items).
+        json_schema_extra={"x-kubernetes-list-type": "set", "minItems": 1},
+        description="Runner locations that probe this monitor, each on every interval.",
+    )
+    min_failed_locations: int = Field(
+        default=1,
+        ge=1,
+        le=MAX_LOCATIONS,
+        description="The monitor is Down when at least this many locations report Down.",
+    )
+
+    @field_validator("locations")
+    @classmethod
+    def _unique_locations(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("should have at least 1 item")
+        duplicates = sorted({v for v in value if value.count(v) > 1})
+        if duplicates:
+            raise ValueError(f"Duplicate value: {duplicates[0]}")
+        return value
 
     cross_field_rules = (
         CrossFieldRule(
@@ -366,6 +404,13 @@ class TcpMonitorSpec(ApiModel):
             "(has(self.sendFrom) ? 1 : 0) <= 1",
             message_expression="'set at most one of send, sendBase64 and sendFrom'",
             check=_one_payload,
+        ),
+        CrossFieldRule(
+            rule="self.minFailedLocations <= size(self.locations)",
+            message_expression="'minFailedLocations (' + string(self.minFailedLocations) + "
+            "') exceeds the number of locations (' + string(size(self.locations)) + ')'",
+            check=_quorum_within_locations,
+            field_path=".minFailedLocations",
         ),
         CrossFieldRule(
             rule="!self.host.contains(':') || isIP(self.host)",

@@ -33,8 +33,24 @@ class Condition(ResultModel):
     message: str = Field(default="", max_length=MAX_MESSAGE, description="For humans.")
 
 
+class LocationStatus(ResultModel):
+    """One location's view of the monitor, written by the runner that probed it."""
+
+    name: str = Field(max_length=63, description="The location.")
+    state: MonitorState = Field(description="This location's state (thresholds applied).")
+    runner: str | None = Field(default=None, max_length=253, description="Runner that probed.")
+    last_probe_time: datetime | None = Field(default=None, description="Last probe start.")
+    last_transition_time: datetime | None = Field(default=None, description="Last state change.")
+    consecutive_successes: int = Field(default=0, ge=0, description="Successes in a row.")
+    consecutive_failures: int = Field(default=0, ge=0, description="Failures in a row.")
+    error_code: str | None = Field(default=None, max_length=64, description="Last error code.")
+    total_ms: float | None = Field(default=None, description="Total time of the last probe, ms.")
+    message: str | None = Field(default=None, max_length=MAX_MESSAGE, description="One line.")
+
+
 class TcpMonitorStatus(ResultModel):
-    """Observed state of a TcpMonitor, written by the operator only."""
+    """Observed state of a TcpMonitor: the controller writes the top-level fields, each
+    location's runners their own entry of ``locations``."""
 
     observed_generation: int | None = Field(
         default=None, ge=0, description="The spec generation the status describes."
@@ -56,3 +72,9 @@ class TcpMonitorStatus(ResultModel):
     last_failure_time: datetime | None = Field(default=None, description="Last Down.")
     consecutive_successes: int = Field(default=0, ge=0, description="Successes in a row.")
     consecutive_failures: int = Field(default=0, ge=0, description="Failures in a row.")
+    locations: list[LocationStatus] = Field(
+        default_factory=list,
+        max_length=16,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+        description="Per-location results; each entry is written by that location's runners.",
+    )
