@@ -126,7 +126,7 @@ CASES: list[Case] = [
         spec(locations=["eu", "us"], minFailedLocations=3),
         False,
         "spec.minFailedLocations",
-        "minFailedLocations (3) exceeds the number of locations (2)",
+        "minFailedLocations exceeds the number of locations",
     ),
     Case(
         "timeout-over-interval",

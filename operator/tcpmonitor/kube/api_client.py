@@ -41,6 +41,7 @@ class KubeApi:
         self.core = client.CoreV1Api(self.client)
         self.custom = client.CustomObjectsApi(self.client)
         self.events = client.EventsV1Api(self.client)
+        self.coordination = client.CoordinationV1Api(self.client)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kube-api")
 
     async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:

@@ -1,8 +1,14 @@
 """Writes status through the status subresource, and Events, with bounded API load.
 
 Writes are queued per monitor and coalesced (only the newest status of a monitor is sent),
-transitions go before heartbeats, and a fixed number of workers bounds the requests in flight.
-The operator never writes ``spec``: merge patches go to ``/status`` only.
+transitions go before heartbeats, one monitor's writes never overtake each other, a fixed
+number of workers bounds the requests in flight, and an optional budget bounds the writes per
+second. The operator never writes ``spec``: patches go to ``/status`` only.
+
+Two writers share the queue: the controller (or the all-in-one operator) merge-patches the
+top-level status fields; a runner server-side-applies only its own location's entry of
+``status.locations``, under a field manager per location, so writers never lose each other's
+updates and need no read-modify-write.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -21,15 +28,16 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 
 from .. import GROUP, KIND, PLURAL, VERSION
-from ..api import TcpMonitorStatus
+from ..api import LocationStatus, MonitorState, TcpMonitorStatus
 from ..metrics import Metrics
-from ..reporting import EventSpec, status_body
+from ..reporting import EventSpec, describe_result, status_body
 from ..runtime import MonitorRef
 from .api_client import KubeApi
 
 log = logging.getLogger(__name__)
 
 REPORTING_CONTROLLER = f"{GROUP}/operator"
+Key = tuple[str, str]
 
 
 def reporting_instance() -> str:
@@ -44,30 +52,35 @@ class _Pending:
     urgent: bool
 
 
-class KubeReporter:
-    """The runtime's Reporter for a cluster: status patches and Events through the API."""
+Sender = Callable[[MonitorRef, dict[str, Any]], Awaitable[None]]
 
-    def __init__(self, api: KubeApi, metrics: Metrics, *, workers: int = 4) -> None:
-        self.api = api
+
+class WriteQueue:
+    """Coalescing, prioritised, per-key ordered, rate-limited writes."""
+
+    def __init__(
+        self, send: Sender, metrics: Metrics, *, workers: int = 4, rate: float | None = None
+    ) -> None:
+        self._send = send
         self.metrics = metrics
-        self.instance = reporting_instance()
-        self._pending: dict[tuple[str, str], _Pending] = {}
-        self._order: list[tuple[int, int, tuple[str, str]]] = []
+        self._pending: dict[Key, _Pending] = {}
+        self._order: list[tuple[int, int, Key]] = []
         self._seq = itertools.count()
         self._wakeup = asyncio.Event()
         # One write per monitor at a time, so an older status can never overtake a newer one.
-        self._in_flight: set[tuple[str, str]] = set()
+        self._in_flight: set[Key] = set()
+        self._rate = rate
+        self._tokens = rate or 0.0
+        self._refilled = time.monotonic()
         self._tasks = [
             asyncio.get_running_loop().create_task(self._worker()) for _ in range(workers)
         ]
-        self._events: set[asyncio.Task[None]] = set()
 
-    def write_status(self, ref: MonitorRef, status: TcpMonitorStatus, *, urgent: bool) -> None:
+    def submit(self, ref: MonitorRef, body: dict[str, Any], *, urgent: bool) -> None:
         key = ref.key
         pending = self._pending.get(key)
-        body = {"status": status_body(status)}
         if pending is not None:
-            # Coalesce: the newest status wins, an urgent one keeps its place in the queue.
+            # Coalesce: the newest body wins, an urgent one is moved to the front.
             pending.body, pending.ref = body, ref
             if urgent and not pending.urgent:
                 pending.urgent = True
@@ -77,21 +90,28 @@ class KubeReporter:
         heapq.heappush(self._order, (0 if urgent else 1, next(self._seq), key))
         self._wakeup.set()
 
-    def post_event(self, ref: MonitorRef, event: EventSpec) -> None:
-        task = asyncio.get_running_loop().create_task(self._post(ref, event))
-        self._events.add(task)
-        task.add_done_callback(self._events.discard)
-
-    def forget(self, ref: MonitorRef) -> None:
-        self._pending.pop(ref.key, None)
-
-    async def close(self) -> None:
-        for task in [*self._tasks, *self._events]:
-            task.cancel()
-        await asyncio.gather(*self._tasks, *self._events, return_exceptions=True)
+    def forget(self, key: Key) -> None:
+        self._pending.pop(key, None)
 
     def backlog(self) -> int:
         return len(self._pending)
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _take_token(self) -> None:
+        if self._rate is None:
+            return
+        while True:
+            now = time.monotonic()
+            self._tokens = min(self._rate, self._tokens + (now - self._refilled) * self._rate)
+            self._refilled = now
+            if self._tokens >= 1:
+                self._tokens -= 1
+                return
+            await asyncio.sleep((1 - self._tokens) / self._rate)
 
     async def _worker(self) -> None:
         while True:
@@ -100,13 +120,16 @@ class KubeReporter:
                 await self._wakeup.wait()
             _, _, key = heapq.heappop(self._order)
             if key in self._in_flight:
-                continue  # re-queued when the write in flight finishes: order must hold
+                continue  # re-queued when the write in flight finishes
+            if key not in self._pending:
+                continue  # already written through an earlier queue entry
+            await self._take_token()
             pending = self._pending.pop(key, None)
             if pending is None:
-                continue  # already written through an earlier queue entry
+                continue
             self._in_flight.add(key)
             try:
-                await self._patch(pending)
+                await self._write(pending)
             finally:
                 self._in_flight.discard(key)
                 newer = self._pending.get(key)
@@ -114,24 +137,16 @@ class KubeReporter:
                     heapq.heappush(self._order, (0 if newer.urgent else 1, next(self._seq), key))
                     self._wakeup.set()
 
-    async def _patch(self, pending: _Pending) -> None:
+    async def _write(self, pending: _Pending) -> None:
         ref = pending.ref
         try:
-            await self.api.call(
-                self.api.custom.patch_namespaced_custom_object_status,
-                GROUP,
-                VERSION,
-                ref.namespace,
-                PLURAL,
-                ref.name,
-                pending.body,
-            )
+            await self._send(ref, pending.body)
         except ApiException as exc:
             if exc.status == 404:
                 return  # deleted meanwhile; the watch will tell the runtime
             self.metrics.status_patches.labels("error").inc()
             log.warning(
-                "status patch of %s/%s failed: %s %s",
+                "status write of %s/%s failed: %s %s",
                 ref.namespace,
                 ref.name,
                 exc.status,
@@ -140,9 +155,49 @@ class KubeReporter:
             return
         except Exception as exc:
             self.metrics.status_patches.labels("error").inc()
-            log.warning("status patch of %s/%s failed: %s", ref.namespace, ref.name, exc)
+            log.warning("status write of %s/%s failed: %s", ref.namespace, ref.name, exc)
             return
         self.metrics.status_patches.labels("success").inc()
+
+
+class KubeReporter:
+    """The runtime's Reporter for a cluster: merge patches of status, and Events."""
+
+    def __init__(
+        self, api: KubeApi, metrics: Metrics, *, workers: int = 4, rate: float | None = None
+    ) -> None:
+        self.api = api
+        self.instance = reporting_instance()
+        self.queue = WriteQueue(self._merge_patch, metrics, workers=workers, rate=rate)
+        self._events: set[asyncio.Task[None]] = set()
+
+    def write_status(self, ref: MonitorRef, status: TcpMonitorStatus, *, urgent: bool) -> None:
+        self.queue.submit(ref, {"status": status_body(status)}, urgent=urgent)
+
+    def post_event(self, ref: MonitorRef, event: EventSpec) -> None:
+        task = asyncio.get_running_loop().create_task(self._post(ref, event))
+        self._events.add(task)
+        task.add_done_callback(self._events.discard)
+
+    def forget(self, ref: MonitorRef) -> None:
+        self.queue.forget(ref.key)
+
+    async def close(self) -> None:
+        for task in self._events:
+            task.cancel()
+        await asyncio.gather(*self._events, return_exceptions=True)
+        await self.queue.close()
+
+    async def _merge_patch(self, ref: MonitorRef, body: dict[str, Any]) -> None:
+        await self.api.call(
+            self.api.custom.patch_namespaced_custom_object_status,
+            GROUP,
+            VERSION,
+            ref.namespace,
+            PLURAL,
+            ref.name,
+            body,
+        )
 
     async def _post(self, ref: MonitorRef, event: EventSpec) -> None:
         now = datetime.now(UTC)
@@ -173,3 +228,84 @@ class KubeReporter:
             log.warning(
                 "posting %s event for %s/%s failed: %s", event.reason, ref.namespace, ref.name, exc
             )
+
+
+def location_entry(status: TcpMonitorStatus, location: str, runner: str) -> LocationStatus:
+    """A runner's full view of a monitor, reduced to its location's entry."""
+    result = status.last_result
+    message = describe_result(result) if result is not None else status.message
+    return LocationStatus(
+        name=location,
+        state=status.state or MonitorState.UNKNOWN,
+        runner=runner,
+        last_probe_time=status.last_probe_time,
+        last_transition_time=status.last_transition_time,
+        consecutive_successes=status.consecutive_successes,
+        consecutive_failures=status.consecutive_failures,
+        error_code=result.error.code if result and result.error else None,
+        total_ms=result.timings.total if result else None,
+        message=message[:1024] if message else None,
+    )
+
+
+class LocationReporter:
+    """A runner's Reporter: server-side apply of its location's entry, within a write budget.
+
+    Events are the controller's to post (it sees every location); a runner only logs them.
+    """
+
+    def __init__(
+        self,
+        api: KubeApi,
+        metrics: Metrics,
+        location: str,
+        runner: str,
+        *,
+        rate: float = 20.0,
+        workers: int = 4,
+    ) -> None:
+        self.api = api
+        self.location = location
+        self.runner = runner
+        self.field_manager = f"tcpmonitor-runner-{location}"[:128]
+        self.queue = WriteQueue(self._apply, metrics, workers=workers, rate=rate)
+
+    def write_status(self, ref: MonitorRef, status: TcpMonitorStatus, *, urgent: bool) -> None:
+        entry = location_entry(status, self.location, self.runner)
+        body = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": KIND,
+            "metadata": {"name": ref.name, "namespace": ref.namespace},
+            "status": {"locations": [entry.model_dump(mode="json", by_alias=True)]},
+        }
+        self.queue.submit(ref, body, urgent=urgent)
+
+    def post_event(self, ref: MonitorRef, event: EventSpec) -> None:
+        log.info(
+            "%s/%s %s in %s: %s",
+            ref.namespace,
+            ref.name,
+            event.reason,
+            self.location,
+            event.message,
+        )
+
+    def forget(self, ref: MonitorRef) -> None:
+        self.queue.forget(ref.key)
+
+    async def close(self) -> None:
+        await self.queue.close()
+
+    async def _apply(self, ref: MonitorRef, body: dict[str, Any]) -> None:
+        await self.api.call(
+            self.api.custom.patch_namespaced_custom_object_status,
+            GROUP,
+            VERSION,
+            ref.namespace,
+            PLURAL,
+            ref.name,
+            body,
+            field_manager=self.field_manager,
+            force=True,
+            _content_type="application/apply-patch+yaml",
+        )

@@ -1,0 +1,286 @@
+"""coordination.k8s.io Leases: runner membership per location, and one active controller.
+
+Runners each renew a Lease of their own labelled with their location; the live members of a
+location are the unexpired Leases carrying its label. A runner that stops cleanly deletes its
+Lease, so the others take over at once instead of after the lease duration. The controller
+takes one shared Lease (leader election); a standby waits for it to expire or be released.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from kubernetes.client.exceptions import ApiException
+
+from .. import GROUP
+from ..sharding import Membership, live_members
+from .api_client import KubeApi
+
+log = logging.getLogger(__name__)
+
+LOCATION_LABEL = f"{GROUP}/location"
+ROLE_LABEL = f"{GROUP}/role"
+
+
+def lease_name(prefix: str, identity: str) -> str:
+    """A valid object name for ``identity`` (pod names already are; host names may not be)."""
+    clean = re.sub(r"[^a-z0-9-]+", "-", identity.lower()).strip("-")
+    return f"{prefix}-{clean}"[:253].rstrip("-")
+
+
+def _micro_time(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+
+
+class RunnerLease:
+    """This runner's Lease, renewed on a period, and the live members of its location."""
+
+    def __init__(
+        self,
+        api: KubeApi,
+        namespace: str,
+        identity: str,
+        location: str,
+        duration: float = 15.0,
+    ) -> None:
+        self.api = api
+        self.namespace = namespace
+        self.identity = identity
+        self.location = location
+        self.duration = duration
+        self.name = lease_name("tcpmonitor-runner", identity)
+        self.members: list[str] = []
+
+    def _body(self, now: datetime, resource_version: str | None = None) -> dict[str, Any]:
+        metadata: dict[str, Any] = {
+            "name": self.name,
+            "namespace": self.namespace,
+            "labels": {LOCATION_LABEL: self.location, ROLE_LABEL: "runner"},
+        }
+        if resource_version:
+            metadata["resourceVersion"] = resource_version
+        return {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": metadata,
+            "spec": {
+                "holderIdentity": self.identity,
+                "leaseDurationSeconds": max(1, round(self.duration)),
+                "renewTime": _micro_time(now),
+            },
+        }
+
+    async def renew(self) -> None:
+        now = datetime.now(UTC)
+        coordination = self.api.coordination
+        try:
+            current: Any = await self.api.call(
+                coordination.read_namespaced_lease, self.name, self.namespace
+            )
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            await self.api.call(
+                coordination.create_namespaced_lease, self.namespace, self._body(now)
+            )
+            return
+        await self.api.call(
+            coordination.replace_namespaced_lease,
+            self.name,
+            self.namespace,
+            self._body(now, current.metadata.resource_version),
+        )
+
+    async def live(self) -> list[str]:
+        leases: Any = await self.api.call(
+            self.api.coordination.list_namespaced_lease,
+            self.namespace,
+            label_selector=f"{ROLE_LABEL}=runner,{LOCATION_LABEL}={self.location}",
+        )
+        memberships = []
+        for lease in leases.items:
+            renewed = _parse_time(lease.spec.renew_time)
+            if renewed is None or not lease.spec.holder_identity:
+                continue
+            memberships.append(
+                Membership(
+                    holder=lease.spec.holder_identity,
+                    location=lease.metadata.labels.get(LOCATION_LABEL, ""),
+                    renewed=renewed,
+                    duration=timedelta(seconds=lease.spec.lease_duration_seconds or 0),
+                )
+            )
+        return live_members(memberships, self.location, datetime.now(UTC))
+
+    async def run(self, on_change: Callable[[list[str]], None]) -> None:
+        """Renew and watch membership until cancelled; errors are retried, never fatal."""
+        period = self.duration / 3
+        while True:
+            try:
+                await self.renew()
+                members = await self.live()
+                if self.identity not in members:
+                    members = sorted({*members, self.identity})
+                if members != self.members:
+                    log.info("location %s: runners %s", self.location, ", ".join(members))
+                    self.members = members
+                    on_change(members)
+            except Exception as exc:
+                log.warning("lease renewal for %s failed: %s", self.name, exc)
+            await asyncio.sleep(period)
+
+    async def release(self) -> None:
+        try:
+            await self.api.call(
+                self.api.coordination.delete_namespaced_lease, self.name, self.namespace
+            )
+        except ApiException as exc:
+            if exc.status != 404:
+                log.warning("releasing lease %s failed: %s", self.name, exc)
+
+
+class LostLeadership(Exception):
+    """Another controller holds the Lease now; this process must stop acting."""
+
+
+class LeaderElection:
+    """One active controller: take the shared Lease when free or expired, renew it, release it."""
+
+    def __init__(
+        self,
+        api: KubeApi,
+        namespace: str,
+        identity: str,
+        name: str = "tcpmonitor-controller",
+        duration: float = 15.0,
+    ) -> None:
+        self.api = api
+        self.namespace = namespace
+        self.identity = identity
+        self.name = name
+        self.duration = duration
+
+    def _spec(self, now: datetime, transitions: int, acquired: datetime) -> dict[str, Any]:
+        return {
+            "holderIdentity": self.identity,
+            "leaseDurationSeconds": max(1, round(self.duration)),
+            "acquireTime": _micro_time(acquired),
+            "renewTime": _micro_time(now),
+            "leaseTransitions": transitions,
+        }
+
+    async def _try(self) -> bool:
+        now = datetime.now(UTC)
+        coordination = self.api.coordination
+        try:
+            lease: Any = await self.api.call(
+                coordination.read_namespaced_lease, self.name, self.namespace
+            )
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            body = {
+                "apiVersion": "coordination.k8s.io/v1",
+                "kind": "Lease",
+                "metadata": {
+                    "name": self.name,
+                    "namespace": self.namespace,
+                    "labels": {ROLE_LABEL: "controller"},
+                },
+                "spec": self._spec(now, 0, now),
+            }
+            try:
+                await self.api.call(coordination.create_namespaced_lease, self.namespace, body)
+            except ApiException as create_exc:
+                if create_exc.status == 409:
+                    return False  # another controller created it first
+                raise
+            return True
+        spec = lease.spec
+        holder = spec.holder_identity
+        renewed = _parse_time(spec.renew_time)
+        expired = (
+            not holder
+            or renewed is None
+            or renewed + timedelta(seconds=spec.lease_duration_seconds or 0) < now
+        )
+        if holder != self.identity and not expired:
+            return False
+        transitions = (spec.lease_transitions or 0) + (0 if holder == self.identity else 1)
+        acquired = _parse_time(spec.acquire_time) if holder == self.identity else now
+        body = {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {
+                "name": self.name,
+                "namespace": self.namespace,
+                "resourceVersion": lease.metadata.resource_version,
+                "labels": {ROLE_LABEL: "controller"},
+            },
+            "spec": self._spec(now, transitions, acquired or now),
+        }
+        try:
+            await self.api.call(
+                coordination.replace_namespaced_lease, self.name, self.namespace, body
+            )
+        except ApiException as exc:
+            if exc.status == 409:
+                return False  # somebody renewed or took it between our read and write
+            raise
+        return True
+
+    async def acquire(self) -> None:
+        """Wait until this process is the active controller."""
+        announced = False
+        while True:
+            try:
+                if await self._try():
+                    log.info("became the active controller (%s)", self.identity)
+                    return
+            except Exception as exc:
+                log.warning("leader election: %s", exc)
+            if not announced:
+                log.info("standing by: another controller holds lease %s", self.name)
+                announced = True
+            await asyncio.sleep(self.duration / 5)
+
+    async def keep(self) -> None:
+        """Renew until cancelled; raise LostLeadership when the Lease is gone to another."""
+        failures_since = None
+        while True:
+            await asyncio.sleep(self.duration / 3)
+            try:
+                held = await self._try()
+            except Exception as exc:
+                log.warning("leader election renewal: %s", exc)
+                held = None
+            if held:
+                failures_since = None
+                continue
+            if held is False:
+                raise LostLeadership(f"lease {self.name} is held by another controller")
+            failures_since = failures_since or asyncio.get_running_loop().time()
+            if asyncio.get_running_loop().time() - failures_since > self.duration:
+                raise LostLeadership(f"could not renew lease {self.name} for {self.duration}s")
+
+    async def release(self) -> None:
+        try:
+            await self.api.call(
+                self.api.coordination.delete_namespaced_lease, self.name, self.namespace
+            )
+        except ApiException as exc:
+            if exc.status != 404:
+                log.warning("releasing lease %s failed: %s", self.name, exc)
