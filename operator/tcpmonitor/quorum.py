@@ -57,7 +57,7 @@ def aggregate(
             if down
             else f"Degraded in {len(degraded)} of {len(locations)} locations; "
         )
-        details += [f"{n}: {by_name[n].message or 'Degraded'}" for n in degraded]
+        details += [f"{n}: Degraded" for n in degraded]
     elif up:
         state = MonitorState.UP
         message = f"Up in {len(up)} of {len(locations)} locations"

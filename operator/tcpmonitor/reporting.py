@@ -57,7 +57,7 @@ def describe_result(result: ProbeResult | None) -> str:
     return f"{head} ({timing})"[:MAX_MESSAGE]
 
 
-def _condition(
+def make_condition(
     previous: list[Condition],
     type_: str,
     status: str,
@@ -111,9 +111,9 @@ def conditions(
     else:
         degraded = ("Unknown", "NoResult", "")
     return [
-        _condition(previous, "Ready", *ready, generation, now),
-        _condition(previous, "Reachable", *reachable, generation, now),
-        _condition(previous, "Degraded", *degraded, generation, now),
+        make_condition(previous, "Ready", *ready, generation, now),
+        make_condition(previous, "Reachable", *reachable, generation, now),
+        make_condition(previous, "Degraded", *degraded, generation, now),
     ]
 
 

@@ -12,7 +12,14 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from .. import __version__
-from . import crd_command, operator_command, probe_command, run_command, validate_command
+from . import (
+    crd_command,
+    operator_command,
+    probe_command,
+    run_command,
+    runner_command,
+    validate_command,
+)
 
 EXIT_OK = 0
 EXIT_DOWN = 1
@@ -39,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     validate_command.register(commands)
     run_command.register(commands)
     operator_command.register(commands)
+    runner_command.register(commands)
     crd_command.register(commands)
     return parser
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 from typing import Any
 
+from ..api import DurationError, parse_duration
 from .logging_setup import configure_logging
 from .run_command import add_runtime_options, runtime_settings
 
@@ -26,6 +28,19 @@ def register(commands: Any) -> None:
         help="watch this namespace (repeatable; default: all namespaces)",
     )
     parser.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster or usual)")
+    parser.add_argument(
+        "--mode",
+        choices=["all-in-one", "controller"],
+        default="all-in-one",
+        help="all-in-one: this process also probes (default); controller: runners probe, this "
+        "process aggregates their locations",
+    )
+    parser.add_argument(
+        "--leader-election",
+        action="store_true",
+        help="act only while holding the controller Lease (run 2 replicas)",
+    )
+    add_lease_options(parser)
     # All interfaces by default: in a pod, Prometheus scrapes the pod IP.
     add_runtime_options(parser, default_address="0.0.0.0")
     parser.set_defaults(run=run)
@@ -33,18 +48,47 @@ def register(commands: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     # Imported here so that `tcpmonitor probe` does not pay for importing kopf.
-    from ..kube.operator import OperatorOptions, run_operator  # noqa: PLC0415
+    from ..kube.operator import run_operator  # noqa: PLC0415
 
-    settings = runtime_settings(args)
+    options = process_options(args)
     configure_logging(args.log_level, args.log_format)
-    return asyncio.run(
-        run_operator(
-            OperatorOptions(
-                namespaces=args.namespace,
-                kubeconfig=args.kubeconfig,
-                metrics_address=args.metrics_address,
-                metrics_port=args.metrics_port,
-                settings=settings,
-            )
-        )
+    return asyncio.run(run_operator(options, mode=args.mode, leader_election=args.leader_election))
+
+
+def add_lease_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--lease-namespace",
+        default=os.environ.get("POD_NAMESPACE", "default"),
+        help="namespace of the Leases ($POD_NAMESPACE or default)",
     )
+    parser.add_argument(
+        "--identity",
+        default=os.environ.get("POD_NAME"),
+        help="this process's name in Leases and Events ($POD_NAME or host-pid)",
+    )
+    parser.add_argument(
+        "--lease-duration",
+        default="15s",
+        help="Lease duration: how long a dead process holds its share",
+    )
+
+
+def process_options(args: argparse.Namespace) -> Any:
+    from ..kube.process import ProcessOptions  # noqa: PLC0415
+
+    try:
+        duration = parse_duration(args.lease_duration)
+    except DurationError as exc:
+        raise ValueError(f"--lease-duration: {exc}") from None
+    options = ProcessOptions(
+        namespaces=args.namespace,
+        kubeconfig=args.kubeconfig,
+        metrics_address=args.metrics_address,
+        metrics_port=args.metrics_port,
+        settings=runtime_settings(args),
+        lease_namespace=args.lease_namespace,
+        lease_duration=max(duration, 3.0),
+    )
+    if args.identity:
+        options.identity = args.identity
+    return options

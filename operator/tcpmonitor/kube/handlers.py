@@ -1,14 +1,14 @@
-"""The kopf handlers: translate watch events into runtime calls, nothing else.
+"""The kopf handlers: translate watch events into calls on a sink, nothing else.
 
 Only a raw ``on.event`` handler: no create/update/delete handlers means kopf keeps no progress
-or diff-base state, adds no finalizer and writes nothing into our objects; the runtime is the
-only writer, and only of ``status``.
+or diff-base state, adds no finalizer and writes nothing into our objects; the sink (runtime,
+controller or runner shard) is the only writer, and only of ``status``.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Protocol
 
 import kopf
 from pydantic import ValidationError
@@ -16,15 +16,22 @@ from pydantic import ValidationError
 from .. import GROUP, PLURAL, VERSION
 from ..api import TcpMonitor
 from ..manifests import validation_problems
-from ..reporting import EventSpec
-from ..runtime import MonitorRef, MonitorRuntime
+from ..runtime import Key, MonitorRef
 from .api_client import connection_info
 
 log = logging.getLogger(__name__)
 
 
+class MonitorSink(Protocol):
+    async def apply(self, monitor: TcpMonitor) -> None: ...
+
+    def remove(self, key: Key) -> None: ...
+
+    def invalid(self, ref: MonitorRef, message: str) -> None: ...
+
+
 def parse_monitor(body: dict[str, Any]) -> TcpMonitor:
-    """The object as the runtime needs it; a status we cannot read is ignored, not fatal."""
+    """The object as the sink needs it; a status we cannot read is ignored, not fatal."""
     obj = {k: body.get(k) for k in ("apiVersion", "kind", "metadata", "spec", "status")}
     try:
         return TcpMonitor.model_validate(obj)
@@ -35,7 +42,7 @@ def parse_monitor(body: dict[str, Any]) -> TcpMonitor:
         return TcpMonitor.model_validate(obj)
 
 
-def build_registry(runtime: MonitorRuntime) -> kopf.OperatorRegistry:
+def build_registry(sink: MonitorSink) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
 
     @kopf.on.login(registry=registry)
@@ -48,7 +55,7 @@ def build_registry(runtime: MonitorRuntime) -> kopf.OperatorRegistry:
         meta = body.get("metadata", {})
         key = (str(meta.get("namespace")), str(meta.get("name")))
         if kwargs["type"] == "DELETED":
-            runtime.remove(key)
+            sink.remove(key)
             return
         try:
             monitor = parse_monitor(body)
@@ -56,12 +63,9 @@ def build_registry(runtime: MonitorRuntime) -> kopf.OperatorRegistry:
             # The API server's schema should make this impossible; an older CRD might not.
             problems = "; ".join(f"{p.field}: {p.message}" for p in validation_problems(exc, "", 0))
             log.warning("TcpMonitor %s/%s is invalid: %s", *key, problems)
-            runtime.remove(key)
-            runtime.reporter.post_event(
-                MonitorRef(key[0], key[1], meta.get("uid")),
-                EventSpec("Warning", "InvalidSpec", problems[:1024]),
-            )
+            sink.remove(key)
+            sink.invalid(MonitorRef(key[0], key[1], meta.get("uid")), problems[:1024])
             return
-        await runtime.apply(monitor)
+        await sink.apply(monitor)
 
     return registry

@@ -37,7 +37,7 @@ def _micro_time(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _parse_time(value: Any) -> datetime | None:
+def parse_time(value: Any) -> datetime | None:
     if value is None:
         return None
     if isinstance(value, datetime):
@@ -112,7 +112,7 @@ class RunnerLease:
         )
         memberships = []
         for lease in leases.items:
-            renewed = _parse_time(lease.spec.renew_time)
+            renewed = parse_time(lease.spec.renew_time)
             if renewed is None or not lease.spec.holder_identity:
                 continue
             memberships.append(
@@ -211,7 +211,7 @@ class LeaderElection:
             return True
         spec = lease.spec
         holder = spec.holder_identity
-        renewed = _parse_time(spec.renew_time)
+        renewed = parse_time(spec.renew_time)
         expired = (
             not holder
             or renewed is None
@@ -220,7 +220,7 @@ class LeaderElection:
         if holder != self.identity and not expired:
             return False
         transitions = (spec.lease_transitions or 0) + (0 if holder == self.identity else 1)
-        acquired = _parse_time(spec.acquire_time) if holder == self.identity else now
+        acquired = parse_time(spec.acquire_time) if holder == self.identity else now
         body = {
             "apiVersion": "coordination.k8s.io/v1",
             "kind": "Lease",

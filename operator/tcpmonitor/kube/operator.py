@@ -1,110 +1,155 @@
-"""``tcpmonitor operator``: kopf watching TcpMonitors, feeding the shared runtime.
+"""``tcpmonitor operator``: the controller, and by default also the prober (all-in-one).
 
-kopf is configured so that it writes nothing of its own into our objects (progress and
-diff-base would live in annotations under our prefix, but the only handler is a raw event
-handler), posts no Events of its own, uses no cluster peering objects, and needs no CRD
-scanning permissions. The watch has an inactivity timeout so a silently dead connection is
-noticed. SIGTERM stops everything within a few seconds.
+``--mode all-in-one`` (default) probes every monitor in this process, as one location.
+``--mode controller`` probes nothing: runners (``tcpmonitor runner``) probe per location and
+write ``status.locations``; the controller validates specs, aggregates the locations into the
+top-level status and Events, and reports locations without live runners. With
+``--leader-election`` only the holder of a Lease acts; a second replica stands by.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from collections.abc import Coroutine
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
-import kopf
+from kubernetes.client.exceptions import ApiException
 
-from .. import GROUP
-from ..http_endpoints import start_http
+from ..api import TcpMonitor
+from ..controller import Controller
 from ..metrics import Metrics
-from ..runtime import MonitorRuntime, RuntimeSettings
+from ..reporting import EventSpec
+from ..runtime import Key, MonitorRef, MonitorRuntime
+from ..sharding import Membership
 from .api_client import KubeApi, load_credentials
-from .handlers import build_registry
+from .leases import LOCATION_LABEL, ROLE_LABEL, LeaderElection, parse_time
+from .process import ProcessOptions, run_watching
 from .secret_references import ApiResolver
 from .status_writer import KubeReporter
 
 log = logging.getLogger(__name__)
 
-WATCH_SERVER_TIMEOUT = 300  # seconds: the API server closes the watch, kopf re-opens it
-WATCH_INACTIVITY_TIMEOUT = 600  # seconds without any event or bookmark: reconnect
-SHUTDOWN_GRACE = 5.0
+OperatorOptions = ProcessOptions
 
 
-@dataclass
-class OperatorOptions:
-    namespaces: list[str]
-    kubeconfig: str | None
-    metrics_address: str
-    metrics_port: int
-    settings: RuntimeSettings
+class RuntimeSink:
+    """All-in-one: the runtime probes; invalid objects get an Event."""
+
+    def __init__(self, runtime: MonitorRuntime) -> None:
+        self.runtime = runtime
+
+    async def apply(self, monitor: TcpMonitor) -> None:
+        await self.runtime.apply(monitor)
+
+    def remove(self, key: Key) -> None:
+        self.runtime.remove(key)
+
+    def invalid(self, ref: MonitorRef, message: str) -> None:
+        self.runtime.reporter.post_event(ref, EventSpec("Warning", "InvalidSpec", message))
 
 
-def kopf_settings() -> kopf.OperatorSettings:
-    settings = kopf.OperatorSettings()
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=GROUP, key="last-handled-configuration"
-    )
-    settings.persistence.finalizer = f"{GROUP}/finalizer"
-    settings.posting.enabled = False
-    settings.scanning.disabled = True
-    settings.peering.standalone = True
-    settings.watching.server_timeout = WATCH_SERVER_TIMEOUT
-    settings.watching.client_timeout = WATCH_SERVER_TIMEOUT + 30
-    settings.watching.inactivity_timeout = WATCH_INACTIVITY_TIMEOUT
-    settings.process.ultimate_exiting_timeout = SHUTDOWN_GRACE
-    return settings
+class ControllerSink:
+    def __init__(self, controller: Controller) -> None:
+        self.controller = controller
+
+    async def apply(self, monitor: TcpMonitor) -> None:
+        await self.controller.apply(monitor)
+
+    def remove(self, key: Key) -> None:
+        self.controller.remove(key)
+
+    def invalid(self, ref: MonitorRef, message: str) -> None:
+        self.controller.reporter.post_event(ref, EventSpec("Warning", "InvalidSpec", message))
 
 
-async def run_operator(options: OperatorOptions) -> int:
-    load_credentials(options.kubeconfig)
-    metrics = Metrics()
-    api = KubeApi()
-    reporter = KubeReporter(api, metrics)
-    runtime = MonitorRuntime(reporter, ApiResolver(api), metrics, options.settings)
-    ready = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    # kopf installs its own SIGTERM/SIGINT handlers and returns when one arrives; a stop flag
-    # of ours beside them leaves kopf waiting on that flag until its ultimate-exit timer kills
-    # the process, so kopf alone owns the signals.
-    operator_task = loop.create_task(
-        kopf.operator(
-            registry=build_registry(runtime),
-            settings=kopf_settings(),
-            namespaces=options.namespaces,
-            clusterwide=not options.namespaces,
-            standalone=True,
-            ready_flag=ready,
+class LiveLocations:
+    """Which locations have at least one live runner, from the runners' Leases."""
+
+    def __init__(self, api: KubeApi, namespace: str, period: float) -> None:
+        self.api = api
+        self.namespace = namespace
+        self.period = period
+        self.current: set[str] | None = None  # None until first read: report nothing missing
+
+    async def read(self) -> set[str]:
+        leases: Any = await self.api.call(
+            self.api.coordination.list_namespaced_lease,
+            self.namespace,
+            label_selector=f"{ROLE_LABEL}=runner",
         )
+        now = datetime.now(UTC)
+        live = set()
+        for lease in leases.items:
+            renewed = parse_time(lease.spec.renew_time)
+            if renewed is None:
+                continue
+            member = Membership(
+                lease.spec.holder_identity or "",
+                lease.metadata.labels.get(LOCATION_LABEL, ""),
+                renewed,
+                timedelta(seconds=lease.spec.lease_duration_seconds or 0),
+            )
+            if member.alive(now):
+                live.add(member.location)
+        return live
+
+    async def run(self, on_change: Any) -> None:
+        while True:
+            try:
+                live = await self.read()
+                if live != self.current:
+                    log.info("locations with live runners: %s", ", ".join(sorted(live)) or "none")
+                    self.current = live
+                    on_change()
+            except ApiException as exc:
+                log.warning("listing runner leases failed: %s %s", exc.status, exc.reason)
+            await asyncio.sleep(self.period)
+
+
+async def run_operator(
+    options: ProcessOptions, *, mode: str = "all-in-one", leader_election: bool = False
+) -> int:
+    load_credentials(options.kubeconfig)
+    api = KubeApi()
+    metrics = Metrics()
+    reporter = KubeReporter(api, metrics)
+    resolver = ApiResolver(api)
+    election = LeaderElection(
+        api, options.lease_namespace, options.identity, duration=options.lease_duration
     )
+    if leader_election:
+        await election.acquire()
+    background: list[Coroutine[Any, Any, None]] = []
+    if leader_election:
+        background.append(election.keep())
+    runtime: MonitorRuntime | None = None
+    if mode == "controller":
+        live = LiveLocations(api, options.lease_namespace, options.lease_duration / 3)
+        controller = Controller(
+            reporter, resolver, metrics, lambda: live.current, heartbeat=options.settings.heartbeat
+        )
+        sink: Any = ControllerSink(controller)
+        background.append(live.run(controller.refresh))
 
-    def health() -> tuple[bool, str]:
-        if operator_task.done():
-            return False, "the watch loop has stopped"
-        return True, f"ok: {len(runtime)} monitors"
+        def describe() -> str:
+            return f"{len(controller)} monitors (controller)"
+    else:
+        runtime = MonitorRuntime(reporter, resolver, metrics, options.settings)
+        sink = RuntimeSink(runtime)
 
-    def readiness() -> tuple[bool, str]:
-        return (ready.is_set(), "ready" if ready.is_set() else "starting")
+        def describe() -> str:
+            return f"{len(runtime)} monitors"
 
-    http = await start_http(
-        metrics.registry,
-        host=options.metrics_address,
-        port=options.metrics_port,
-        health=health,
-        ready=readiness,
-    )
-    scope = ", ".join(options.namespaces) if options.namespaces else "all namespaces"
-    log.info("watching TcpMonitors in %s; metrics on :%d", scope, options.metrics_port)
-    try:
-        await operator_task
-    except Exception:
-        log.exception("the operator stopped with an error")
-        return 1
-    finally:
-        await runtime.close()
+    async def cleanup() -> None:
+        if runtime is not None:
+            await runtime.close()
         await reporter.close()
-        await http.cleanup()
+        if leader_election:
+            await election.release()
         api.close()
-    log.info("stopped")
-    return 0
+
+    return await run_watching(
+        options, sink, metrics, describe=describe, background=background, cleanup=cleanup
+    )

@@ -1,0 +1,134 @@
+"""What every Kubernetes-facing process shares: credentials, kopf settings, HTTP, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import kopf
+
+from .. import GROUP
+from ..http_endpoints import start_http
+from ..metrics import Metrics
+from ..runtime import RuntimeSettings
+from .handlers import MonitorSink, build_registry
+
+log = logging.getLogger(__name__)
+
+WATCH_SERVER_TIMEOUT = 300  # seconds: the API server closes the watch, kopf re-opens it
+WATCH_INACTIVITY_TIMEOUT = 600  # seconds without any event or bookmark: reconnect
+SHUTDOWN_GRACE = 5.0
+
+
+@dataclass
+class ProcessOptions:
+    namespaces: list[str]
+    kubeconfig: str | None
+    metrics_address: str
+    metrics_port: int
+    settings: RuntimeSettings
+    lease_namespace: str = field(default_factory=lambda: os.environ.get("POD_NAMESPACE", "default"))
+    identity: str = field(
+        default_factory=lambda: (
+            os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
+        )
+    )
+    lease_duration: float = 15.0
+
+
+def kopf_settings() -> kopf.OperatorSettings:
+    """kopf writes nothing of its own into our objects and needs no cluster-wide extras."""
+    settings = kopf.OperatorSettings()
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration"
+    )
+    settings.persistence.finalizer = f"{GROUP}/finalizer"
+    settings.posting.enabled = False
+    settings.scanning.disabled = True
+    settings.peering.standalone = True
+    settings.watching.server_timeout = WATCH_SERVER_TIMEOUT
+    settings.watching.client_timeout = WATCH_SERVER_TIMEOUT + 30
+    settings.watching.inactivity_timeout = WATCH_INACTIVITY_TIMEOUT
+    settings.process.ultimate_exiting_timeout = SHUTDOWN_GRACE
+    return settings
+
+
+async def run_watching(
+    options: ProcessOptions,
+    sink: MonitorSink,
+    metrics: Metrics,
+    *,
+    describe: Callable[[], str],
+    background: Sequence[Coroutine[Any, Any, None]] = (),
+    cleanup: Callable[[], Awaitable[None]] | None = None,
+) -> int:
+    """Run kopf feeding ``sink`` until SIGTERM/SIGINT, with HTTP endpoints and helper tasks.
+
+    kopf installs its own SIGTERM/SIGINT handlers and returns when one arrives; a stop flag of
+    ours beside them would leave kopf waiting on it until its ultimate-exit timer kills the
+    process, so kopf alone owns the signals.
+    """
+    loop = asyncio.get_running_loop()
+    ready = asyncio.Event()
+    operator_task = loop.create_task(
+        kopf.operator(
+            registry=build_registry(sink),
+            settings=kopf_settings(),
+            namespaces=options.namespaces,
+            clusterwide=not options.namespaces,
+            standalone=True,
+            ready_flag=ready,
+        )
+    )
+    helpers = [loop.create_task(coro) for coro in background]
+
+    def health() -> tuple[bool, str]:
+        if operator_task.done():
+            return False, "the watch loop has stopped"
+        if any(task.done() for task in helpers):
+            return False, "a background task has stopped"
+        return True, f"ok: {describe()}"
+
+    def readiness() -> tuple[bool, str]:
+        return (ready.is_set(), "ready" if ready.is_set() else "starting")
+
+    http = await start_http(
+        metrics.registry,
+        host=options.metrics_address,
+        port=options.metrics_port,
+        health=health,
+        ready=readiness,
+    )
+    scope = ", ".join(options.namespaces) if options.namespaces else "all namespaces"
+    log.info("watching TcpMonitors in %s; metrics on :%d", scope, options.metrics_port)
+    code = 0
+    try:
+        done, _ = await asyncio.wait([operator_task, *helpers], return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            if task is not operator_task and task.exception() is not None:
+                log.error("stopping: %s", task.exception())
+                code = 1
+        if not operator_task.done():
+            operator_task.cancel()
+        try:
+            await operator_task
+        except asyncio.CancelledError:
+            pass
+        except Exception:
+            log.exception("the operator stopped with an error")
+            code = 1
+    finally:
+        for task in helpers:
+            task.cancel()
+        await asyncio.gather(*helpers, return_exceptions=True)
+        if cleanup is not None:
+            await cleanup()
+        await http.cleanup()
+    log.info("stopped")
+    return code
