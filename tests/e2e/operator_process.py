@@ -44,7 +44,13 @@ class OperatorProcess:
     """``tcpmonitor operator`` in a subprocess, its log in a file for post-mortems."""
 
     def __init__(
-        self, cluster: Cluster, log_dir: Path, *extra: str, kubeconfig: Path | None = None
+        self,
+        cluster: Cluster,
+        log_dir: Path,
+        *extra: str,
+        kubeconfig: Path | None = None,
+        command: str = "operator",
+        wait_ready: bool = True,
     ) -> None:
         self.metrics_port = free_port()
         self.log_path = log_dir / f"operator-{self.metrics_port}.log"
@@ -56,7 +62,7 @@ class OperatorProcess:
                 sys.executable,
                 "-m",
                 "tcpmonitor",
-                "operator",
+                command,
                 "--kubeconfig",
                 str(kubeconfig or cluster.kubeconfig),
                 "--metrics-address",
@@ -71,7 +77,8 @@ class OperatorProcess:
             stderr=subprocess.STDOUT,
             env=env,
         )
-        eventually(self.ready, 30, message="operator /readyz")
+        if wait_ready:
+            eventually(self.ready, 30, message=f"{command} /readyz")
 
     def _get(self, path: str) -> tuple[int, str]:
         try:

@@ -126,8 +126,12 @@ class RunnerLease:
         return live_members(memberships, self.location, datetime.now(UTC))
 
     async def run(self, on_change: Callable[[list[str]], None]) -> None:
-        """Renew and watch membership until cancelled; errors are retried, never fatal."""
-        period = self.duration / 3
+        """Renew and watch membership until cancelled; errors are retried, never fatal.
+
+        A quarter of the lease duration: renewals survive a missed beat, and a dead member is
+        noticed at most a quarter duration after its Lease expired.
+        """
+        period = self.duration / 4
         while True:
             try:
                 await self.renew()
