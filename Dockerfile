@@ -1,0 +1,72 @@
+# syntax=docker/dockerfile:1
+# The tcpmonitor operator image. From the repository root:
+#
+#   docker build -t ghcr.io/tcpmonitor-dev/tcpmonitor-operator:0.1.0 .
+#
+# Two stages: the build stage turns the project into a virtual environment, the final stage is a
+# clean copy of the same slim Python base with that environment and nothing else: no compiler,
+# no pip, no source tree. tests/unit/test_dockerfile.py checks these properties and runs hadolint.
+
+FROM python:3.11.14-slim-bookworm AS build
+
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PYTHONDONTWRITEBYTECODE=1
+
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY operator/ operator/
+
+# The project as a wheel, then a virtual environment without pip or setuptools, filled from
+# binary wheels only: every dependency ships manylinux wheels, so nothing is compiled, and a
+# dependency that would need a compiler fails the build here instead of growing the image.
+RUN python -m pip wheel --no-deps --wheel-dir /wheels . \
+ && python -m venv --without-pip /opt/tcpmonitor \
+ && python -m pip --python /opt/tcpmonitor/bin/python install --only-binary=:all: /wheels/*.whl \
+ && /opt/tcpmonitor/bin/python -m compileall -f -q --invalidation-mode unchecked-hash \
+      /opt/tcpmonitor/lib \
+ && /opt/tcpmonitor/bin/tcpmonitor --version
+
+
+FROM python:3.11.14-slim-bookworm
+
+ARG VERSION=0.1.0
+LABEL org.opencontainers.image.title="tcpmonitor-operator" \
+      org.opencontainers.image.description="Checkly-style TCP monitors as a native Kubernetes resource: the TcpMonitor operator" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.source="https://github.com/tcpmonitor-dev/tcpmonitor-operator" \
+      org.opencontainers.image.url="https://github.com/tcpmonitor-dev/tcpmonitor-operator" \
+      org.opencontainers.image.documentation="https://github.com/tcpmonitor-dev/tcpmonitor-operator/blob/main/docs/install.md" \
+      org.opencontainers.image.base.name="docker.io/library/python:3.11.14-slim-bookworm"
+
+# The base image's pip, setuptools and wheel are build tools the operator never uses. The user
+# entry gives UID 65532 a name: kopf asks for one at startup (getpass.getuser()) and fails
+# for a UID that has none.
+RUN python -m pip uninstall --yes --no-cache-dir pip setuptools wheel \
+ && rm -rf /usr/local/lib/python3.11/ensurepip \
+ && groupadd --system --gid 65532 tcpmonitor \
+ && useradd --system --uid 65532 --gid 65532 --no-create-home --home-dir /nonexistent \
+      --shell /usr/sbin/nologin tcpmonitor
+
+COPY --from=build /opt/tcpmonitor /opt/tcpmonitor
+
+# Nothing is written at run time except temporary files (a client certificate while it is
+# loaded, the inline CA of a kubeconfig): bytecode is compiled at build time, and TMPDIR is the
+# one writable mount (an emptyDir in the Helm chart), so the root filesystem can be read-only.
+# USER answers getpass.getuser() also under an arbitrary UID without a passwd entry (OpenShift).
+ENV PATH=/opt/tcpmonitor/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    TMPDIR=/tmp \
+    USER=tcpmonitor
+
+# A numeric non-root UID and GID, so that Kubernetes can verify runAsNonRoot; the Helm chart
+# runs the pod as the same IDs.
+USER 65532:65532
+
+# /metrics, /healthz and /readyz.
+EXPOSE 8080
+
+ENTRYPOINT ["tcpmonitor"]
+CMD ["operator"]
