@@ -46,11 +46,15 @@ class RunnerShard:
         self.runtime = runtime
         self.location = location
         self.identity = identity
-        self.members: list[str] = [identity]
+        # Unknown until the first Lease list: taking everything before knowing the others would
+        # probe their monitors twice and write their status entries.
+        self.members: list[str] | None = None
         self.known: dict[Key, TcpMonitor] = {}
         self.owned: set[Key] = set()
 
     def _mine(self, key: Key) -> bool:
+        if self.members is None:
+            return False
         return owner(f"{key[0]}/{key[1]}", self.members) == self.identity
 
     async def observe(self, key: Key, monitor: TcpMonitor | None) -> None:

@@ -98,6 +98,16 @@ class OperatorProcess:
     def metrics(self) -> str:
         return self._get("/metrics")[1]
 
+    def series(self, metric: str) -> dict[frozenset[tuple[str, str]], float]:
+        """Every series of ``metric`` from one scrape, keyed by its label pairs."""
+        out = {}
+        for line in self.metrics().splitlines():
+            if line.startswith(metric + "{"):
+                labels, value = line.rsplit(" ", 1)
+                pairs = labels[len(metric) + 1 : -1].split(",")
+                out[frozenset(tuple(p.split("=", 1)) for p in pairs)] = float(value)
+        return {frozenset((k, v.strip('"')) for k, v in key): value for key, value in out.items()}
+
     def metric(self, metric: str, **labels: str) -> float | None:
         wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
         for line in self.metrics().splitlines():

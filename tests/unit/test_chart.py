@@ -635,7 +635,7 @@ def test_chart_versions_match_the_package() -> None:
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
     project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
     assert chart["appVersion"] == project["version"]
-    assert chart["annotations"]["artifacthub.io/license"] == project["license"]["text"]
+    assert chart["annotations"]["artifacthub.io/license"] == project["license"]  # SPDX
 
 
 def test_artifact_hub_annotations(tmp_path: Path) -> None:

@@ -34,7 +34,12 @@ def lease_name(prefix: str, identity: str) -> str:
 
 
 def _micro_time(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # The kubernetes client re-serialises the string through datetime.isoformat(), which drops
+    # the fraction when it is zero, and the API server then refuses the MicroTime: never zero.
+    moment = moment.astimezone(UTC)
+    if moment.microsecond == 0:
+        moment = moment.replace(microsecond=1)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def parse_time(value: Any) -> datetime | None:
@@ -147,12 +152,22 @@ class RunnerLease:
             await asyncio.sleep(period)
 
     async def release(self) -> None:
+        """Give the Lease up at once (a standby takes over without waiting), if we hold it."""
+        coordination = self.api.coordination
         try:
+            lease: Any = await self.api.call(
+                coordination.read_namespaced_lease, self.name, self.namespace
+            )
+            if lease.spec.holder_identity != self.identity:
+                return
             await self.api.call(
-                self.api.coordination.delete_namespaced_lease, self.name, self.namespace
+                coordination.delete_namespaced_lease,
+                self.name,
+                self.namespace,
+                body={"preconditions": {"resourceVersion": lease.metadata.resource_version}},
             )
         except ApiException as exc:
-            if exc.status != 404:
+            if exc.status not in (404, 409):
                 log.warning("releasing lease %s failed: %s", self.name, exc)
 
 
@@ -281,10 +296,20 @@ class LeaderElection:
                 raise LostLeadership(f"could not renew lease {self.name} for {self.duration}s")
 
     async def release(self) -> None:
+        """Give the Lease up at once (a standby takes over without waiting), if we hold it."""
+        coordination = self.api.coordination
         try:
+            lease: Any = await self.api.call(
+                coordination.read_namespaced_lease, self.name, self.namespace
+            )
+            if lease.spec.holder_identity != self.identity:
+                return
             await self.api.call(
-                self.api.coordination.delete_namespaced_lease, self.name, self.namespace
+                coordination.delete_namespaced_lease,
+                self.name,
+                self.namespace,
+                body={"preconditions": {"resourceVersion": lease.metadata.resource_version}},
             )
         except ApiException as exc:
-            if exc.status != 404:
+            if exc.status not in (404, 409):
                 log.warning("releasing lease %s failed: %s", self.name, exc)

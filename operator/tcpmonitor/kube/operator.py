@@ -119,8 +119,6 @@ async def run_operator(
     election = LeaderElection(
         api, options.lease_namespace, options.identity, duration=options.lease_duration
     )
-    if leader_election:
-        await election.acquire()
     background: list[Coroutine[Any, Any, None]] = []
     if leader_election:
         background.append(election.keep())
@@ -151,5 +149,11 @@ async def run_operator(
         api.close()
 
     return await run_watching(
-        options, sink, metrics, describe=describe, background=background, cleanup=cleanup
+        options,
+        sink,
+        metrics,
+        describe=describe,
+        background=background,
+        cleanup=cleanup,
+        gate=election.acquire if leader_election else None,
     )

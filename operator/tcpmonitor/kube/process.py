@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
 import socket
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
@@ -22,7 +23,9 @@ log = logging.getLogger(__name__)
 
 WATCH_SERVER_TIMEOUT = 300  # seconds: the API server closes the watch, kopf re-opens it
 WATCH_INACTIVITY_TIMEOUT = 600  # seconds without any event or bookmark: reconnect
-SHUTDOWN_GRACE = 5.0
+# kopf gives tasks it considers hung a fixed 5 s to finish after a signal; the ultimate-exit
+# timer (a SIGKILL of its own) must come later than that, and well before Kubernetes' 10 s.
+SHUTDOWN_GRACE = 8.0
 
 
 @dataclass
@@ -67,6 +70,7 @@ async def run_watching(
     describe: Callable[[], str],
     background: Sequence[Coroutine[Any, Any, None]] = (),
     cleanup: Callable[[], Awaitable[None]] | None = None,
+    gate: Callable[[], Coroutine[Any, Any, None]] | None = None,
 ) -> int:
     """Run kopf feeding ``sink`` until SIGTERM/SIGINT, with HTTP endpoints and helper tasks.
 
@@ -76,19 +80,12 @@ async def run_watching(
     """
     loop = asyncio.get_running_loop()
     ready = asyncio.Event()
-    operator_task = loop.create_task(
-        kopf.operator(
-            registry=build_registry(sink),
-            settings=kopf_settings(),
-            namespaces=options.namespaces,
-            clusterwide=not options.namespaces,
-            standalone=True,
-            ready_flag=ready,
-        )
-    )
-    helpers = [loop.create_task(coro) for coro in background]
+    operator_task: asyncio.Task[None] | None = None
+    helpers: list[asyncio.Task[None]] = []
 
     def health() -> tuple[bool, str]:
+        if operator_task is None:
+            return True, "standing by"
         if operator_task.done():
             return False, "the watch loop has stopped"
         if any(task.done() for task in helpers):
@@ -105,10 +102,36 @@ async def run_watching(
         health=health,
         ready=readiness,
     )
-    scope = ", ".join(options.namespaces) if options.namespaces else "all namespaces"
-    log.info("watching TcpMonitors in %s; metrics on :%d", scope, options.metrics_port)
     code = 0
     try:
+        if gate is not None:
+            # kopf's signal handlers are not installed yet: stop a standby on SIGTERM here.
+            waiting: asyncio.Task[None] = loop.create_task(gate())
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, waiting.cancel)
+            try:
+                await waiting
+            except asyncio.CancelledError:
+                log.info("stopped while standing by")
+                return 0
+            finally:
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    loop.remove_signal_handler(sig)
+        # Our long-lived tasks start before kopf: kopf waits at shutdown for every task created
+        # after it started ("hung tasks") until its ultimate-exit timer SIGKILLs the process.
+        helpers.extend(loop.create_task(coro) for coro in background)
+        operator_task = loop.create_task(
+            kopf.operator(
+                registry=build_registry(sink),
+                settings=kopf_settings(),
+                namespaces=options.namespaces,
+                clusterwide=not options.namespaces,
+                standalone=True,
+                ready_flag=ready,
+            )
+        )
+        scope = ", ".join(options.namespaces) if options.namespaces else "all namespaces"
+        log.info("watching TcpMonitors in %s; metrics on :%d", scope, options.metrics_port)
         done, _ = await asyncio.wait([operator_task, *helpers], return_when=asyncio.FIRST_COMPLETED)
         for task in done:
             if task is not operator_task and task.exception() is not None:
