@@ -159,6 +159,7 @@ def test_printer_columns(control_plane: Cluster, namespace: str) -> None:
     wide = control_plane.kubectl("get", "tcpm", "-o", "wide", "-n", namespace, check=True).stdout
     header, row = wide.splitlines()[:2]
     assert header.split()[-4:] == ["AGE", "MESSAGE", "CERTIFICATE", "EXPIRY"]
+    assert row.split()[-1] == "2027-01-01T00:00:00Z"  # a future date, shown as it is
     assert "CONNECTION_REFUSED 10.0.0.1:5432: Connection refused" in row
     category = control_plane.kubectl("get", "monitoring", "-n", namespace, check=True).stdout
     header, row = category.splitlines()[:2]

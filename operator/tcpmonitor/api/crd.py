@@ -48,8 +48,9 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     {"name": "Message", "type": "string", "jsonPath": ".status.message", "priority": 1},
     {
+        # A string, not a date: kubectl renders future dates as "<invalid>".
         "name": "Certificate Expiry",
-        "type": "date",
+        "type": "string",
         "jsonPath": ".status.lastResult.tls.certificate.notAfter",
         "priority": 1,
     },
