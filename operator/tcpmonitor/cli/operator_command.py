@@ -21,14 +21,6 @@ def register(commands: Any) -> None:
         "pod's service account in a cluster, else --kubeconfig, $KUBECONFIG or ~/.kube/config.",
     )
     parser.add_argument(
-        "--namespace",
-        action="append",
-        default=[],
-        metavar="NS",
-        help="watch this namespace (repeatable; default: all namespaces)",
-    )
-    parser.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster or usual)")
-    parser.add_argument(
         "--mode",
         choices=["all-in-one", "controller"],
         default="all-in-one",
@@ -40,9 +32,7 @@ def register(commands: Any) -> None:
         action="store_true",
         help="act only while holding the controller Lease (run 2 replicas)",
     )
-    add_lease_options(parser)
-    # All interfaces by default: in a pod, Prometheus scrapes the pod IP.
-    add_runtime_options(parser, default_address="0.0.0.0")
+    add_cluster_options(parser)
     parser.set_defaults(run=run)
 
 
@@ -55,7 +45,16 @@ def run(args: argparse.Namespace) -> int:
     return asyncio.run(run_operator(options, mode=args.mode, leader_election=args.leader_election))
 
 
-def add_lease_options(parser: argparse.ArgumentParser) -> None:
+def add_cluster_options(parser: argparse.ArgumentParser) -> None:
+    """What every process against a cluster takes: scope, credentials, Leases, runtime."""
+    parser.add_argument(
+        "--namespace",
+        action="append",
+        default=[],
+        metavar="NS",
+        help="watch this namespace (repeatable; default: all namespaces)",
+    )
+    parser.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster or usual)")
     parser.add_argument(
         "--lease-namespace",
         default=os.environ.get("POD_NAMESPACE", "default"),
@@ -71,6 +70,8 @@ def add_lease_options(parser: argparse.ArgumentParser) -> None:
         default="15s",
         help="Lease duration: how long a dead process holds its share",
     )
+    # All interfaces by default: in a pod, Prometheus scrapes the pod IP.
+    add_runtime_options(parser, default_address="0.0.0.0")
 
 
 def process_options(args: argparse.Namespace) -> Any:

@@ -7,8 +7,7 @@ import asyncio
 from typing import Any
 
 from .logging_setup import configure_logging
-from .operator_command import add_lease_options, process_options
-from .run_command import add_runtime_options
+from .operator_command import add_cluster_options, process_options
 
 
 def register(commands: Any) -> None:
@@ -21,22 +20,12 @@ def register(commands: Any) -> None:
     )
     parser.add_argument("--location", required=True, help="location name, e.g. eu-west")
     parser.add_argument(
-        "--namespace",
-        action="append",
-        default=[],
-        metavar="NS",
-        help="watch this namespace (repeatable; default: all namespaces)",
-    )
-    parser.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster or usual)")
-    parser.add_argument(
         "--write-budget",
         type=float,
         default=20.0,
         help="status writes per second at most (default 20)",
     )
-    add_lease_options(parser)
-    # All interfaces by default: in a pod, Prometheus scrapes the pod IP.
-    add_runtime_options(parser, default_address="0.0.0.0")
+    add_cluster_options(parser)
     parser.set_defaults(run=run)
 
 

@@ -50,6 +50,24 @@ def parse_time(value: Any) -> datetime | None:
     return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
 
 
+async def release_if_held(api: KubeApi, namespace: str, name: str, identity: str) -> None:
+    """Delete Lease ``name`` if ``identity`` holds it; never somebody else's."""
+    coordination = api.coordination
+    try:
+        lease: Any = await api.call(coordination.read_namespaced_lease, name, namespace)
+        if lease.spec.holder_identity != identity:
+            return
+        await api.call(
+            coordination.delete_namespaced_lease,
+            name,
+            namespace,
+            body={"preconditions": {"resourceVersion": lease.metadata.resource_version}},
+        )
+    except ApiException as exc:
+        if exc.status not in (404, 409):
+            log.warning("releasing lease %s failed: %s", name, exc)
+
+
 class RunnerLease:
     """This runner's Lease, renewed on a period, and the live members of its location."""
 
@@ -152,23 +170,8 @@ class RunnerLease:
             await asyncio.sleep(period)
 
     async def release(self) -> None:
-        """Give the Lease up at once (a standby takes over without waiting), if we hold it."""
-        coordination = self.api.coordination
-        try:
-            lease: Any = await self.api.call(
-                coordination.read_namespaced_lease, self.name, self.namespace
-            )
-            if lease.spec.holder_identity != self.identity:
-                return
-            await self.api.call(
-                coordination.delete_namespaced_lease,
-                self.name,
-                self.namespace,
-                body={"preconditions": {"resourceVersion": lease.metadata.resource_version}},
-            )
-        except ApiException as exc:
-            if exc.status not in (404, 409):
-                log.warning("releasing lease %s failed: %s", self.name, exc)
+        """Give the Lease up at once, so others take over without waiting for it to expire."""
+        await release_if_held(self.api, self.namespace, self.name, self.identity)
 
 
 class LostLeadership(Exception):
@@ -296,20 +299,5 @@ class LeaderElection:
                 raise LostLeadership(f"could not renew lease {self.name} for {self.duration}s")
 
     async def release(self) -> None:
-        """Give the Lease up at once (a standby takes over without waiting), if we hold it."""
-        coordination = self.api.coordination
-        try:
-            lease: Any = await self.api.call(
-                coordination.read_namespaced_lease, self.name, self.namespace
-            )
-            if lease.spec.holder_identity != self.identity:
-                return
-            await self.api.call(
-                coordination.delete_namespaced_lease,
-                self.name,
-                self.namespace,
-                body={"preconditions": {"resourceVersion": lease.metadata.resource_version}},
-            )
-        except ApiException as exc:
-            if exc.status not in (404, 409):
-                log.warning("releasing lease %s failed: %s", self.name, exc)
+        """Give the Lease up at once, so others take over without waiting for it to expire."""
+        await release_if_held(self.api, self.namespace, self.name, self.identity)

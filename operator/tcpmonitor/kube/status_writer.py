@@ -160,6 +160,20 @@ class WriteQueue:
         self.metrics.status_patches.labels("success").inc()
 
 
+async def patch_status(api: KubeApi, ref: MonitorRef, body: dict[str, Any], **options: Any) -> None:
+    """PATCH the status subresource (a merge patch, or with ``options`` a server-side apply)."""
+    await api.call(
+        api.custom.patch_namespaced_custom_object_status,
+        GROUP,
+        VERSION,
+        ref.namespace,
+        PLURAL,
+        ref.name,
+        body,
+        **options,
+    )
+
+
 class KubeReporter:
     """The runtime's Reporter for a cluster: merge patches of status, and Events."""
 
@@ -189,15 +203,7 @@ class KubeReporter:
         await self.queue.close()
 
     async def _merge_patch(self, ref: MonitorRef, body: dict[str, Any]) -> None:
-        await self.api.call(
-            self.api.custom.patch_namespaced_custom_object_status,
-            GROUP,
-            VERSION,
-            ref.namespace,
-            PLURAL,
-            ref.name,
-            body,
-        )
+        await patch_status(self.api, ref, body)
 
     async def _post(self, ref: MonitorRef, event: EventSpec) -> None:
         now = datetime.now(UTC)
@@ -297,13 +303,9 @@ class LocationReporter:
         await self.queue.close()
 
     async def _apply(self, ref: MonitorRef, body: dict[str, Any]) -> None:
-        await self.api.call(
-            self.api.custom.patch_namespaced_custom_object_status,
-            GROUP,
-            VERSION,
-            ref.namespace,
-            PLURAL,
-            ref.name,
+        await patch_status(
+            self.api,
+            ref,
             body,
             field_manager=self.field_manager,
             force=True,
