@@ -31,7 +31,6 @@ from .status_writer import KubeReporter
 
 log = logging.getLogger(__name__)
 
-OperatorOptions = ProcessOptions
 
 
 class RuntimeSink:
