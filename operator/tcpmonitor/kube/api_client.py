@@ -7,6 +7,8 @@ probes, and bounds how many requests this process has in flight against the API 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -14,6 +16,7 @@ from typing import Any, TypeVar
 
 import kopf
 from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
 
 T = TypeVar("T")
 
@@ -76,3 +79,14 @@ def connection_info() -> kopf.ConnectionInfo:
         certificate_path=cfg.cert_file,
         private_key_path=cfg.key_file,
     )
+
+
+def describe_api_error(exc: BaseException) -> str:
+    """One line for a log: status, reason and the API server's own message; no headers."""
+    if isinstance(exc, ApiException):
+        head = f"{exc.status} {exc.reason or ''}".strip()
+        message = ""
+        with contextlib.suppress(ValueError, AttributeError):
+            message = json.loads(exc.body or "{}").get("message") or ""
+        return f"{head}: {message}" if message else head
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__

@@ -19,7 +19,7 @@ from kubernetes.client.exceptions import ApiException
 
 from .. import GROUP
 from ..sharding import Membership, live_members
-from .api_client import KubeApi
+from .api_client import KubeApi, describe_api_error
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ async def release_if_held(api: KubeApi, namespace: str, name: str, identity: str
         )
     except ApiException as exc:
         if exc.status not in (404, 409):
-            log.warning("releasing lease %s failed: %s", name, exc)
+            log.warning("releasing lease %s failed: %s", name, describe_api_error(exc))
 
 
 class RunnerLease:
@@ -166,7 +166,7 @@ class RunnerLease:
                     self.members = members
                     on_change(members)
             except Exception as exc:
-                log.warning("lease renewal for %s failed: %s", self.name, exc)
+                log.warning("lease renewal for %s failed: %s", self.name, describe_api_error(exc))
             await asyncio.sleep(period)
 
     async def release(self) -> None:
@@ -273,7 +273,7 @@ class LeaderElection:
                     log.info("became the active controller (%s)", self.identity)
                     return
             except Exception as exc:
-                log.warning("leader election: %s", exc)
+                log.warning("leader election: %s", describe_api_error(exc))
             if not announced:
                 log.info("standing by: another controller holds lease %s", self.name)
                 announced = True
@@ -287,7 +287,7 @@ class LeaderElection:
             try:
                 held = await self._try()
             except Exception as exc:
-                log.warning("leader election renewal: %s", exc)
+                log.warning("leader election renewal: %s", describe_api_error(exc))
                 held = None
             if held:
                 failures_since = None

@@ -23,14 +23,13 @@ from ..metrics import Metrics
 from ..reporting import EventSpec
 from ..runtime import Key, MonitorRef, MonitorRuntime
 from ..sharding import Membership
-from .api_client import KubeApi, load_credentials
+from .api_client import KubeApi, describe_api_error, load_credentials
 from .leases import LOCATION_LABEL, ROLE_LABEL, LeaderElection, parse_time
 from .process import ProcessOptions, run_watching
 from .secret_references import ApiResolver
 from .status_writer import KubeReporter
 
 log = logging.getLogger(__name__)
-
 
 
 class RuntimeSink:
@@ -103,7 +102,7 @@ class LiveLocations:
                     self.current = live
                     on_change()
             except ApiException as exc:
-                log.warning("listing runner leases failed: %s %s", exc.status, exc.reason)
+                log.warning("listing runner leases failed: %s", describe_api_error(exc))
             await asyncio.sleep(self.period)
 
 

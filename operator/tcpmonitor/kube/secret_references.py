@@ -14,7 +14,7 @@ from kubernetes.client.exceptions import ApiException
 from ..api import TcpMonitorSpec
 from ..probe import ProbeMaterial
 from ..references import resolve_material
-from .api_client import KubeApi
+from .api_client import KubeApi, describe_api_error
 
 
 class _Prefetched:
@@ -64,7 +64,7 @@ class ApiResolver:
         except ApiException as exc:
             if exc.status == 404:
                 return None
-            raise RuntimeError(f"Secret {namespace}/{name}: {exc.status} {exc.reason}") from None
+            raise RuntimeError(f"Secret {namespace}/{name}: {describe_api_error(exc)}") from None
         return {k: base64.b64decode(v) for k, v in (secret.data or {}).items()}
 
     async def _config_map(self, namespace: str, name: str) -> dict[str, str] | None:
@@ -73,5 +73,5 @@ class ApiResolver:
         except ApiException as exc:
             if exc.status == 404:
                 return None
-            raise RuntimeError(f"ConfigMap {namespace}/{name}: {exc.status} {exc.reason}") from None
+            raise RuntimeError(f"ConfigMap {namespace}/{name}: {describe_api_error(exc)}") from None
         return dict(cm.data or {})

@@ -32,7 +32,7 @@ from ..api import LocationStatus, MonitorState, TcpMonitorStatus
 from ..metrics import Metrics
 from ..reporting import EventSpec, describe_result, status_body
 from ..runtime import MonitorRef
-from .api_client import KubeApi
+from .api_client import KubeApi, describe_api_error
 
 log = logging.getLogger(__name__)
 
@@ -141,21 +141,13 @@ class WriteQueue:
         ref = pending.ref
         try:
             await self._send(ref, pending.body)
-        except ApiException as exc:
-            if exc.status == 404:
+        except Exception as exc:
+            if isinstance(exc, ApiException) and exc.status == 404:
                 return  # deleted meanwhile; the watch will tell the runtime
             self.metrics.status_patches.labels("error").inc()
             log.warning(
-                "status write of %s/%s failed: %s %s",
-                ref.namespace,
-                ref.name,
-                exc.status,
-                exc.reason,
+                "status write of %s/%s failed: %s", ref.namespace, ref.name, describe_api_error(exc)
             )
-            return
-        except Exception as exc:
-            self.metrics.status_patches.labels("error").inc()
-            log.warning("status write of %s/%s failed: %s", ref.namespace, ref.name, exc)
             return
         self.metrics.status_patches.labels("success").inc()
 
@@ -232,7 +224,11 @@ class KubeReporter:
             await self.api.call(self.api.events.create_namespaced_event, ref.namespace, body)
         except Exception as exc:
             log.warning(
-                "posting %s event for %s/%s failed: %s", event.reason, ref.namespace, ref.name, exc
+                "posting %s event for %s/%s failed: %s",
+                event.reason,
+                ref.namespace,
+                ref.name,
+                describe_api_error(exc),
             )
 
 
