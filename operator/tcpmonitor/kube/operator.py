@@ -123,8 +123,14 @@ async def run_operator(
     runtime: MonitorRuntime | None = None
     if mode == "controller":
         live = LiveLocations(api, options.lease_namespace, options.lease_duration / 3)
+        # Runners' entries already carry each location's liveness on their heartbeat; the
+        # controller refreshes its own top-level times five times less often.
         controller = Controller(
-            reporter, resolver, metrics, lambda: live.current, heartbeat=options.settings.heartbeat
+            reporter,
+            resolver,
+            metrics,
+            lambda: live.current,
+            heartbeat=options.settings.heartbeat * 5,
         )
         sink: Any = ControllerSink(controller)
         background.append(live.run(controller.refresh))
