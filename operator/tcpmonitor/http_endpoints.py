@@ -6,7 +6,7 @@ probing, so a liveness check that answers proves that loop is not stuck.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -31,7 +31,7 @@ async def start_http(
             body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
         )
 
-    def check(fn: HealthCheck) -> Callable[[web.Request], object]:
+    def check(fn: HealthCheck) -> Callable[[web.Request], Awaitable[web.Response]]:
         async def handler(_: web.Request) -> web.Response:
             ok, detail = fn()
             return web.Response(status=200 if ok else 503, text=detail + "\n")
@@ -40,8 +40,8 @@ async def start_http(
 
     app = web.Application()
     app.router.add_get("/metrics", metrics)
-    app.router.add_get("/healthz", check(health))  # type: ignore[arg-type]
-    app.router.add_get("/readyz", check(ready))  # type: ignore[arg-type]
+    app.router.add_get("/healthz", check(health))
+    app.router.add_get("/readyz", check(ready))
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()

@@ -12,10 +12,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from .api import Condition, MonitorState, ProbeResult, TcpMonitor, TcpMonitorSpec, TcpMonitorStatus
 from .metrics import Metrics
@@ -233,8 +233,8 @@ class MonitorRuntime:
 
         self._spawn(again())
 
-    def _spawn(self, coro: Awaitable[None]) -> None:
-        task: asyncio.Task[None] = self._loop.create_task(coro)  # type: ignore[arg-type]
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task: asyncio.Task[None] = self._loop.create_task(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
