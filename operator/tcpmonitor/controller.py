@@ -30,8 +30,9 @@ _EVENTS = {
     MonitorState.DOWN: ("Warning", "TargetDown"),
     MonitorState.DEGRADED: ("Warning", "TargetDegraded"),
 }
-# Fields that change with every probe; a heartbeat carries them, a change of them alone does not.
-_VOLATILE = ("lastProbeTime", "latency")
+# Fields that change with every probe (or every runner heartbeat); the controller's heartbeat
+# carries them, a change of them alone does not cause a write.
+_VOLATILE = ("lastProbeTime", "latency", "consecutiveSuccesses", "consecutiveFailures")
 
 
 @dataclass

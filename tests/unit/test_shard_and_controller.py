@@ -154,7 +154,8 @@ def test_controller_does_not_rewrite_an_unchanged_verdict() -> None:
     later = NOW + timedelta(seconds=10)
     reporter = controller_run(
         monitor("m", ["eu"], [entry("eu", "Up")]),
-        monitor("m", ["eu"], [entry("eu", "Up", probed=later)]),  # a runner heartbeat
+        # a runner heartbeat: newer probe time, one more success
+        monitor("m", ["eu"], [entry("eu", "Up", probed=later, consecutiveSuccesses=9)]),
         live={"eu"},
     )
     assert len(reporter.writes) == 1
