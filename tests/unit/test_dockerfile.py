@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.unit.test_chart import deployment, render
+from tests.unit.test_chart import RENDERINGS, deployments, render
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = REPO_ROOT / "Dockerfile"
@@ -181,14 +181,18 @@ def test_read_only_root_filesystem() -> None:
     assert env["PYTHONDONTWRITEBYTECODE"] == "1"
     assert env["TMPDIR"] == "/tmp"
     assert not final().all("VOLUME")
-    # The chart makes the root filesystem read-only and TMPDIR the one writable mount.
-    pod = deployment(render())["spec"]["template"]["spec"]
-    (container,) = pod["containers"]
-    assert container["securityContext"]["readOnlyRootFilesystem"] is True
-    (mount,) = container["volumeMounts"]
-    assert mount["mountPath"] == env["TMPDIR"]
-    (volume,) = pod["volumes"]
-    assert volume["name"] == mount["name"] and "emptyDir" in volume
+    # The chart makes the root filesystem read-only and TMPDIR the one writable mount, in every
+    # pod (the remote runners' kubeconfig is a read-only Secret mount).
+    for options in RENDERINGS.values():
+        for name, workload in deployments(render(*options)).items():
+            pod = workload["spec"]["template"]["spec"]
+            (container,) = pod["containers"]
+            assert container["securityContext"]["readOnlyRootFilesystem"] is True, name
+            writable = [m for m in container["volumeMounts"] if not m.get("readOnly")]
+            (mount,) = writable
+            assert mount["mountPath"] == env["TMPDIR"], name
+            (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+            assert "emptyDir" in volume, name
 
 
 def test_oci_labels() -> None:
