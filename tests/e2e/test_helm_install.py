@@ -17,6 +17,7 @@ import base64
 import json
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -480,6 +481,19 @@ def test_controller_and_runner_with_the_chart_identities_reconcile_end_to_end(
         table = cluster.kubectl("get", "tcpm", "-n", ns, check=True).stdout
         print(f"\n$ kubectl get tcpm -n {ns}\n{table}")
         assert table.split()[:7] == ["NAME", "HOST", "PORT", "STATE", "LATENCY", "LAST", "PROBE"]
+        # The per-location view the install notes suggest.
+        (command,) = [
+            line.strip()
+            for line in release.install_output.splitlines()
+            if "-o custom-columns=" in line
+        ]
+        words = shlex.split(command)
+        assert words[:4] == ["kubectl", "get", "tcpmonitors", "--all-namespaces"]
+        columns = cluster.kubectl(*words[1:], check=True).stdout
+        print(f"\n$ {command}\n{columns}")
+        assert [ns, "web", "Up", "default", "Up in 1 of 1 locations"] in [
+            line.split(maxsplit=4) for line in columns.splitlines()
+        ]
         # The Argo CD health check of docs/gitops.md on the live objects.
         live = get(cluster, ns, "web")
         assert argocd_health(live)["status"] == "Healthy"
