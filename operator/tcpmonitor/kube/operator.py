@@ -112,7 +112,7 @@ async def run_operator(
     load_credentials(options.kubeconfig)
     api = KubeApi()
     metrics = Metrics()
-    reporter = KubeReporter(api, metrics)
+    reporter = KubeReporter(api, metrics, instance=options.identity)
     resolver = ApiResolver(api)
     election = LeaderElection(
         api, options.lease_namespace, options.identity, duration=options.lease_duration

@@ -170,10 +170,16 @@ class KubeReporter:
     """The runtime's Reporter for a cluster: merge patches of status, and Events."""
 
     def __init__(
-        self, api: KubeApi, metrics: Metrics, *, workers: int = 4, rate: float | None = None
+        self,
+        api: KubeApi,
+        metrics: Metrics,
+        *,
+        workers: int = 4,
+        rate: float | None = None,
+        instance: str | None = None,
     ) -> None:
         self.api = api
-        self.instance = reporting_instance()
+        self.instance = instance or reporting_instance()
         self.queue = WriteQueue(self._merge_patch, metrics, workers=workers, rate=rate)
         self._events: set[asyncio.Task[None]] = set()
 
