@@ -50,15 +50,43 @@ def parse_time(value: Any) -> datetime | None:
     return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
 
 
+def lease_body(
+    name: str,
+    namespace: str,
+    labels: dict[str, str],
+    spec: dict[str, Any],
+    resource_version: str | None = None,
+) -> dict[str, Any]:
+    """A Lease object; with ``resource_version`` the replace is refused if somebody wrote since."""
+    metadata: dict[str, Any] = {"name": name, "namespace": namespace, "labels": labels}
+    if resource_version:
+        metadata["resourceVersion"] = resource_version
+    return {
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": metadata,
+        "spec": spec,
+    }
+
+
+async def read_lease(api: KubeApi, namespace: str, name: str) -> Any | None:
+    """The Lease, or None when it does not exist."""
+    try:
+        return await api.call(api.coordination.read_namespaced_lease, name, namespace)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
 async def release_if_held(api: KubeApi, namespace: str, name: str, identity: str) -> None:
     """Delete Lease ``name`` if ``identity`` holds it; never somebody else's."""
-    coordination = api.coordination
     try:
-        lease: Any = await api.call(coordination.read_namespaced_lease, name, namespace)
-        if lease.spec.holder_identity != identity:
+        lease = await read_lease(api, namespace, name)
+        if lease is None or lease.spec.holder_identity != identity:
             return
         await api.call(
-            coordination.delete_namespaced_lease,
+            api.coordination.delete_namespaced_lease,
             name,
             namespace,
             body={"preconditions": {"resourceVersion": lease.metadata.resource_version}},
@@ -88,34 +116,19 @@ class RunnerLease:
         self.members: list[str] = []
 
     def _body(self, now: datetime, resource_version: str | None = None) -> dict[str, Any]:
-        metadata: dict[str, Any] = {
-            "name": self.name,
-            "namespace": self.namespace,
-            "labels": {LOCATION_LABEL: self.location, ROLE_LABEL: "runner"},
+        spec = {
+            "holderIdentity": self.identity,
+            "leaseDurationSeconds": max(1, round(self.duration)),
+            "renewTime": _micro_time(now),
         }
-        if resource_version:
-            metadata["resourceVersion"] = resource_version
-        return {
-            "apiVersion": "coordination.k8s.io/v1",
-            "kind": "Lease",
-            "metadata": metadata,
-            "spec": {
-                "holderIdentity": self.identity,
-                "leaseDurationSeconds": max(1, round(self.duration)),
-                "renewTime": _micro_time(now),
-            },
-        }
+        labels = {LOCATION_LABEL: self.location, ROLE_LABEL: "runner"}
+        return lease_body(self.name, self.namespace, labels, spec, resource_version)
 
     async def renew(self) -> None:
         now = datetime.now(UTC)
         coordination = self.api.coordination
-        try:
-            current: Any = await self.api.call(
-                coordination.read_namespaced_lease, self.name, self.namespace
-            )
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
+        current = await read_lease(self.api, self.namespace, self.name)
+        if current is None:
             await self.api.call(
                 coordination.create_namespaced_lease, self.namespace, self._body(now)
             )
@@ -207,23 +220,10 @@ class LeaderElection:
     async def _try(self) -> bool:
         now = datetime.now(UTC)
         coordination = self.api.coordination
-        try:
-            lease: Any = await self.api.call(
-                coordination.read_namespaced_lease, self.name, self.namespace
-            )
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
-            body = {
-                "apiVersion": "coordination.k8s.io/v1",
-                "kind": "Lease",
-                "metadata": {
-                    "name": self.name,
-                    "namespace": self.namespace,
-                    "labels": {ROLE_LABEL: "controller"},
-                },
-                "spec": self._spec(now, 0, now),
-            }
+        labels = {ROLE_LABEL: "controller"}
+        lease = await read_lease(self.api, self.namespace, self.name)
+        if lease is None:
+            body = lease_body(self.name, self.namespace, labels, self._spec(now, 0, now))
             try:
                 await self.api.call(coordination.create_namespaced_lease, self.namespace, body)
             except ApiException as create_exc:
@@ -243,17 +243,13 @@ class LeaderElection:
             return False
         transitions = (spec.lease_transitions or 0) + (0 if holder == self.identity else 1)
         acquired = parse_time(spec.acquire_time) if holder == self.identity else now
-        body = {
-            "apiVersion": "coordination.k8s.io/v1",
-            "kind": "Lease",
-            "metadata": {
-                "name": self.name,
-                "namespace": self.namespace,
-                "resourceVersion": lease.metadata.resource_version,
-                "labels": {ROLE_LABEL: "controller"},
-            },
-            "spec": self._spec(now, transitions, acquired or now),
-        }
+        body = lease_body(
+            self.name,
+            self.namespace,
+            labels,
+            self._spec(now, transitions, acquired or now),
+            lease.metadata.resource_version,
+        )
         try:
             await self.api.call(
                 coordination.replace_namespaced_lease, self.name, self.namespace, body
