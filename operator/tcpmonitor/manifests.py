@@ -28,7 +28,7 @@ from .api.spec import (
     OBJECT_NAME_PATTERN,
 )
 from .probe import PlanError, compile_plan
-from .references import ReferenceStore, resolve_material
+from .references import ReferenceMap, ReferenceStore, resolve_material
 
 YAML_SUFFIXES = (".yaml", ".yml", ".json")
 
@@ -57,19 +57,11 @@ class LoadedMonitor:
 
 
 @dataclass
-class ManifestSet:
+class ManifestSet(ReferenceMap):
     """TcpMonitors, and the Secrets and ConfigMaps beside them that references may name."""
 
     monitors: list[LoadedMonitor] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
-    secrets: dict[tuple[str, str], dict[str, bytes]] = field(default_factory=dict)
-    config_maps: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
-
-    def secret(self, namespace: str, name: str) -> dict[str, bytes] | None:
-        return self.secrets.get((namespace, name))
-
-    def config_map(self, namespace: str, name: str) -> dict[str, str] | None:
-        return self.config_maps.get((namespace, name))
 
 
 def _field_path(loc: tuple[int | str, ...], extra: str = "") -> str:

@@ -6,6 +6,7 @@ operator, which reads the API server, and the command line, which reads manifest
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from .api import TcpMonitorSpec
@@ -16,6 +17,21 @@ class ReferenceStore(Protocol):
     def secret(self, namespace: str, name: str) -> dict[str, bytes] | None: ...
 
     def config_map(self, namespace: str, name: str) -> dict[str, str] | None: ...
+
+
+@dataclass
+class ReferenceMap:
+    """Secrets and ConfigMaps held in memory, keyed by (namespace, name): read from manifest
+    files, or fetched from the API server for one resolution."""
+
+    secrets: dict[tuple[str, str], dict[str, bytes]] = field(default_factory=dict)
+    config_maps: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
+
+    def secret(self, namespace: str, name: str) -> dict[str, bytes] | None:
+        return self.secrets.get((namespace, name))
+
+    def config_map(self, namespace: str, name: str) -> dict[str, str] | None:
+        return self.config_maps.get((namespace, name))
 
 
 def _secret_key(

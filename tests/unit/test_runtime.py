@@ -10,7 +10,7 @@ from prometheus_client import generate_latest
 from tcpmonitor.api import MonitorState, TcpMonitor, TcpMonitorSpec, TcpMonitorStatus
 from tcpmonitor.metrics import Metrics
 from tcpmonitor.probe import ProbeMaterial
-from tcpmonitor.references import resolve_material
+from tcpmonitor.references import ReferenceMap, resolve_material
 from tcpmonitor.reporting import EventSpec, status_body
 from tcpmonitor.runtime import MonitorRef, MonitorRuntime, RuntimeSettings
 
@@ -39,15 +39,8 @@ class MemoryReporter:
         return [e.reason for n, e in self.events if n == name]
 
 
-class DictResolver:
-    def __init__(self) -> None:
-        self.secrets: dict[tuple[str, str], dict[str, bytes]] = {}
-
-    def secret(self, namespace: str, name: str) -> dict[str, bytes] | None:
-        return self.secrets.get((namespace, name))
-
-    def config_map(self, namespace: str, name: str) -> dict[str, str] | None:
-        return None
+class DictResolver(ReferenceMap):
+    """References from dicts the test fills in, resolved like the operator resolves them."""
 
     async def resolve(self, spec: TcpMonitorSpec, namespace: str) -> ProbeMaterial:
         return resolve_material(spec, namespace, self)

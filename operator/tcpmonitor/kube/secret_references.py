@@ -13,20 +13,8 @@ from kubernetes.client.exceptions import ApiException
 
 from ..api import TcpMonitorSpec
 from ..probe import ProbeMaterial
-from ..references import resolve_material
+from ..references import ReferenceMap, resolve_material
 from .api_client import KubeApi, describe_api_error
-
-
-class _Prefetched:
-    def __init__(self) -> None:
-        self.secrets: dict[tuple[str, str], dict[str, bytes] | None] = {}
-        self.config_maps: dict[tuple[str, str], dict[str, str] | None] = {}
-
-    def secret(self, namespace: str, name: str) -> dict[str, bytes] | None:
-        return self.secrets.get((namespace, name))
-
-    def config_map(self, namespace: str, name: str) -> dict[str, str] | None:
-        return self.config_maps.get((namespace, name))
 
 
 def _names(spec: TcpMonitorSpec) -> tuple[set[str], set[str]]:
@@ -51,11 +39,13 @@ class ApiResolver:
 
     async def resolve(self, spec: TcpMonitorSpec, namespace: str) -> ProbeMaterial:
         secrets, config_maps = _names(spec)
-        store = _Prefetched()
+        store = ReferenceMap()
         for name in secrets:
-            store.secrets[(namespace, name)] = await self._secret(namespace, name)
+            if (data := await self._secret(namespace, name)) is not None:
+                store.secrets[(namespace, name)] = data
         for name in config_maps:
-            store.config_maps[(namespace, name)] = await self._config_map(namespace, name)
+            if (cm := await self._config_map(namespace, name)) is not None:
+                store.config_maps[(namespace, name)] = cm
         return resolve_material(spec, namespace, store)
 
     async def _secret(self, namespace: str, name: str) -> dict[str, bytes] | None:
