@@ -28,29 +28,26 @@ def write_manifests(path: Path, *docs: dict[str, Any]) -> Path:
 
 
 @contextmanager
-def standalone(*args: str, startup: float = 30.0) -> Iterator[tuple[subprocess.Popen[str], int]]:
-    """Start ``tcpmonitor run ARGS`` with metrics on a free loopback port; yield (process,
-    port) once it says it is probing; SIGTERM it afterwards."""
+def standalone(
+    *args: str, logs: Path, startup: float = 30.0
+) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """Start ``tcpmonitor run ARGS`` with metrics on a free loopback port, its stdout and
+    stderr in ``logs`` (a file, so a chatty child never blocks on a full pipe); yield
+    (process, port) once it says it is probing; SIGTERM it afterwards."""
     port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tcpmonitor", "run", *args, "--metrics-port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
+    with logs.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tcpmonitor", "run", *args, "--metrics-port", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
     try:
         deadline = time.monotonic() + startup
-        assert proc.stdout is not None
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            if line.startswith("probing "):
-                break
-        else:
-            raise AssertionError("tcpmonitor run did not start")
-        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        while b"probing " not in logs.read_bytes():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"tcpmonitor run did not start: {logs.read_text()[-2000:]}")
+            time.sleep(0.05)
         yield proc, port
     finally:
         if proc.poll() is None:
