@@ -8,6 +8,7 @@ Connection times seen by the target are what a user would see, whatever the runt
 
 from __future__ import annotations
 
+import itertools
 import socket
 import threading
 import time
@@ -61,9 +62,11 @@ class Bystander:
             self.accepts.append(time.monotonic())
             conn.close()
 
-    def monitor(self, name: str = "bystander", namespace: str = "good", **spec: Any) -> dict[str, Any]:
+    def monitor(
+        self, name: str = "bystander", namespace: str = "good", **spec: Any
+    ) -> dict[str, Any]:
         """A TcpMonitor manifest (a dict) that probes this listener every second."""
-        spec = {"host": "127.0.0.1", "port": self.port, "interval": "1s", "timeout": "500ms", **spec}
+        spec = {"host": "127.0.0.1", "port": self.port, "interval": "1s", "timeout": "500ms"} | spec
         return {
             "apiVersion": "tcpmonitor.dev/v1alpha1",
             "kind": "TcpMonitor",
@@ -81,7 +84,7 @@ class Bystander:
         joins its phase, so only the spacing of probes after the first says whether the
         schedule held."""
         times = self.since(start)
-        return [max(0.0, b - a - interval) for a, b in zip(times[1:], times[2:], strict=False)]
+        return [max(0.0, b - a - interval) for a, b in itertools.pairwise(times[1:])]
 
     def assert_on_time(
         self, interval: float, *, window: float, start: float = 0.0, max_late: float = 0.5
