@@ -255,7 +255,8 @@ def test_sigkill_reassignment_scale_up_and_no_duplicates(
         message="their status names eu-1",
     )
 
-    # Scale up: a new runner takes about a third of the monitors, nothing else moves.
+    # Scale up: eu-2 is dead, so eu-3 joins eu-1 alone and takes about half of the monitors;
+    # nothing else moves.
     before_owners = runner_of(control_plane, namespace, "eu")
     fleet.runner("eu", "eu-3")
     after_owners = eventually(
@@ -267,7 +268,10 @@ def test_sigkill_reassignment_scale_up_and_no_duplicates(
     after_owners = runner_of(control_plane, namespace, "eu")
     moved = [k for k in before_owners if before_owners[k] != after_owners[k]]
     assert all(after_owners[k] == "eu-3" for k in moved)
-    assert 0.15 <= len(moved) / count <= 0.55, len(moved)
+    # Rendezvous hashing moves each monitor to the newcomer with probability 1/2, on keys
+    # that change every run (the namespace is random): moved ~ Binomial(60, 1/2). The bounds
+    # 15..45 fail by chance with probability sum(C(60,k) for k<15 or k>45) / 2**60 = 4.2e-5.
+    assert 15 <= len(moved) <= 45, len(moved)
 
 
 def test_standby_controller_takes_over(
