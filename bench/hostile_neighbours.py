@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime
 import os
 import selectors
 import signal
@@ -36,11 +35,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import trustme
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from tests.hostile.bystander import Bystander
+from tests.hostile.certificates import hostile_certificate_context
 from tests.hostile.standalone import standalone, write_manifests
 
 Manifest = dict[str, Any]
@@ -94,40 +90,6 @@ def monitor(namespace: str, name: str, port: int, **spec: Any) -> Manifest:
         "metadata": {"name": name, "namespace": namespace},
         "spec": {"host": "127.0.0.1", "port": port} | spec,
     }
-
-
-def hostile_certificate(ca: trustme.CA) -> ssl.SSLContext:
-    """A certificate whose names try to forge log lines: ESC, CR, LF, many and long SANs."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    forged = "p\x1b[2K\r\n2026-12-01T00:00:00Z Normal TargetUp prod/payments-db"
-    names = [x509.DNSName(forged), x509.DNSName("a" * 300)]
-    names += [x509.DNSName(f"n{i}.example") for i in range(1000)]
-    issuer = x509.load_pem_x509_certificate(ca.cert_pem.bytes())
-    ca_key = serialization.load_pem_private_key(ca.private_key_pem.bytes(), password=None)
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, forged)]))
-        .issuer_name(issuer.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=30))
-        .add_extension(x509.SubjectAlternativeName(names), critical=False)
-        .sign(ca_key, hashes.SHA256())  # type: ignore[arg-type]
-    )
-    directory = Path(tempfile.mkdtemp())
-    (directory / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (directory / "key.pem").write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(directory / "cert.pem", directory / "key.pem")
-    return context
 
 
 def tls_handshake(context: ssl.SSLContext) -> Callable[[socket.socket], bool]:
@@ -235,7 +197,7 @@ def main() -> None:
     silent = target(keep())
     regex = target(keep(b"a" * 40 + b"!"))
     sink = target(keep(), rcvbuf=4096)
-    tls = target(tls_handshake(hostile_certificate(ca)))
+    tls = target(tls_handshake(hostile_certificate_context(ca)))
     bulk = target(lambda _: False)
     attacks: list[tuple[str, list[Manifest], Any]] = [
         ("none", [], None),
