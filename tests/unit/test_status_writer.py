@@ -234,6 +234,31 @@ def test_a_failed_write_does_not_block_the_next_one_of_its_monitor() -> None:
     with_queue(scenario)
 
 
+def test_one_monitors_writes_never_overlap_while_waiting_for_the_budget() -> None:
+    """Two workers can hold queue entries for one monitor (a heartbeat, then the same write
+    made urgent); whichever gets a budget token second must not start a write beside the
+    first, or an older status could land after a newer one."""
+
+    async def scenario(queue: WriteQueue, sender: ScriptedSender, metrics: Metrics) -> None:
+        for i in range(20):  # spend the initial burst, so every write waits for a token
+            queue.submit(ref(f"warm-{i}"), {"n": 0}, urgent=False)
+        await until(lambda: len(sender.finished) == 20)
+        gate = sender.hold("m")
+        queue.submit(ref("m"), {"n": 1}, urgent=False)
+        queue.submit(ref("m"), {"n": 2}, urgent=True)
+        await until(lambda: sender.sent("m") == [2])
+        queue.submit(ref("m"), {"n": 3}, urgent=False)  # while 2 is in flight
+        await asyncio.sleep(0.15)  # longer than the wait for the next tokens at 20/s
+        assert sender.sent("m") == [2]
+        gate.set()
+        await until(lambda: sender.sent("m") == [2, 3] and queue.backlog() == 0)
+        await until(lambda: sender.active["m"] == 0)
+        assert sender.most_at_once["m"] == 1
+        assert sender.finished[-1] == ("m", 3)
+
+    with_queue(scenario, workers=2, rate=20.0)
+
+
 # Failures
 
 

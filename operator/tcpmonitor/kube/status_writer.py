@@ -124,6 +124,8 @@ class WriteQueue:
             if key not in self._pending:
                 continue  # already written through an earlier queue entry
             await self._take_token()
+            if key in self._in_flight:
+                continue  # another worker took this monitor while this one waited for a token
             pending = self._pending.pop(key, None)
             if pending is None:
                 continue
