@@ -332,3 +332,16 @@ def test_the_write_budget_bounds_the_writes_per_second() -> None:
         assert count <= allowed + 1, f"write {count} at {at - began:.3f}s exceeds the budget"
     # The bucket really refills: the writes past the burst took about (75 - 50) / 50 s.
     assert starts[-1] - began >= (total - rate - 1) / rate
+
+
+def test_a_budget_below_one_write_per_second_still_writes() -> None:
+    """``--write-budget 0.5`` is accepted; the bucket must still hold one whole token."""
+
+    async def scenario(queue: WriteQueue, sender: ScriptedSender, metrics: Metrics) -> None:
+        queue.submit(ref("m"), {"n": 1}, urgent=True)
+        await until(lambda: sender.finished == [("m", 1)], within=1.0)
+        queue.submit(ref("next"), {"n": 1}, urgent=True)
+        await asyncio.sleep(0.1)  # the next token is two seconds away
+        assert sender.sent("next") == []
+
+    with_queue(scenario, rate=0.5)
