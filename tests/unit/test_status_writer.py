@@ -1,8 +1,10 @@
-"""The status write queue: coalescing, priority, per-monitor order, the write budget, failures.
+"""The status write queue (coalescing, priority, per-monitor order, the write budget,
+failures) and the two reporters on top of it.
 
 The queue is driven with a scripted sender instead of an API server: each write is recorded
 when it starts and when it ends, a monitor's writes can be held in flight, and a write can be
-made to fail as the API server would.
+made to fail as the API server would. The reporters are given a recording stand-in for the two
+client methods they call.
 """
 
 from __future__ import annotations
@@ -10,13 +12,18 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, TypeVar
+from datetime import UTC, datetime
+from typing import Any, TypeVar, cast
 
+import kubernetes_validate
 import pytest
 from kubernetes.client.exceptions import ApiException
 
-from tcpmonitor.kube.status_writer import WriteQueue
+from tcpmonitor.api import MonitorState, TcpMonitorStatus
+from tcpmonitor.kube.api_client import KubeApi
+from tcpmonitor.kube.status_writer import KubeReporter, LocationReporter, WriteQueue
 from tcpmonitor.metrics import Metrics
+from tcpmonitor.reporting import EventSpec
 from tcpmonitor.runtime import MonitorRef
 
 T = TypeVar("T")
@@ -345,3 +352,125 @@ def test_a_budget_below_one_write_per_second_still_writes() -> None:
         assert sender.sent("next") == []
 
     with_queue(scenario, rate=0.5)
+
+
+# The reporters
+
+
+class RecordingApi:
+    """The two client methods the reporters call, recorded; ``call`` as KubeApi runs it."""
+
+    def __init__(self) -> None:
+        self.custom = self
+        self.events = self
+        self.patches: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+        self.posted: list[tuple[str, dict[str, Any]]] = []
+        self.event_error: Exception | None = None
+
+    def patch_namespaced_custom_object_status(self, *args: Any, **options: Any) -> None:
+        self.patches.append((args, options))
+
+    def create_namespaced_event(self, namespace: str, body: dict[str, Any]) -> None:
+        if self.event_error is not None:
+            raise self.event_error
+        self.posted.append((namespace, body))
+
+    async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        await asyncio.sleep(0)
+        return fn(*args, **kwargs)
+
+
+DOWN = TcpMonitorStatus(
+    state=MonitorState.DOWN,
+    message="connect timed out",
+    consecutive_failures=2,
+    last_probe_time=datetime(2026, 11, 21, 12, 0, tzinfo=UTC),
+)
+
+
+def test_the_operator_merge_patches_only_the_top_level_status() -> None:
+    async def scenario() -> RecordingApi:
+        api = RecordingApi()
+        reporter = KubeReporter(cast(KubeApi, api), Metrics(), instance="op-0")
+        reporter.write_status(ref("m"), DOWN, urgent=True)
+        await until(lambda: len(api.patches) == 1)
+        await reporter.close()
+        return api
+
+    api = run(scenario)
+    (args, options) = api.patches[0]
+    assert args[:5] == ("tcpmonitor.dev", "v1alpha1", "ns", "tcpmonitors", "m")
+    assert options == {}  # the client's default for this call: a merge patch
+    body = args[5]
+    assert list(body) == ["status"]
+    assert body["status"]["state"] == "Down"
+    assert body["status"]["lastProbeTime"] == "2026-11-21T12:00:00Z"
+    assert "locations" not in body["status"]  # the runners' entries are not ours to replace
+
+
+def test_the_operator_posts_a_valid_event_about_the_exact_object() -> None:
+    async def scenario() -> RecordingApi:
+        api = RecordingApi()
+        reporter = KubeReporter(cast(KubeApi, api), Metrics(), instance="op-" + "x" * 200)
+        reporter.post_event(ref("m"), EventSpec("Warning", "TargetDown", "down: " + "y" * 2000))
+        await until(lambda: len(api.posted) == 1)
+        await reporter.close()
+        return api
+
+    namespace, body = run(scenario).posted[0]
+    kubernetes_validate.validate(body, "1.37", strict=True)
+    assert namespace == "ns" == body["metadata"]["namespace"]
+    assert body["metadata"]["name"].startswith("m.")
+    assert (body["type"], body["reason"], body["action"]) == ("Warning", "TargetDown", "Probe")
+    assert body["regarding"] == {
+        "apiVersion": "tcpmonitor.dev/v1alpha1",
+        "kind": "TcpMonitor",
+        "name": "m",
+        "namespace": "ns",
+        "uid": "m",
+    }
+    assert (len(body["note"]), len(body["reportingInstance"])) == (1024, 128)
+    assert body["eventTime"].endswith("Z")
+
+
+def test_a_failed_event_is_logged_and_does_not_raise(caplog: pytest.LogCaptureFixture) -> None:
+    async def scenario() -> None:
+        api = RecordingApi()
+        api.event_error = ApiException(status=403, reason="Forbidden")
+        reporter = KubeReporter(cast(KubeApi, api), Metrics(), instance="op-0")
+        reporter.post_event(ref("m"), EventSpec("Normal", "TargetUp", "up"))
+        await until(lambda: "TargetUp" in caplog.text)
+        await reporter.close()
+
+    with caplog.at_level("WARNING", logger="tcpmonitor.kube.status_writer"):
+        run(scenario)
+    assert "posting TargetUp event for ns/m failed: 403 Forbidden" in caplog.text
+
+
+def test_a_runner_applies_only_its_locations_entry_under_its_own_field_manager() -> None:
+    async def scenario() -> RecordingApi:
+        api = RecordingApi()
+        reporter = LocationReporter(cast(KubeApi, api), Metrics(), "eu-west", "runner-1")
+        reporter.write_status(ref("m"), DOWN, urgent=False)
+        reporter.post_event(ref("m"), EventSpec("Warning", "TargetDown", "down"))
+        await until(lambda: len(api.patches) == 1)
+        await settle()
+        await reporter.close()
+        return api
+
+    api = run(scenario)
+    assert api.posted == []  # Events are the controller's to post
+    (args, options) = api.patches[0]
+    assert args[:5] == ("tcpmonitor.dev", "v1alpha1", "ns", "tcpmonitors", "m")
+    assert options == {
+        "field_manager": "tcpmonitor-runner-eu-west",
+        "force": True,
+        "_content_type": "application/apply-patch+yaml",
+    }
+    body = args[5]
+    assert body["metadata"] == {"name": "m", "namespace": "ns"}
+    assert (body["apiVersion"], body["kind"]) == ("tcpmonitor.dev/v1alpha1", "TcpMonitor")
+    assert list(body["status"]) == ["locations"]
+    [entry] = body["status"]["locations"]
+    assert (entry["name"], entry["state"], entry["runner"]) == ("eu-west", "Down", "runner-1")
+    assert entry["consecutiveFailures"] == 2
