@@ -345,7 +345,7 @@ def test_a_controller_stands_by_while_another_holds_an_unexpired_lease() -> None
         api.coordination.put("ctl", "b", ago(14), acquired=ago(60), transitions=1)
         before = api.coordination.get("ctl")
         with pytest.raises(TimeoutError):
-            await asyncio.wait_for(election(api, "a").acquire(), 0.2)
+            await asyncio.wait_for(election(api, "a").acquire(), 0.1)
         assert api.coordination.writes == []
         assert api.coordination.get("ctl") == before
 
@@ -382,7 +382,7 @@ def test_two_controllers_racing_for_the_lease_elect_exactly_one(lease: str) -> N
             asyncio.get_running_loop().create_task(e.acquire()): who
             for who, e in contenders.items()
         }
-        done, pending = await asyncio.wait(tasks, timeout=0.3)
+        done, pending = await asyncio.wait(tasks, timeout=0.1)
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
