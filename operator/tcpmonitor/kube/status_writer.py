@@ -70,7 +70,9 @@ class WriteQueue:
         # One write per monitor at a time, so an older status can never overtake a newer one.
         self._in_flight: set[Key] = set()
         self._rate = rate
-        self._tokens = rate or 0.0
+        # At least one whole token, or a budget below one write a second would never write.
+        self._burst = max(1.0, rate or 0.0)
+        self._tokens = self._burst
         self._refilled = time.monotonic()
         self._tasks = [
             asyncio.get_running_loop().create_task(self._worker()) for _ in range(workers)
@@ -106,7 +108,7 @@ class WriteQueue:
             return
         while True:
             now = time.monotonic()
-            self._tokens = min(self._rate, self._tokens + (now - self._refilled) * self._rate)
+            self._tokens = min(self._burst, self._tokens + (now - self._refilled) * self._rate)
             self._refilled = now
             if self._tokens >= 1:
                 self._tokens -= 1
@@ -124,6 +126,8 @@ class WriteQueue:
             if key not in self._pending:
                 continue  # already written through an earlier queue entry
             await self._take_token()
+            if key in self._in_flight:
+                continue  # another worker took this monitor while this one waited for a token
             pending = self._pending.pop(key, None)
             if pending is None:
                 continue
