@@ -19,7 +19,7 @@ from .rendering import (
 )
 
 # (API group, resource, verb, resource name or "" for any): the rules each process needs,
-# measured by tests/e2e/test_helm_install.py, where each one is shown to be necessary.
+# measured by tests/e2e/helm/test_permissions.py, where each one is shown to be necessary.
 Rule = tuple[str, str, str, str]
 # The all-in-one operator and the controller: cluster-wide, or in each watched namespace.
 OPERATOR_RULES: set[Rule] = {
