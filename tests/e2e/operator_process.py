@@ -95,6 +95,10 @@ class OperatorProcess:
         assert self.process.poll() is None, self.log()
         return self._get("/readyz")[0] == 200
 
+    def http_status(self, path: str) -> int:
+        """The status code of GET ``path`` on the metrics port; 0 when nothing answers."""
+        return self._get(path)[0]
+
     def metrics(self) -> str:
         return self._get("/metrics")[1]
 
@@ -122,6 +126,24 @@ class OperatorProcess:
         if not self._log.closed:
             self._log.flush()
         return self.log_path.read_text()[-5000:]
+
+    def records(self) -> list[dict[str, Any]]:
+        """The log's JSON records (``--log-format=json``), so far."""
+        if not self._log.closed:
+            self._log.flush()
+        return [
+            json.loads(line)
+            for line in self.log_path.read_text().splitlines()
+            if line.startswith("{")
+        ]
+
+    def logged(self, *fragments: str) -> dict[str, Any] | None:
+        """The first record whose message or exception contains every fragment."""
+        for record in self.records():
+            text = record["message"] + record.get("exception", "")
+            if all(f in text for f in fragments):
+                return record
+        return None
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> float:
         """Signal the operator and return how long it took to exit."""

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.unit.test_chart import RENDERINGS, deployments, render
+from tests.unit.chart.rendering import RENDERINGS, deployments, render
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = REPO_ROOT / "Dockerfile"

@@ -84,7 +84,7 @@ app.kubernetes.io/part-of: tcpmonitor-operator
 
 
 {{/*
-RBAC: the rules each process needs, and no more. tests/e2e/test_helm_install.py runs each
+RBAC: the rules each process needs, and no more. tests/e2e/helm/test_permissions.py runs each
 process with exactly these rules and then without each verb in turn, and checks that it then
 fails visibly.
 */}}

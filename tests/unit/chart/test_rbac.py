@@ -1,0 +1,221 @@
+"""ServiceAccounts and RBAC: exactly what each process uses, in each mode."""
+
+from __future__ import annotations
+
+from .rendering import (
+    CONTROLLER,
+    FULLNAME,
+    NAMESPACE,
+    RUNNER_SA,
+    Manifest,
+    args,
+    ci,
+    deployments,
+    named,
+    objects,
+    pod_spec,
+    refused,
+    render,
+)
+
+# (API group, resource, verb, resource name or "" for any): the rules each process needs,
+# measured by tests/e2e/helm/test_permissions.py, where each one is shown to be necessary.
+Rule = tuple[str, str, str, str]
+# The all-in-one operator and the controller: cluster-wide, or in each watched namespace.
+OPERATOR_RULES: set[Rule] = {
+    ("tcpmonitor.dev", "tcpmonitors", "list", ""),
+    ("tcpmonitor.dev", "tcpmonitors", "watch", ""),
+    ("tcpmonitor.dev", "tcpmonitors/status", "patch", ""),
+    ("events.k8s.io", "events", "create", ""),
+    ("", "secrets", "get", ""),
+    ("", "configmaps", "get", ""),
+}
+# The runners post no Events.
+RUNNER_RULES = OPERATOR_RULES - {("events.k8s.io", "events", "create", "")}
+# Leases, in the release namespace only.
+CONTROLLER_LEASE_RULES: set[Rule] = {
+    ("coordination.k8s.io", "leases", "list", ""),
+    ("coordination.k8s.io", "leases", "create", ""),
+    ("coordination.k8s.io", "leases", "get", "tcpmonitor-controller"),
+    ("coordination.k8s.io", "leases", "update", "tcpmonitor-controller"),
+    ("coordination.k8s.io", "leases", "delete", "tcpmonitor-controller"),
+}
+RUNNER_LEASE_RULES: set[Rule] = {
+    ("coordination.k8s.io", "leases", verb, "")
+    for verb in ("get", "list", "create", "update", "delete")
+}
+
+
+def flat_rules(role: Manifest) -> set[Rule]:
+    return {
+        (group, resource, verb, name)
+        for rule in role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+        for name in rule.get("resourceNames", [""])
+    }
+
+
+def subjects(binding: Manifest) -> set[str]:
+    assert all(
+        s["kind"] == "ServiceAccount" and s["namespace"] == NAMESPACE for s in binding["subjects"]
+    )
+    return {s["name"] for s in binding["subjects"]}
+
+
+def test_controller_and_runners_get_separate_identities_and_exactly_their_rules() -> None:
+    manifests = render()
+    accounts = named(manifests, "ServiceAccount")
+    assert accounts.keys() == {CONTROLLER, RUNNER_SA}
+    cluster_roles = named(manifests, "ClusterRole")
+    cluster_bindings = named(manifests, "ClusterRoleBinding")
+    # Cluster-scoped names carry the release namespace: two releases never collide.
+    assert (
+        cluster_roles.keys()
+        == cluster_bindings.keys()
+        == {
+            f"{NAMESPACE}-{CONTROLLER}",
+            f"{NAMESPACE}-{RUNNER_SA}",
+        }
+    )
+    assert flat_rules(cluster_roles[f"{NAMESPACE}-{CONTROLLER}"]) == OPERATOR_RULES
+    assert flat_rules(cluster_roles[f"{NAMESPACE}-{RUNNER_SA}"]) == RUNNER_RULES
+    for name, binding in cluster_bindings.items():
+        assert binding["roleRef"] == {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "ClusterRole",
+            "name": name,
+        }
+    assert subjects(cluster_bindings[f"{NAMESPACE}-{CONTROLLER}"]) == {CONTROLLER}
+    assert subjects(cluster_bindings[f"{NAMESPACE}-{RUNNER_SA}"]) == {RUNNER_SA}
+    # Leases: a Role in the release namespace (where --lease-namespace points), per process.
+    roles = named(manifests, "Role")
+    bindings = named(manifests, "RoleBinding")
+    assert roles.keys() == bindings.keys() == {f"{CONTROLLER}-leases", f"{RUNNER_SA}-leases"}
+    assert all(r["metadata"]["namespace"] == NAMESPACE for r in [*roles.values()])
+    assert flat_rules(roles[f"{CONTROLLER}-leases"]) == CONTROLLER_LEASE_RULES
+    assert flat_rules(roles[f"{RUNNER_SA}-leases"]) == RUNNER_LEASE_RULES
+    for name, binding in bindings.items():
+        assert binding["metadata"]["namespace"] == NAMESPACE
+        assert binding["roleRef"] == {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "Role",
+            "name": name,
+        }
+    assert subjects(bindings[f"{CONTROLLER}-leases"]) == {CONTROLLER}
+    assert subjects(bindings[f"{RUNNER_SA}-leases"]) == {RUNNER_SA}
+    # Each pod runs as its own ServiceAccount.
+    for workload in deployments(manifests).values():
+        component = workload["spec"]["template"]["metadata"]["labels"][
+            "app.kubernetes.io/component"
+        ]
+        expected = CONTROLLER if component == "controller" else RUNNER_SA
+        assert pod_spec(workload)["serviceAccountName"] == expected
+
+
+def test_remote_locations_get_an_identity_with_exactly_the_runner_rules() -> None:
+    manifests = ci("multi-location")
+    remotes = {f"{FULLNAME}-remote-on-premises", f"{FULLNAME}-remote-branch-office"}
+    accounts = named(manifests, "ServiceAccount")
+    assert accounts.keys() == {CONTROLLER, RUNNER_SA} | remotes
+    for name in remotes:
+        # Their tokens are used elsewhere; no pod here mounts one.
+        assert accounts[name]["automountServiceAccountToken"] is False
+    cluster_bindings = named(manifests, "ClusterRoleBinding")
+    assert subjects(cluster_bindings[f"{NAMESPACE}-{RUNNER_SA}"]) == {RUNNER_SA} | remotes
+    assert subjects(cluster_bindings[f"{NAMESPACE}-{CONTROLLER}"]) == {CONTROLLER}
+    bindings = named(manifests, "RoleBinding")
+    assert subjects(bindings[f"{RUNNER_SA}-leases"]) == {RUNNER_SA} | remotes
+    assert subjects(bindings[f"{CONTROLLER}-leases"]) == {CONTROLLER}
+
+
+def test_namespaced_rbac_is_one_role_per_watched_namespace_and_process() -> None:
+    manifests = ci("namespaced-rbac")
+    assert not objects(manifests, "ClusterRole")
+    assert not objects(manifests, "ClusterRoleBinding")
+    roles: dict[tuple[str, str], Manifest] = {
+        (r["metadata"]["namespace"], r["metadata"]["name"]): r for r in objects(manifests, "Role")
+    }
+    bindings: dict[tuple[str, str], Manifest] = {
+        (b["metadata"]["namespace"], b["metadata"]["name"]): b
+        for b in objects(manifests, "RoleBinding")
+    }
+    assert (
+        roles.keys()
+        == bindings.keys()
+        == {
+            ("team-a", CONTROLLER),
+            ("team-b", CONTROLLER),
+            ("team-a", RUNNER_SA),
+            ("team-b", RUNNER_SA),
+            (NAMESPACE, f"{CONTROLLER}-leases"),
+            (NAMESPACE, f"{RUNNER_SA}-leases"),
+        }
+    )
+    edge = f"{FULLNAME}-remote-edge"
+    for namespace in ("team-a", "team-b"):
+        assert flat_rules(roles[namespace, CONTROLLER]) == OPERATOR_RULES
+        assert flat_rules(roles[namespace, RUNNER_SA]) == RUNNER_RULES
+        assert subjects(bindings[namespace, CONTROLLER]) == {CONTROLLER}
+        assert subjects(bindings[namespace, RUNNER_SA]) == {RUNNER_SA, edge}
+    assert flat_rules(roles[NAMESPACE, f"{CONTROLLER}-leases"]) == CONTROLLER_LEASE_RULES
+    assert flat_rules(roles[NAMESPACE, f"{RUNNER_SA}-leases"]) == RUNNER_LEASE_RULES
+    assert subjects(bindings[NAMESPACE, f"{RUNNER_SA}-leases"]) == {RUNNER_SA, edge}
+    for (namespace, name), binding in bindings.items():
+        assert binding["roleRef"]["kind"] == "Role"
+        assert binding["roleRef"]["name"] == name, namespace
+    for workload in deployments(manifests).values():
+        assert [a for a in args(workload) if a.startswith("--namespace")] == [
+            "--namespace=team-a",
+            "--namespace=team-b",
+        ]
+
+
+def test_all_in_one_rbac_is_one_cluster_role_and_no_leases() -> None:
+    manifests = ci("all-in-one")
+    (account,) = objects(manifests, "ServiceAccount")
+    (role,) = objects(manifests, "ClusterRole")
+    (binding,) = objects(manifests, "ClusterRoleBinding")
+    assert not objects(manifests, "Role")
+    assert role["metadata"]["name"] == f"{NAMESPACE}-{FULLNAME}"
+    assert flat_rules(role) == OPERATOR_RULES
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert subjects(binding) == {account["metadata"]["name"]} == {FULLNAME}
+    namespaced = render(
+        "--set", "mode=all-in-one", "--set", "watchNamespaces={a}", "--set", "rbac.namespaced=true"
+    )
+    (role,) = objects(namespaced, "Role")
+    assert role["metadata"]["namespace"] == "a"
+    assert flat_rules(role) == OPERATOR_RULES
+
+
+def test_namespaced_rbac_without_namespaces_is_refused() -> None:
+    assert "rbac.namespaced=true needs watchNamespaces" in refused("--set", "rbac.namespaced=true")
+
+
+def test_existing_service_accounts_and_no_rbac() -> None:
+    manifests = ci("existing-serviceaccount")
+    kinds = {m["kind"] for m in manifests}
+    assert kinds.isdisjoint(
+        {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
+    )
+    accounts = {
+        name: pod_spec(workload)["serviceAccountName"]
+        for name, workload in deployments(manifests).items()
+    }
+    assert accounts == {
+        CONTROLLER: "tcpmonitor-controller",
+        f"{FULLNAME}-runner-default": "tcpmonitor-runner",
+    }
+    for setting, complaint in [
+        ("mode=distributed", "serviceAccount.controllerName is required"),
+        ("mode=all-in-one", "serviceAccount.name is required"),
+    ]:
+        assert complaint in refused("--set", "serviceAccount.create=false", "--set", setting)
+    assert "serviceAccount.runnerName is required" in refused(
+        "--set",
+        "serviceAccount.create=false",
+        "--set",
+        "serviceAccount.controllerName=c",
+    )
