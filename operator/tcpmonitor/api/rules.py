@@ -23,16 +23,21 @@ class CrossFieldRule:
 
     ``check`` returns the same message that ``message_expression`` renders, or None when the
     object satisfies the rule. ``field_path`` (``.timeout``) points the error at a field the way
-    the API server's ``fieldPath`` does.
+    the API server's ``fieldPath`` does. ``message`` is what the API server quotes, instead of
+    the rule's text, when the rule fails to evaluate (it then reports the object, not
+    ``field_path``).
     """
 
     rule: str
     message_expression: str
     check: Callable[[Any], str | None]
     field_path: str | None = None
+    message: str | None = None
 
     def to_schema(self) -> dict[str, str]:
         out = {"rule": self.rule, "messageExpression": self.message_expression}
+        if self.message:
+            out["message"] = self.message
         if self.field_path:
             out["fieldPath"] = self.field_path
         return out

@@ -18,6 +18,7 @@ from .durations import (
     cel_milliseconds,
     parse_duration,
 )
+from .regex import regex_syntax_error
 from .rules import ApiModel, CrossFieldRule
 
 DNS_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
@@ -78,6 +79,7 @@ class Comparison(StrEnum):
 
 TARGETLESS_COMPARISONS = frozenset({Comparison.IS_EMPTY, Comparison.NOT_EMPTY})
 TIME_COMPARISONS = frozenset({Comparison.LESS_THAN, Comparison.GREATER_THAN})
+REGEX_COMPARISONS = frozenset({Comparison.MATCHES, Comparison.NOT_MATCHES})
 
 
 class SecretKeyRef(ApiModel):
@@ -133,7 +135,15 @@ def _time_target_is_duration(a: Assertion) -> str | None:
     return None
 
 
+def _target_is_regex(a: Assertion) -> str | None:
+    if a.comparison not in REGEX_COMPARISONS or a.target is None:
+        return None
+    return regex_syntax_error(a.target)
+
+
 _DATA_COMPARISONS_CEL = "['LessThan', 'GreaterThan']"
+_REGEX_COMPARISONS_CEL = "['Matches', 'NotMatches']"
+REGEX_REFUSED = "target is not a valid RE2 regular expression"
 
 
 class Assertion(ApiModel):
@@ -153,7 +163,9 @@ class Assertion(ApiModel):
         max_length=MAX_ASSERTION_TARGET,
         description="The value to compare with: text, a regular expression for "
         "Matches/NotMatches, or a duration (500ms) for ResponseTime. Not used by IsEmpty and "
-        "NotEmpty.",
+        "NotEmpty. Regular expressions are RE2, the syntax of CEL's matches(): searched "
+        "anywhere in the reply, in time linear in its length; no backreferences, lookaround or "
+        "possessive repeats; ^ and $ match at the ends of the whole reply unless (?m).",
     )
 
     cross_field_rules = (
@@ -177,6 +189,18 @@ class Assertion(ApiModel):
             message_expression="'ResponseTime target must be a duration such as 500ms, not ' "
             "+ self.target",
             check=_time_target_is_duration,
+            field_path=".target",
+        ),
+        # CEL cannot ask whether a string is a regex, but matches() fails to evaluate on a
+        # pattern it cannot compile, and the API server refuses an object whose rule fails,
+        # quoting the compile error and `message`. `in [true, false]` keeps the error: a bare
+        # `|| true` would absorb it. The empty subject keeps the cost estimate near zero.
+        CrossFieldRule(
+            rule=f"!has(self.target) || !(self.comparison in {_REGEX_COMPARISONS_CEL}) || "
+            "''.matches(self.target) in [true, false]",
+            message_expression=f"'{REGEX_REFUSED}'",
+            message=REGEX_REFUSED,
+            check=_target_is_regex,
             field_path=".target",
         ),
     )

@@ -2,14 +2,17 @@
 
 The engine reads only as long as some assertion is still undecided, so each check answers two
 questions about the bytes so far: is the outcome already fixed, and what is it.
+
+Regular expressions are RE2 (see :mod:`tcpmonitor.api.regex`): one search is linear in the
+reply, whatever the pattern.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from ..api import Assertion, AssertionOutcome, AssertionSource, Comparison, parse_duration
+from ..api.regex import Regex, RegexError, compile_regex
 from .excerpt import printable_excerpt
 
 
@@ -26,7 +29,7 @@ class DataCheck:
     """A ResponseData assertion, ready to run against the text received so far."""
 
     assertion: Assertion
-    pattern: re.Pattern[str] | None
+    pattern: Regex | None
 
     def outcome(self, text: str, final: bool) -> bool | None:
         """True/False once decided; None while more data could still change the answer."""
@@ -89,11 +92,9 @@ def compile_assertions(
         pattern = None
         if a.comparison in (Comparison.MATCHES, Comparison.NOT_MATCHES):
             try:
-                pattern = re.compile(a.target or "")
-            except re.error as exc:
-                raise AssertionCompileError(
-                    index, f"regular expression {a.target!r} does not compile: {exc}"
-                ) from None
+                pattern = compile_regex(a.target or "")
+            except RegexError as exc:
+                raise AssertionCompileError(index, str(exc)) from None
         data.append(DataCheck(a, pattern))
     return tuple(data), tuple(time)
 
