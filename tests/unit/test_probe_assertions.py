@@ -1,14 +1,28 @@
-"""Assertions on the reply: RE2 regular expressions and the patterns refused."""
+"""Assertions on the reply: RE2 regular expressions, refused patterns, and bounded re-checking."""
 
 from __future__ import annotations
+
+import asyncio
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
-from tcpmonitor.api import Assertion, TcpMonitorSpec
+from tcpmonitor.api import Assertion, TcpMonitorSpec, Verdict
 from tcpmonitor.api.regex import REGEX_MAX_MEMORY, RegexError, compile_regex, regex_syntax_error
 from tcpmonitor.probe import PlanError, compile_plan
-from tcpmonitor.probe.assertions import AssertionCompileError, DataCheck, compile_assertions
+from tcpmonitor.probe import engine as engine_module
+from tcpmonitor.probe.assertions import (
+    CREDIT_PER_BYTE,
+    FREE_CHECKED_BYTES,
+    AssertionCompileError,
+    DataCheck,
+    ReplyDecider,
+    compile_assertions,
+)
+
+from .probing import probe
+from .servers import serve
 
 
 def data(comparison: str, target: str) -> dict[str, str]:
@@ -114,3 +128,108 @@ def test_compile_assertions_names_the_index_of_the_bad_pattern() -> None:
         compile_assertions((good, bad))
     assert caught.value.index == 1
     assert "invalid perl operator" in str(caught.value)
+
+
+# --- bounded re-checking while reading ---------------------------------------------------------
+
+
+class CountingCheck(DataCheck):
+    """A Matches check that counts the characters it was asked to search."""
+
+    searched: int = 0
+
+    def outcome(self, text: str, final: bool) -> bool | None:
+        CountingCheck.searched += len(text)
+        return super().outcome(text, final)
+
+
+def counting(comparison: str, target: str) -> DataCheck:
+    compiled = check(comparison, target)
+    return CountingCheck(compiled.assertion, compiled.pattern)
+
+
+def test_a_reply_trickled_one_byte_per_read_is_checked_in_linear_work() -> None:
+    CountingCheck.searched = 0
+    decider = ReplyDecider((counting("Matches", "END"),))
+    reply = bytearray()
+    size = 64 * 1024
+    for _ in range(size):
+        reply += b"x"
+        assert not decider.all_decided(reply)
+    bound = CREDIT_PER_BYTE * size + FREE_CHECKED_BYTES
+    assert decider.checked_bytes <= bound
+    assert CountingCheck.searched == decider.checked_bytes
+    # Checking on every read would have been size * (size + 1) / 2 bytes, over 2 GiB.
+    assert decider.evaluations < 600
+
+
+def test_a_decisive_byte_is_seen_once_the_reply_grows_by_a_third() -> None:
+    decider = ReplyDecider((check("Matches", "END"),))
+    reply = bytearray(b"x" * 40_000)
+    for _ in range(40_000):
+        reply += b"y"
+        decider.all_decided(reply)
+    reply += b"END"
+    decided_at = None
+    for _ in range(40_000):
+        if decider.all_decided(reply):
+            decided_at = len(reply)
+            break
+        reply += b"z"
+    assert decided_at is not None
+    # Each byte pays for CREDIT_PER_BYTE bytes of checking: the next check of a reply of
+    # length L is paid for once it has grown by L / (CREDIT_PER_BYTE - 1).
+    assert decided_at <= 80_003 * CREDIT_PER_BYTE / (CREDIT_PER_BYTE - 1) + 1
+
+
+def test_segments_of_an_ordinary_reply_are_each_checked() -> None:
+    decider = ReplyDecider((check("Contains", "</html>"),))
+    reply = bytearray()
+    for _ in range(11):
+        reply += b"x" * 1460
+        assert not decider.all_decided(reply)
+    reply += b"</html>"
+    assert decider.all_decided(reply)
+    assert decider.evaluations == 12
+
+
+def test_asking_again_without_new_bytes_does_not_check_again() -> None:
+    decider = ReplyDecider((check("NotContains", "x"),))
+    assert not decider.all_decided(b"abc")
+    assert not decider.all_decided(b"abc")
+    assert decider.evaluations == 1
+
+
+def test_the_probe_checks_a_trickling_reply_in_bounded_work(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    deciders: list[ReplyDecider] = []
+
+    class Recorded(ReplyDecider):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            deciders.append(self)
+
+    monkeypatch.setattr(engine_module, "ReplyDecider", Recorded)
+    size = 3000
+
+    async def trickle(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        for _ in range(size):
+            writer.write(b"a")
+            await writer.drain()
+            await asyncio.sleep(0)
+        writer.write(b"!")
+        writer.write_eof()
+        await asyncio.sleep(2)
+
+    async def scenario() -> Any:
+        async with serve(trickle) as port:
+            # Undecided until the peer closes: a "b" could still come.
+            return await probe(port, timeout="5s", assertions=[data("Matches", "(a+)+b")])
+
+    result = asyncio.run(scenario())
+    assert result.state is Verdict.DOWN, result
+    assert result.response is not None and result.response.bytes == size + 1
+    assert [a.passed for a in result.assertions] == [False]
+    (decider,) = deciders
+    assert decider.checked_bytes <= CREDIT_PER_BYTE * (size + 1) + FREE_CHECKED_BYTES
