@@ -89,8 +89,20 @@ def test_unsupported_syntax_is_refused_with_a_one_line_reason(pattern: str, reas
     message = regex_syntax_error(pattern)
     assert message == f"{pattern!r} is not a valid RE2 regular expression: {reason}"
     with pytest.raises(ValidationError) as caught:
-        Assertion.model_validate(data("Matches", pattern))
-    assert message in str(caught.value)
+        spec(data("Contains", "x"), data("Matches", pattern))
+    (error,) = caught.value.errors()
+    assert error["msg"] == message
+    assert error["ctx"]["field_path"] == ".assertions[1].target"
+
+
+def spec(*assertions: dict[str, str]) -> TcpMonitorSpec:
+    return TcpMonitorSpec.model_validate({"host": "h", "port": 1, "assertions": assertions})
+
+
+def test_braces_in_a_refused_pattern_are_quoted_as_they_are() -> None:
+    with pytest.raises(ValidationError) as caught:
+        spec(data("Matches", "a{2}{3}{field_path}"))
+    assert "'a{2}{3}{field_path}' is not a valid RE2" in caught.value.errors()[0]["msg"]
 
 
 def test_escaped_or_quoted_c_is_not_the_any_byte_escape() -> None:
@@ -99,8 +111,7 @@ def test_escaped_or_quoted_c_is_not_the_any_byte_escape() -> None:
 
 
 def test_only_regex_comparisons_compile_the_target() -> None:
-    Assertion.model_validate(data("Contains", "(?=x"))
-    Assertion.model_validate(data("Equals", r"(a)\1"))
+    spec(data("Contains", "(?=x"), data("Equals", r"(a)\1"))
 
 
 def test_a_program_over_the_memory_bound_is_refused_when_the_probe_is_compiled() -> None:
@@ -109,11 +120,8 @@ def test_a_program_over_the_memory_bound_is_refused_when_the_probe_is_compiled()
     with pytest.raises(RegexError) as caught:
         compile_regex(pattern)
     assert caught.value.too_large
-    spec = TcpMonitorSpec.model_validate(
-        {"host": "h", "port": 1, "assertions": [data("Contains", "x"), data("Matches", pattern)]}
-    )
     with pytest.raises(PlanError) as plan_error:
-        compile_plan(spec)
+        compile_plan(spec(data("Contains", "x"), data("Matches", pattern)))
     assert plan_error.value.field == "spec.assertions[1].target"
     assert plan_error.value.message == (
         f"'\\\\pL{{1000}}' is too large: its compiled RE2 program exceeds "

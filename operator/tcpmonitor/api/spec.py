@@ -19,7 +19,7 @@ from .durations import (
     parse_duration,
 )
 from .regex import regex_syntax_error
-from .rules import ApiModel, CrossFieldRule
+from .rules import ApiModel, CrossFieldRule, Violation
 
 DNS_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 HOSTNAME_PATTERN = rf"{DNS_LABEL}(\.{DNS_LABEL})*\.?"
@@ -135,15 +135,7 @@ def _time_target_is_duration(a: Assertion) -> str | None:
     return None
 
 
-def _target_is_regex(a: Assertion) -> str | None:
-    if a.comparison not in REGEX_COMPARISONS or a.target is None:
-        return None
-    return regex_syntax_error(a.target)
-
-
 _DATA_COMPARISONS_CEL = "['LessThan', 'GreaterThan']"
-_REGEX_COMPARISONS_CEL = "['Matches', 'NotMatches']"
-REGEX_REFUSED = "target is not a valid RE2 regular expression"
 
 
 class Assertion(ApiModel):
@@ -189,18 +181,6 @@ class Assertion(ApiModel):
             message_expression="'ResponseTime target must be a duration such as 500ms, not ' "
             "+ self.target",
             check=_time_target_is_duration,
-            field_path=".target",
-        ),
-        # CEL cannot ask whether a string is a regex, but matches() fails to evaluate on a
-        # pattern it cannot compile, and the API server refuses an object whose rule fails,
-        # quoting the compile error and `message`. `in [true, false]` keeps the error: a bare
-        # `|| true` would absorb it. The empty subject keeps the cost estimate near zero.
-        CrossFieldRule(
-            rule=f"!has(self.target) || !(self.comparison in {_REGEX_COMPARISONS_CEL}) || "
-            "''.matches(self.target) in [true, false]",
-            message_expression=f"'{REGEX_REFUSED}'",
-            message=REGEX_REFUSED,
-            check=_target_is_regex,
             field_path=".target",
         ),
     )
@@ -302,6 +282,25 @@ def _host_is_valid_ip_if_colon(s: TcpMonitorSpec) -> str | None:
     ):
         return None
     return f"host {s.host} is neither a DNS name nor an IP address"
+
+
+def _regex_targets_compile(s: TcpMonitorSpec) -> Violation | None:
+    for index, a in enumerate(s.assertions):
+        if a.comparison in REGEX_COMPARISONS and a.target is not None:
+            problem = regex_syntax_error(a.target)
+            if problem is not None:
+                return Violation(f".assertions[{index}].target", problem)
+    return None
+
+
+REGEX_REFUSED = "a Matches or NotMatches target is not a valid RE2 regular expression"
+_REGEX_TARGETS_COMPILE = (
+    "!has(self.assertions) || "
+    "(oldSelf.hasValue() && has(oldSelf.value().assertions) && "
+    "oldSelf.value().assertions == self.assertions) || "
+    "self.assertions.all(a, !has(a.target) || !(a.comparison in ['Matches', 'NotMatches']) "
+    "|| ''.matches(a.target) in [true, false])"
+)
 
 
 def _ms(field: str) -> str:
@@ -438,6 +437,21 @@ class TcpMonitorSpec(ApiModel):
             message_expression="'host ' + self.host + ' is neither a DNS name nor an IP address'",
             check=_host_is_valid_ip_if_colon,
             field_path=".host",
+        ),
+        # CEL cannot ask whether a string is a regex, but matches() fails to evaluate on a
+        # pattern it cannot compile, and the API server refuses an object whose rule fails,
+        # quoting the compile error and `message`. `in [true, false]` keeps that error (a bare
+        # `|| true` would absorb it); the empty subject keeps the cost estimate near zero.
+        # A failure to evaluate is never ratcheted, so the rule passes when the assertions
+        # did not change: an object stored before this rule can still take status updates
+        # and edits elsewhere. (Comparing the optional
+        # `oldSelf.value().?assertions` instead is estimated far over the CEL cost budget.)
+        CrossFieldRule(
+            rule=_REGEX_TARGETS_COMPILE,
+            message_expression=f"'{REGEX_REFUSED}'",
+            message=REGEX_REFUSED,
+            check=_regex_targets_compile,
+            optional_old_self=True,
         ),
     )
 
