@@ -3,7 +3,9 @@
 The unit tests run ``tcpmonitor validate`` over it; the e2e tests ``kubectl apply`` the same
 objects to a real kube-apiserver. Both must agree, so offline validation can be trusted.
 ``message`` is a fragment expected in both the validator's line and the API server's error.
-``deep`` cases pass the API server but fail the checks only a probe would hit.
+``deep`` cases pass the API server but fail the checks only a probe would hit. ``api_field`` is
+where the API server reports the error when that differs from ``field``: a rule that fails to
+evaluate (a regex CEL cannot compile, checked by a rule on the spec) is reported at its object.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ class Case:
     message: str = ""
     deep: bool = False
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+    api_field: str = ""
 
     def manifest(self, namespace: str = "default") -> dict[str, Any]:
         return {
@@ -39,6 +42,24 @@ BASE = {"host": "db.example.com", "port": 5432}
 def spec(**overrides: Any) -> dict[str, Any]:
     out = {**BASE, **overrides}
     return {k: v for k, v in out.items() if v is not None}
+
+
+def data_assertion(comparison: str, target: str) -> dict[str, Any]:
+    return spec(assertions=[{"source": "ResponseData", "comparison": comparison, "target": target}])
+
+
+def bad_regex(name: str, comparison: str, target: str, message: str) -> Case:
+    return Case(
+        name,
+        data_assertion(comparison, target),
+        False,
+        "spec.assertions[0].target",
+        message,
+        api_field="spec",
+    )
+
+
+RE2_REFUSED = "not a valid RE2 regular expression"
 
 
 CASES: list[Case] = [
@@ -83,6 +104,12 @@ CASES: list[Case] = [
     Case("base64-payload", spec(sendBase64="AAEC/w=="), True),
     Case("paused", spec(paused=True), True),
     Case("two-locations", spec(locations=["eu-west", "us-east"], minFailedLocations=2), True),
+    # RE2 takes these in linear time; a backtracking engine can take exponential time.
+    Case("regex-nested-repeat", data_assertion("Matches", "(a+)+$"), True),
+    Case("regex-flags-and-classes", data_assertion("Matches", r"(?i)^220 [\w.-]+ ESMTP"), True),
+    Case("regex-named-group", data_assertion("NotMatches", r"(?P<code>5\d\d) "), True),
+    Case("regex-quoted", data_assertion("Matches", r"\Q(a)\1\E"), True),
+    Case("contains-is-not-a-regex", data_assertion("Contains", "(?=x"), True),
     # Refused by the schema.
     Case("port-zero", spec(port=0), False, "spec.port", "0"),
     Case("port-too-big", spec(port=70000), False, "spec.port", "65535"),
@@ -218,15 +245,20 @@ CASES: list[Case] = [
         "spec.assertions[0].target",
         "ResponseTime target must be a duration",
     ),
+    # Refused by CEL's matches() failing to compile the pattern: Go's regexp is RE2 syntax.
+    bad_regex("regex-does-not-compile", "Matches", "(unclosed", RE2_REFUSED),
+    bad_regex("regex-lookahead", "Matches", "(?=x)", RE2_REFUSED),
+    bad_regex("regex-lookbehind", "NotMatches", "(?<!a)b", RE2_REFUSED),
+    bad_regex("regex-backreference", "Matches", r"(a)\1", RE2_REFUSED),
+    bad_regex("regex-possessive", "Matches", "a*+", RE2_REFUSED),
+    bad_regex("regex-any-byte", "Matches", r"x\C", RE2_REFUSED),
     # Accepted by the API server, refused by the deeper checks.
     Case(
-        "regex-does-not-compile",
-        spec(
-            assertions=[{"source": "ResponseData", "comparison": "Matches", "target": "(unclosed"}]
-        ),
+        "regex-too-large",
+        data_assertion("Matches", r"\pL{1000}"),
         False,
         "spec.assertions[0].target",
-        "does not compile",
+        "compiled RE2 program exceeds 1 MiB",
         deep=True,
     ),
     Case(

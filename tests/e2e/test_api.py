@@ -19,6 +19,7 @@ from tests.controlplane import Cluster
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
+BASE_SPEC = {"host": "db.example.com", "port": 5432}
 
 
 def apply(cluster: Cluster, manifest: dict[str, Any], *extra: str) -> Any:
@@ -61,7 +62,8 @@ def test_api_server_and_validator_agree(
     assert api_accepts == (case.valid or case.deep), result.stderr
     if not api_accepts:
         # ... naming the same field, with the same message fragment.
-        assert case.field.removeprefix("spec") in result.stderr, result.stderr
+        field = case.api_field or case.field
+        assert field.removeprefix("spec") in result.stderr, result.stderr
         assert case.message in result.stderr, result.stderr
     # ... and the deep checks refuse exactly the cases marked deep.
     deep = load_manifests([path])
@@ -192,3 +194,38 @@ def test_status_subresource_leaves_generation_spec_change_bumps_it(
     stored = get(control_plane, namespace, "gen")
     assert stored["metadata"]["generation"] == 2
     assert stored["status"]["state"] == "Down"
+
+
+def test_a_stored_regex_re2_refuses_still_takes_status_and_other_edits(
+    control_plane: Cluster, namespace: str, tmp_path: Path
+) -> None:
+    # Store the object under a CRD without the regex rule, as before the rule existed.
+    crd_file = next((ROOT / "crds").glob("*.yaml"))
+    crd = yaml.safe_load(crd_file.read_text())
+    spec_schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    rules = spec_schema["x-kubernetes-validations"]
+    spec_schema["x-kubernetes-validations"] = [r for r in rules if "matches(a." not in r["rule"]]
+    assert len(spec_schema["x-kubernetes-validations"]) == len(rules) - 1
+    (tmp_path / "crds").mkdir()
+    (tmp_path / "crds" / crd_file.name).write_text(yaml.safe_dump(crd))
+    lookahead = {"source": "ResponseData", "comparison": "Matches", "target": "(?=x)"}
+    manifest = Case("legacy", {**BASE_SPEC, "assertions": [lookahead]}, True).manifest(namespace)
+    try:
+        control_plane.install_crds(tmp_path / "crds")
+        apply(control_plane, manifest).check_returncode()
+    finally:
+        control_plane.install_crds()
+    _patch_status(control_plane, namespace, "legacy", STATUS)
+    assert get(control_plane, namespace, "legacy")["status"]["state"] == "Down"
+    manifest["spec"]["interval"] = "30s"
+    apply(control_plane, manifest).check_returncode()
+    manifest["spec"]["assertions"] = [{**lookahead, "target": r"(a)\1"}]
+    refused = apply(control_plane, manifest)
+    assert refused.returncode != 0
+    assert "invalid escape sequence" in refused.stderr, refused.stderr
+    assert "not a valid RE2 regular expression" in refused.stderr, refused.stderr
+
+
+def test_explain_documents_the_regex_dialect(control_plane: Cluster) -> None:
+    out = control_plane.kubectl("explain", "tcpmonitor.spec.assertions.target", check=True).stdout
+    assert "Regular expressions are RE2" in " ".join(out.split())

@@ -66,8 +66,21 @@ def test_spec_has_defaults_and_cel_rules_with_message_expressions() -> None:
     assert props["tls"]["properties"]["minVersion"]["default"] == "TLS1.2"
     assert props["tls"]["properties"]["expiryWarning"]["default"] == "14d"
     rules = spec["x-kubernetes-validations"]
-    assert len(rules) == 5
+    assert len(rules) == 6
     assert all(r["messageExpression"] for r in rules)
+
+
+def test_the_regex_rule_passes_unchanged_assertions_so_old_objects_take_updates() -> None:
+    # A regex CEL cannot compile is an evaluation error, which the API server never ratchets;
+    # without the oldSelf comparison a stored object with such a regex could take no status.
+    (rule,) = [
+        r
+        for r in _schema()["properties"]["spec"]["x-kubernetes-validations"]
+        if ".matches(a.target)" in r["rule"]
+    ]
+    assert rule["optionalOldSelf"] is True
+    assert "oldSelf.value().assertions == self.assertions" in rule["rule"]
+    assert rule["message"] == "a Matches or NotMatches target is not a valid RE2 regular expression"
 
 
 def test_names_columns_and_subresources() -> None:

@@ -18,23 +18,44 @@ from pydantic_core import CoreSchema, PydanticCustomError
 
 
 @dataclass(frozen=True)
+class Violation:
+    """What a check found at a field below its rule's object (``.assertions[2].target``)."""
+
+    field_path: str
+    message: str
+
+
+@dataclass(frozen=True)
 class CrossFieldRule:
     """One rule: a CEL expression for the API server, a Python check for everyone else.
 
     ``check`` returns the same message that ``message_expression`` renders, or None when the
-    object satisfies the rule. ``field_path`` (``.timeout``) points the error at a field the way
-    the API server's ``fieldPath`` does.
+    object satisfies the rule; or a :class:`Violation` to name a field the CEL cannot (an item
+    of a list). ``field_path`` (``.timeout``) points the error at a field the way the API
+    server's ``fieldPath`` does. ``message`` is what the API server quotes, instead of the
+    rule's text, when the rule fails to evaluate (it then reports the object, not
+    ``field_path``). ``optional_old_self`` evaluates the rule on create too, with ``oldSelf``
+    an optional that is empty then; the Python check always sees a create.
     """
 
     rule: str
     message_expression: str
-    check: Callable[[Any], str | None]
+    check: Callable[[Any], str | Violation | None]
     field_path: str | None = None
+    message: str | None = None
+    optional_old_self: bool = False
 
-    def to_schema(self) -> dict[str, str]:
-        out = {"rule": self.rule, "messageExpression": self.message_expression}
+    def to_schema(self) -> dict[str, str | bool]:
+        out: dict[str, str | bool] = {
+            "rule": self.rule,
+            "messageExpression": self.message_expression,
+        }
+        if self.message:
+            out["message"] = self.message
         if self.field_path:
             out["fieldPath"] = self.field_path
+        if self.optional_old_self:
+            out["optionalOldSelf"] = True
         return out
 
 
@@ -58,11 +79,18 @@ class ApiModel(BaseModel):
     @model_validator(mode="after")
     def _apply_cross_field_rules(self) -> ApiModel:
         for rule in type(self).cross_field_rules:
-            message = rule.check(self)
-            if message is not None:
-                raise PydanticCustomError(
-                    "cross_field_rule", message, {"field_path": rule.field_path or ""}
-                )
+            found = rule.check(self)
+            if found is None:
+                continue
+            if isinstance(found, Violation):
+                path, message = found.field_path, found.message
+            else:
+                path, message = rule.field_path or "", found
+            # The message goes in as context, not as the template: it may quote user input
+            # with braces in it (a regex such as a{2}).
+            raise PydanticCustomError(
+                "cross_field_rule", "{message}", {"field_path": path, "message": message}
+            )
         return self
 
     @classmethod

@@ -18,7 +18,8 @@ from .durations import (
     cel_milliseconds,
     parse_duration,
 )
-from .rules import ApiModel, CrossFieldRule
+from .regex import regex_syntax_error
+from .rules import ApiModel, CrossFieldRule, Violation
 
 DNS_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 HOSTNAME_PATTERN = rf"{DNS_LABEL}(\.{DNS_LABEL})*\.?"
@@ -78,6 +79,7 @@ class Comparison(StrEnum):
 
 TARGETLESS_COMPARISONS = frozenset({Comparison.IS_EMPTY, Comparison.NOT_EMPTY})
 TIME_COMPARISONS = frozenset({Comparison.LESS_THAN, Comparison.GREATER_THAN})
+REGEX_COMPARISONS = frozenset({Comparison.MATCHES, Comparison.NOT_MATCHES})
 
 
 class SecretKeyRef(ApiModel):
@@ -153,7 +155,9 @@ class Assertion(ApiModel):
         max_length=MAX_ASSERTION_TARGET,
         description="The value to compare with: text, a regular expression for "
         "Matches/NotMatches, or a duration (500ms) for ResponseTime. Not used by IsEmpty and "
-        "NotEmpty.",
+        "NotEmpty. Regular expressions are RE2, the syntax of CEL's matches(): searched "
+        "anywhere in the reply, in time linear in its length; no backreferences, lookaround or "
+        "possessive repeats; ^ and $ match at the ends of the whole reply unless (?m).",
     )
 
     cross_field_rules = (
@@ -278,6 +282,25 @@ def _host_is_valid_ip_if_colon(s: TcpMonitorSpec) -> str | None:
     ):
         return None
     return f"host {s.host} is neither a DNS name nor an IP address"
+
+
+def _regex_targets_compile(s: TcpMonitorSpec) -> Violation | None:
+    for index, a in enumerate(s.assertions):
+        if a.comparison in REGEX_COMPARISONS and a.target is not None:
+            problem = regex_syntax_error(a.target)
+            if problem is not None:
+                return Violation(f".assertions[{index}].target", problem)
+    return None
+
+
+REGEX_REFUSED = "a Matches or NotMatches target is not a valid RE2 regular expression"
+_REGEX_TARGETS_COMPILE = (
+    "!has(self.assertions) || "
+    "(oldSelf.hasValue() && has(oldSelf.value().assertions) && "
+    "oldSelf.value().assertions == self.assertions) || "
+    "self.assertions.all(a, !has(a.target) || !(a.comparison in ['Matches', 'NotMatches']) "
+    "|| ''.matches(a.target) in [true, false])"
+)
 
 
 def _ms(field: str) -> str:
@@ -414,6 +437,21 @@ class TcpMonitorSpec(ApiModel):
             message_expression="'host ' + self.host + ' is neither a DNS name nor an IP address'",
             check=_host_is_valid_ip_if_colon,
             field_path=".host",
+        ),
+        # CEL cannot ask whether a string is a regex, but matches() fails to evaluate on a
+        # pattern it cannot compile, and the API server refuses an object whose rule fails,
+        # quoting the compile error and `message`. `in [true, false]` keeps that error (a bare
+        # `|| true` would absorb it); the empty subject keeps the cost estimate near zero.
+        # A failure to evaluate is never ratcheted, so the rule passes when the assertions
+        # did not change: an object stored before this rule can still take status updates
+        # and edits elsewhere. (Comparing the optional
+        # `oldSelf.value().?assertions` instead is estimated far over the CEL cost budget.)
+        CrossFieldRule(
+            rule=_REGEX_TARGETS_COMPILE,
+            message_expression=f"'{REGEX_REFUSED}'",
+            message=REGEX_REFUSED,
+            check=_regex_targets_compile,
+            optional_old_self=True,
         ),
     )
 

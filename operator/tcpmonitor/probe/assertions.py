@@ -2,15 +2,27 @@
 
 The engine reads only as long as some assertion is still undecided, so each check answers two
 questions about the bytes so far: is the outcome already fixed, and what is it.
+
+Regular expressions are RE2 (see :mod:`tcpmonitor.api.regex`): one search is linear in the
+reply, and :class:`ReplyDecider` keeps the searches of one probe linear in the bytes read.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from ..api import Assertion, AssertionOutcome, AssertionSource, Comparison, parse_duration
+from ..api.regex import Regex, RegexError, compile_regex
 from .excerpt import printable_excerpt
+
+# Checking the whole reply again on every read would make a target that trickles one byte per
+# read cost O(n^2). Each byte read pays for CREDIT_PER_BYTE bytes of checking, plus one
+# full-size reply's worth up front so short replies are checked on every read: the checks of
+# one probe then scan at most CREDIT_PER_BYTE * n + FREE_CHECKED_BYTES bytes. A read that cannot
+# be paid for yet waits for more data or the end of the read (close, cap, timeout), which
+# evaluates the final outcome anyway.
+CREDIT_PER_BYTE = 4
+FREE_CHECKED_BYTES = 64 * 1024
 
 
 class AssertionCompileError(ValueError):
@@ -26,7 +38,7 @@ class DataCheck:
     """A ResponseData assertion, ready to run against the text received so far."""
 
     assertion: Assertion
-    pattern: re.Pattern[str] | None
+    pattern: Regex | None
 
     def outcome(self, text: str, final: bool) -> bool | None:
         """True/False once decided; None while more data could still change the answer."""
@@ -89,13 +101,42 @@ def compile_assertions(
         pattern = None
         if a.comparison in (Comparison.MATCHES, Comparison.NOT_MATCHES):
             try:
-                pattern = re.compile(a.target or "")
-            except re.error as exc:
-                raise AssertionCompileError(
-                    index, f"regular expression {a.target!r} does not compile: {exc}"
-                ) from None
+                pattern = compile_regex(a.target or "")
+            except RegexError as exc:
+                raise AssertionCompileError(index, str(exc)) from None
         data.append(DataCheck(a, pattern))
     return tuple(data), tuple(time)
+
+
+@dataclass
+class ReplyDecider:
+    """Whether every data check is decided, asked after each read of one probe.
+
+    Checks the reply only when the bytes read so far have paid for it (see CREDIT_PER_BYTE);
+    until then the answer is "not yet", which only means: keep reading.
+    """
+
+    checks: tuple[DataCheck, ...]
+    evaluations: int = 0
+    checked_bytes: int = 0
+    _credit: int = FREE_CHECKED_BYTES
+    _seen: int = 0
+    _decided: bool = False
+
+    def all_decided(self, received: bytes | bytearray) -> bool:
+        size = len(received)
+        if size == self._seen and self.evaluations:
+            return self._decided  # nothing new: the answer cannot have changed
+        self._credit += (size - self._seen) * CREDIT_PER_BYTE
+        self._seen = size
+        if size > self._credit:
+            return False
+        self._credit -= size
+        self.evaluations += 1
+        self.checked_bytes += size
+        text = received.decode("utf-8", "replace")
+        self._decided = all(c.outcome(text, final=False) is not None for c in self.checks)
+        return self._decided
 
 
 def data_outcome(check: DataCheck, received: bytes, passed: bool) -> AssertionOutcome:

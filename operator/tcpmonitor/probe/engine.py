@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 
 from ..api import ErrorCode, ProbeResult, Problem, ResponseSummary, Timings, TlsInfo, Verdict
 from ..api import WarningCode as W
-from .assertions import data_outcome, time_outcome
+from .assertions import ReplyDecider, data_outcome, time_outcome
 from .excerpt import printable_excerpt
 from .failures import ProbeFailure, classify_dns_error, classify_socket_error, classify_tls_error
 from .plan import ProbePlan
@@ -214,7 +214,8 @@ class _Attempt:
         try:
             if plan.payload:
                 self.transport.write(plan.payload)  # type: ignore[attr-defined]
-            while plan.data_checks and not self._all_decided(reader):
+            decider = ReplyDecider(plan.data_checks)
+            while plan.data_checks and not decider.all_decided(reader.buffer):
                 if reader.error is not None:
                     raise self._lost_failure(reader.error)
                 if reader.eof or reader.lost or len(reader.buffer) >= plan.read_cap:
@@ -222,10 +223,6 @@ class _Attempt:
                 await reader.wait()
         finally:
             self.timings["data"] = self._ms(started)
-
-    def _all_decided(self, reader: _Reader) -> bool:
-        text = reader.buffer.decode("utf-8", "replace")
-        return all(c.outcome(text, final=False) is not None for c in self.plan.data_checks)
 
     def _lost_failure(self, exc: BaseException) -> ProbeFailure:
         address = self.remote or "?"
