@@ -17,7 +17,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from .api import Condition, MonitorState, ProbeResult, TcpMonitor, TcpMonitorSpec, TcpMonitorStatus
+from .api import (
+    Condition,
+    MonitorState,
+    ProbeResult,
+    TcpMonitor,
+    TcpMonitorSpec,
+    TcpMonitorStatus,
+    format_duration,
+)
+from .api.durations import DurationError
+from .api.spec import MIN_INTERVAL_SECONDS, MIN_TIMEOUT_SECONDS
 from .metrics import Metrics
 from .probe import PlanError, ProbeMaterial, ProbePlan, compile_plan, run_probe
 from .references import has_references
@@ -72,6 +82,8 @@ class RuntimeSettings:
     reference_refresh: float = 60.0  # re-read Secrets/ConfigMaps this often
     problem_retry: float = 5.0  # retry an unusable spec (a Secret may appear) this often
     max_concurrency: int = 256
+    # The platform's floor for spec.interval; the schema's own floor unless raised (--min-interval).
+    min_interval: float = MIN_INTERVAL_SECONDS
 
 
 @dataclass
@@ -182,9 +194,12 @@ class MonitorRuntime:
 
     async def _compile(self, m: _Monitor) -> None:
         version = m.version
+        plan: ProbePlan | None = None
+        problem = bounds_problem(m.spec, self.settings.min_interval)
         try:
-            material = await self.resolver.resolve(m.spec, m.ref.namespace)
-            plan, problem = compile_plan(m.spec, material), None
+            if problem is None:
+                material = await self.resolver.resolve(m.spec, m.ref.namespace)
+                plan = compile_plan(m.spec, material)
         except PlanError as exc:
             plan, problem = None, SpecProblem(exc.reason, f"{exc.field}: {exc.message}")
         except Exception as exc:  # an API error must not take the other monitors down
@@ -292,6 +307,31 @@ class MonitorRuntime:
     def _event(self, m: _Monitor, event: EventSpec) -> None:
         self.metrics.events_posted.labels(event.reason).inc()
         self.reporter.post_event(m.ref, event)
+
+
+def bounds_problem(spec: TcpMonitorSpec, min_interval: float) -> SpecProblem | None:
+    """Why the numbers of a spec must not be scheduled, or None.
+
+    The schema refuses these already; this catches objects stored before the CRD had the bound
+    (or written with a looser CRD) and a platform minimum raised above the schema's.
+    """
+    try:
+        interval, timeout = spec.interval_seconds, spec.timeout_seconds
+    except DurationError as exc:
+        return SpecProblem("InvalidSpec", str(exc))
+    if not interval >= min_interval:  # also NaN
+        return SpecProblem(
+            "IntervalTooShort",
+            f"spec.interval: {spec.interval} is below the minimum of "
+            f"{format_duration(min_interval)} set for this installation; not probed",
+        )
+    if not timeout >= MIN_TIMEOUT_SECONDS:
+        return SpecProblem(
+            "TimeoutTooShort",
+            f"spec.timeout: {spec.timeout} is below the minimum of "
+            f"{format_duration(MIN_TIMEOUT_SECONDS)}; not probed",
+        )
+    return None
 
 
 def _ready_status(conditions: list[Condition]) -> str | None:

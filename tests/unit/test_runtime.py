@@ -50,8 +50,8 @@ def monitor(
     name: str, generation: int = 1, status: dict[str, Any] | None = None, **spec: Any
 ) -> TcpMonitor:
     spec.setdefault("host", "127.0.0.1")
-    spec.setdefault("interval", "100ms")
-    spec.setdefault("timeout", "100ms")
+    spec.setdefault("interval", "1s")
+    spec.setdefault("timeout", "500ms")
     body: dict[str, Any] = {
         "apiVersion": "tcpmonitor.dev/v1alpha1",
         "kind": "TcpMonitor",
@@ -66,6 +66,14 @@ def monitor(
     if status is not None:
         body["status"] = status
     return TcpMonitor.model_validate(body)
+
+
+def below_schema_minimum(m: TcpMonitor, interval: str) -> TcpMonitor:
+    """``m`` with an interval the schema refuses, as an object stored before the CRD had the
+    bound; timing tests run it on a runtime whose minimum is lowered (``min_interval``) so
+    that they see many probes in a fraction of a second."""
+    spec = m.spec.model_copy(update={"interval": interval, "timeout": interval})
+    return m.model_copy(update={"spec": spec})
 
 
 def runtime(
@@ -98,8 +106,8 @@ def test_steady_state_writes_only_on_heartbeat() -> None:
 
     async def scenario() -> int:
         async with serve(silent) as port:
-            rt = runtime(reporter, heartbeat=0.5)
-            await rt.apply(monitor("web", port=port, interval="50ms", timeout="50ms"))
+            rt = runtime(reporter, heartbeat=0.5, min_interval=0.05)
+            await rt.apply(below_schema_minimum(monitor("web", port=port), "50ms"))
             await asyncio.sleep(1.2)
             probes = int(rt.scheduler.stats.probes_started)
             await rt.close()
@@ -115,9 +123,11 @@ def test_a_target_going_down_and_up_is_reported_on_transitions_only() -> None:
     reporter = MemoryReporter()
 
     async def scenario() -> None:
-        rt = runtime(reporter, heartbeat=60)
+        rt = runtime(reporter, heartbeat=60, min_interval=0.1)
         async with serve(silent) as port:
-            await rt.apply(monitor("db", port=port, failureThreshold=2))
+            await rt.apply(
+                below_schema_minimum(monitor("db", port=port, failureThreshold=2), "100ms")
+            )
             await asyncio.sleep(0.15)
         # the listener is gone now: refused on every probe
         await asyncio.sleep(0.5)
@@ -274,3 +284,29 @@ def test_own_status_updates_do_not_reschedule() -> None:
             return started
 
     assert asyncio.run(scenario()) == 1
+
+
+def test_a_monitor_below_the_minimum_interval_is_not_probed_and_says_why() -> None:
+    reporter = MemoryReporter()
+
+    async def scenario() -> tuple[int, MonitorState | None]:
+        async with serve(silent) as port:
+            rt = runtime(reporter, problem_retry=0.05, min_interval=5.0)
+            # Stored before the CRD had the bound: the schema would refuse 0s today.
+            await rt.apply(below_schema_minimum(monitor("zero", port=port), "0s"))
+            await rt.apply(monitor("short", port=port, interval="2s"))  # valid, below 5s
+            await rt.apply(monitor("fine", port=port, interval="10s", timeout="1s"))
+            await asyncio.sleep(0.3)
+            started = rt.scheduler.stats.probes_started
+            state = rt.state_of(("ns", "fine"))
+            await rt.close()
+            return started, state
+
+    started, fine = asyncio.run(scenario())
+    assert started == 1 and fine is MonitorState.UP
+    for name, shown in (("zero", "0s"), ("short", "2s")):
+        ready = next(c for c in reporter.last(name).conditions if c.type == "Ready")
+        assert (ready.status, ready.reason) == ("False", "IntervalTooShort")
+        assert f"spec.interval: {shown} is below the minimum of 5s" in ready.message
+        assert reporter.reasons(name) == ["InvalidSpec"]  # retried, but one Warning Event
+        assert "IntervalTooShort" in next(e for n, e in reporter.events if n == name).message
