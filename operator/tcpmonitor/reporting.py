@@ -93,7 +93,9 @@ def conditions(
     else:
         ready = ("True", "Probing", "the spec is valid and the target is being probed")
     detail = describe_result(record.last_result)
-    if state in (MonitorState.UP, MonitorState.DEGRADED):
+    if record.skipped_probes and state is not MonitorState.PAUSED:
+        reachable = ("Unknown", "ProbesSkipped", f"{describe_skipped(record)}; last: {detail}")
+    elif state in (MonitorState.UP, MonitorState.DEGRADED):
         reachable = ("True", "TargetReachable", detail)
     elif state is MonitorState.DOWN:
         code = (
@@ -117,6 +119,13 @@ def conditions(
     ]
 
 
+def describe_skipped(record: MonitorRecord) -> str:
+    return (
+        f"{record.skipped_probes} probe(s) in a row skipped: no probe slot was free before the "
+        "next was due (the prober is saturated)"
+    )
+
+
 def _camel(code: str) -> str:
     """CONNECTION_REFUSED -> ConnectionRefused: condition reasons are CamelCase."""
     return "".join(part.capitalize() for part in code.split("_"))
@@ -133,6 +142,8 @@ def build_status(
         message = f"{problem.reason}: {problem.message}"
     elif record.state is MonitorState.PAUSED:
         message = "paused"
+    elif record.skipped_probes:
+        message = f"{describe_skipped(record)}; last: {describe_result(record.last_result)}"
     else:
         message = describe_result(record.last_result)
     total = record.last_result.timings.total if record.last_result else None
@@ -149,6 +160,7 @@ def build_status(
         last_failure_time=record.last_failure_time,
         consecutive_successes=record.consecutive_successes,
         consecutive_failures=record.consecutive_failures,
+        skipped_probes=record.skipped_probes,
     )
 
 
@@ -191,3 +203,16 @@ def expiring_event(result: ProbeResult) -> EventSpec:
 
 def invalid_spec_event(problem: SpecProblem) -> EventSpec:
     return EventSpec("Warning", "InvalidSpec", f"{problem.reason}: {problem.message}")
+
+
+def probe_error(exc: BaseException) -> SpecProblem:
+    """An unexpected exception while probing one monitor (a bug): Ready=False ProbeError."""
+    return SpecProblem("ProbeError", f"{type(exc).__name__}: {exc}"[:MAX_MESSAGE])
+
+
+def probe_error_event(problem: SpecProblem) -> EventSpec:
+    return EventSpec("Warning", "ProbeError", f"probing failed unexpectedly: {problem.message}")
+
+
+def skipped_event(record: MonitorRecord) -> EventSpec:
+    return EventSpec("Warning", "ProbesSkipped", describe_skipped(record))

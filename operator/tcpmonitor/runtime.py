@@ -37,10 +37,13 @@ from .reporting import (
     build_status,
     expiring_event,
     invalid_spec_event,
+    probe_error,
+    probe_error_event,
+    skipped_event,
     transition_event,
 )
-from .scheduling import Scheduler
-from .tracking import MonitorRecord, advance, newly_expiring, pause
+from .scheduling import SKIP_CONCURRENCY, Scheduler
+from .tracking import MonitorRecord, advance, newly_expiring, pause, skip
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +85,10 @@ class RuntimeSettings:
     reference_refresh: float = 60.0  # re-read Secrets/ConfigMaps this often
     problem_retry: float = 5.0  # retry an unusable spec (a Secret may appear) this often
     max_concurrency: int = 256
+    # Slots one namespace may hold; None: three quarters of max_concurrency.
+    max_concurrency_per_namespace: int | None = None
+    # Liveness fails when the scheduler's timer has not fired this long past a due slot.
+    stall_limit: float = 30.0
     # The platform's floor for spec.interval; the schema's own floor unless raised (--min-interval).
     min_interval: float = MIN_INTERVAL_SECONDS
 
@@ -95,6 +102,7 @@ class _Monitor:
     conditions: list[Condition]
     plan: ProbePlan | None = None
     problem: SpecProblem | None = None
+    fault: SpecProblem | None = None  # an unexpected exception while probing (ProbeError)
     version: int = 0
     last_write: float = -math.inf
     resolved_at: float = -math.inf
@@ -126,11 +134,22 @@ class MonitorRuntime:
         self.scheduler = Scheduler(
             self._probe,
             max_concurrency=self.settings.max_concurrency,
+            max_concurrency_per_group=self.settings.max_concurrency_per_namespace,
+            group_of=_namespace,
             on_lag=metrics.schedule_lag.observe,
+            on_error=self._scheduler_error,
+            on_skip=self._skipped,
         )
 
     def __len__(self) -> int:
         return len(self._monitors)
+
+    def health(self) -> tuple[bool, str]:
+        """Liveness: false when the scheduler's timer stopped firing (probing has stopped)."""
+        overdue = self.scheduler.overdue()
+        if overdue > self.settings.stall_limit:
+            return False, f"the scheduler is {overdue:.0f}s behind its earliest slot"
+        return True, f"ok: {len(self)} monitors"
 
     def state_of(self, key: Key) -> MonitorState | None:
         m = self._monitors.get(key)
@@ -170,7 +189,10 @@ class MonitorRuntime:
         m.version += 1
         await self._compile(m)
         if self._monitors.get(ref.key) is m:
-            self._activate(m, immediate=not resumed, spec_changed=not resumed)
+            try:
+                self._activate(m, immediate=not resumed, spec_changed=not resumed)
+            except Exception as exc:  # reported on this monitor; the caller goes on
+                self._fault(m, exc)
 
     def remove(self, key: Key) -> None:
         """Forget a deleted monitor: stop probing at once and drop its metrics."""
@@ -227,7 +249,13 @@ class MonitorRuntime:
             self.metrics.set_state(key, m.record.state)
             self._write(m, urgent=True)
         else:
-            self.scheduler.schedule(key, m.spec.interval_seconds, immediate=immediate)
+            try:
+                self.scheduler.schedule(key, m.spec.interval_seconds, immediate=immediate)
+            except ValueError as exc:  # bounds_problem lets nothing through that gets here
+                m.problem = SpecProblem("IntervalTooShort", str(exc))
+                self._event(m, invalid_spec_event(m.problem))
+                self._activate(m, immediate=False, spec_changed=False)
+                return
             if spec_changed or _ready_status(m.conditions) != "True":
                 self._write(m, urgent=True)
                 m.fresh = True
@@ -257,6 +285,14 @@ class MonitorRuntime:
         m = self._monitors.get(key)
         if m is None or m.plan is None:
             return
+        try:
+            await self._probe_and_fold(key, m)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # this monitor's bug is reported on it; the others go on
+            self._fault(m, exc)
+
+    async def _probe_and_fold(self, key: Key, m: _Monitor) -> None:
         if (
             has_references(m.spec)
             and self._loop.time() - m.resolved_at > self.settings.reference_refresh
@@ -275,7 +311,46 @@ class MonitorRuntime:
             self.metrics.probes_in_flight.dec()
         if self._monitors.get(key) is not m or m.version != version:
             return  # deleted or changed while probing: the result describes nothing current
+        if m.fault is not None:
+            m.fault, m.fresh = None, True  # recovered: say so with this result
         self._fold(m, result)
+
+    def _fault(self, m: _Monitor, exc: Exception) -> None:
+        """Ready=False ProbeError on this monitor, a Warning Event once per error type."""
+        log.error("probing %s/%s failed: %s", *m.ref.key, exc, exc_info=exc)
+        self.metrics.probe_errors.labels(type(exc).__name__).inc()
+        problem = probe_error(exc)
+        new_kind = m.fault is None or m.fault.message.split(":")[0] != type(exc).__name__
+        m.fault = problem
+        if self._monitors.get(m.ref.key) is not m:
+            return
+        try:
+            if new_kind:
+                self._event(m, probe_error_event(problem))
+                self._write(m, urgent=True)
+        except Exception:
+            log.exception("reporting the failure of %s/%s failed", *m.ref.key)
+
+    def _scheduler_error(self, key: Key, exc: BaseException) -> None:
+        m = self._monitors.get(key)
+        if m is None or not isinstance(exc, Exception):
+            return
+        self._fault(m, exc)
+        if key not in self.scheduler and m.retry is None:
+            # The scheduler dropped it: try again later, like a spec that could not be used.
+            m.retry = self._loop.call_later(self.settings.problem_retry, self._retry, key, m)
+
+    def _skipped(self, key: Key, reason: str) -> None:
+        self.metrics.skipped(key, reason)
+        m = self._monitors.get(key)
+        if m is None or reason != SKIP_CONCURRENCY:
+            return  # overlap is the monitor's own doing (retries x timeout > interval): counted
+        m.record = skip(m.record)
+        if m.record.skipped_probes == 1:
+            self._event(m, skipped_event(m.record))
+            self._write(m, urgent=True)
+        elif self._loop.time() - m.last_write >= self.settings.heartbeat:
+            self._write(m, urgent=False)
 
     def _fold(self, m: _Monitor, result: ProbeResult) -> None:
         previous = m.record.last_result
@@ -299,7 +374,8 @@ class MonitorRuntime:
             m.fresh = False
 
     def _write(self, m: _Monitor, *, urgent: bool) -> None:
-        status = build_status(m.record, m.problem, m.generation, m.conditions, datetime.now(UTC))
+        problem = m.problem or m.fault
+        status = build_status(m.record, problem, m.generation, m.conditions, datetime.now(UTC))
         m.conditions = status.conditions
         m.last_write = self._loop.time()
         self.reporter.write_status(m.ref, status, urgent=urgent)
@@ -332,6 +408,10 @@ def bounds_problem(spec: TcpMonitorSpec, min_interval: float) -> SpecProblem | N
             f"{format_duration(MIN_TIMEOUT_SECONDS)}; not probed",
         )
     return None
+
+
+def _namespace(key: Key) -> str:
+    return key[0]
 
 
 def _ready_status(conditions: list[Condition]) -> str | None:

@@ -39,6 +39,13 @@ def add_runtime_options(parser: argparse.ArgumentParser, *, default_address: str
         help="probes running at once, at most (default 256)",
     )
     parser.add_argument(
+        "--max-concurrency-per-namespace",
+        type=int,
+        default=None,
+        help="probes of one namespace running at once, at most (default: three quarters of "
+        "--max-concurrency, so the other namespaces always find slots)",
+    )
+    parser.add_argument(
         "--min-interval",
         default="1s",
         help="shortest spec.interval probed; a monitor below it is reported Ready=False "
@@ -63,10 +70,16 @@ def runtime_settings(args: argparse.Namespace) -> RuntimeSettings:
         raise ValueError("--min-interval: at least 1s (the schema's minimum)")
     if not 1 <= args.max_concurrency <= 100_000:
         raise ValueError("--max-concurrency: between 1 and 100000")
+    per_namespace = args.max_concurrency_per_namespace
+    if per_namespace is not None and not 1 <= per_namespace <= args.max_concurrency:
+        raise ValueError("--max-concurrency-per-namespace: between 1 and --max-concurrency")
     if not 0 <= args.metrics_port <= 65535:
         raise ValueError("--metrics-port: between 0 and 65535")
     return RuntimeSettings(
-        heartbeat=heartbeat, max_concurrency=args.max_concurrency, min_interval=min_interval
+        heartbeat=heartbeat,
+        max_concurrency=args.max_concurrency,
+        max_concurrency_per_namespace=per_namespace,
+        min_interval=min_interval,
     )
 
 
