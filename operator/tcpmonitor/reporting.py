@@ -11,8 +11,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from .api import Condition, MonitorState, ProbeResult, TcpMonitorStatus
+from .api import (
+    Condition,
+    DurationError,
+    MonitorState,
+    ProbeResult,
+    TcpMonitorSpec,
+    TcpMonitorStatus,
+    format_duration,
+)
 from .api.result import MAX_MESSAGE
+from .api.spec import MIN_TIMEOUT_SECONDS
 from .tracking import MonitorRecord, Transition
 
 
@@ -22,6 +31,35 @@ class SpecProblem:
 
     reason: str  # InvalidSpec, SecretNotFound, ...
     message: str
+
+
+INTERVAL_TOO_SHORT = "IntervalTooShort"
+TIMEOUT_TOO_SHORT = "TimeoutTooShort"
+
+
+def bounds_problem(spec: TcpMonitorSpec, min_interval: float) -> SpecProblem | None:
+    """Why the numbers of a spec must not be scheduled, or None.
+
+    The schema refuses these already; this catches objects stored before the CRD had the bound
+    (or written with a looser CRD) and a platform minimum raised above the schema's.
+    """
+    try:
+        interval, timeout = spec.interval_seconds, spec.timeout_seconds
+    except DurationError as exc:
+        return SpecProblem("InvalidSpec", str(exc))
+    if not interval >= min_interval:  # also NaN
+        return SpecProblem(
+            INTERVAL_TOO_SHORT,
+            f"spec.interval: {spec.interval} is below the minimum of "
+            f"{format_duration(min_interval)} set for this installation; not probed",
+        )
+    if not timeout >= MIN_TIMEOUT_SECONDS:
+        return SpecProblem(
+            TIMEOUT_TOO_SHORT,
+            f"spec.timeout: {spec.timeout} is below the minimum of "
+            f"{format_duration(MIN_TIMEOUT_SECONDS)}; not probed",
+        )
+    return None
 
 
 @dataclass(frozen=True)

@@ -17,23 +17,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from .api import (
-    Condition,
-    MonitorState,
-    ProbeResult,
-    TcpMonitor,
-    TcpMonitorSpec,
-    TcpMonitorStatus,
-    format_duration,
-)
-from .api.durations import DurationError
-from .api.spec import MIN_INTERVAL_SECONDS, MIN_TIMEOUT_SECONDS
+from .api import Condition, MonitorState, ProbeResult, TcpMonitor, TcpMonitorSpec, TcpMonitorStatus
+from .api.spec import MIN_INTERVAL_SECONDS
 from .metrics import Metrics
 from .probe import PlanError, ProbeMaterial, ProbePlan, compile_plan, run_probe
 from .references import has_references
 from .reporting import (
+    INTERVAL_TOO_SHORT,
     EventSpec,
     SpecProblem,
+    bounds_problem,
     build_status,
     expiring_event,
     invalid_spec_event,
@@ -103,6 +96,7 @@ class _Monitor:
     plan: ProbePlan | None = None
     problem: SpecProblem | None = None
     fault: SpecProblem | None = None  # an unexpected exception while probing (ProbeError)
+    fault_type: str | None = None  # its exception type: one Event per type, not per probe
     version: int = 0
     last_write: float = -math.inf
     resolved_at: float = -math.inf
@@ -252,7 +246,7 @@ class MonitorRuntime:
             try:
                 self.scheduler.schedule(key, m.spec.interval_seconds, immediate=immediate)
             except ValueError as exc:  # bounds_problem lets nothing through that gets here
-                m.problem = SpecProblem("IntervalTooShort", str(exc))
+                m.problem = SpecProblem(INTERVAL_TOO_SHORT, str(exc))
                 self._event(m, invalid_spec_event(m.problem))
                 self._activate(m, immediate=False, spec_changed=False)
                 return
@@ -312,7 +306,7 @@ class MonitorRuntime:
         if self._monitors.get(key) is not m or m.version != version:
             return  # deleted or changed while probing: the result describes nothing current
         if m.fault is not None:
-            m.fault, m.fresh = None, True  # recovered: say so with this result
+            m.fault, m.fault_type, m.fresh = None, None, True  # recovered: say so now
         self._fold(m, result)
 
     def _fault(self, m: _Monitor, exc: Exception) -> None:
@@ -320,8 +314,8 @@ class MonitorRuntime:
         log.error("probing %s/%s failed: %s", *m.ref.key, exc, exc_info=exc)
         self.metrics.probe_errors.labels(type(exc).__name__).inc()
         problem = probe_error(exc)
-        new_kind = m.fault is None or m.fault.message.split(":")[0] != type(exc).__name__
-        m.fault = problem
+        new_kind = m.fault_type != type(exc).__name__
+        m.fault, m.fault_type = problem, type(exc).__name__
         if self._monitors.get(m.ref.key) is not m:
             return
         try:
@@ -383,31 +377,6 @@ class MonitorRuntime:
     def _event(self, m: _Monitor, event: EventSpec) -> None:
         self.metrics.events_posted.labels(event.reason).inc()
         self.reporter.post_event(m.ref, event)
-
-
-def bounds_problem(spec: TcpMonitorSpec, min_interval: float) -> SpecProblem | None:
-    """Why the numbers of a spec must not be scheduled, or None.
-
-    The schema refuses these already; this catches objects stored before the CRD had the bound
-    (or written with a looser CRD) and a platform minimum raised above the schema's.
-    """
-    try:
-        interval, timeout = spec.interval_seconds, spec.timeout_seconds
-    except DurationError as exc:
-        return SpecProblem("InvalidSpec", str(exc))
-    if not interval >= min_interval:  # also NaN
-        return SpecProblem(
-            "IntervalTooShort",
-            f"spec.interval: {spec.interval} is below the minimum of "
-            f"{format_duration(min_interval)} set for this installation; not probed",
-        )
-    if not timeout >= MIN_TIMEOUT_SECONDS:
-        return SpecProblem(
-            "TimeoutTooShort",
-            f"spec.timeout: {spec.timeout} is below the minimum of "
-            f"{format_duration(MIN_TIMEOUT_SECONDS)}; not probed",
-        )
-    return None
 
 
 def _namespace(key: Key) -> str:
