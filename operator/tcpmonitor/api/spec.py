@@ -405,12 +405,14 @@ class TcpMonitorSpec(ApiModel):
             message_expression="'interval (' + self.interval + ') must be at least 1s'",
             check=_interval_at_least_minimum,
             field_path=".interval",
+            on_write_only=True,
         ),
         CrossFieldRule(
             rule=f"{_ms('timeout')} >= {round(MIN_TIMEOUT_SECONDS * 1000)}",
             message_expression="'timeout (' + self.timeout + ') must be at least 10ms'",
             check=_timeout_at_least_minimum,
             field_path=".timeout",
+            on_write_only=True,
         ),
         CrossFieldRule(
             rule=f"{_ms('timeout')} <= {_ms('interval')}",
