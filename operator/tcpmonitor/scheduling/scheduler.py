@@ -242,9 +242,11 @@ class Scheduler(Generic[Key]):
         await self._gate.acquire(group, due)
         entry.waiting = False
         try:
-            started = self._loop.time()
             if self._on_lag is not None:
-                self._on_lag(max(0.0, started - due))
+                try:
+                    self._on_lag(max(0.0, self._loop.time() - due))
+                except Exception:
+                    log.exception("reporting the schedule lag failed")
             self.stats.probes_started += 1
             self.stats.in_flight += 1
             try:
