@@ -180,6 +180,7 @@ class MonitorRuntime:
             )
         else:
             m.spec, m.generation = monitor.spec, meta.generation
+            m.fault, m.fault_type = None, None  # a new spec gets a fresh chance (and Event)
         m.version += 1
         await self._compile(m)
         if self._monitors.get(ref.key) is m:

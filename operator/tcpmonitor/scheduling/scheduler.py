@@ -65,6 +65,10 @@ class SchedulerStats:
     entries_dropped: int = 0  # keys whose timer handling raised
 
 
+# Far below any monitor's (the API's floor is 1 s); it keeps "now + interval / 2" later than now
+# in float arithmetic, so the timer callback can never spin on one key.
+MIN_INTERVAL = 0.01
+
 SKIP_OVERLAP = "overlap"
 SKIP_CONCURRENCY = "concurrency"
 
@@ -119,6 +123,8 @@ class Scheduler(Generic[Key]):
             raise RuntimeError("scheduler is closed")
         if not (isinstance(interval, int | float) and math.isfinite(interval) and interval > 0):
             raise ValueError(f"interval must be a positive number of seconds, not {interval!r}")
+        if interval < MIN_INTERVAL:
+            raise ValueError(f"interval must be at least {MIN_INTERVAL}s, not {interval!r}")
         entry = self._entries.get(key)
         if entry is None:
             entry = _Entry(key, interval, phase_of(key, interval))
