@@ -11,6 +11,7 @@ import asyncio
 import socket
 import threading
 import time
+import urllib.request
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -90,11 +91,19 @@ def test_hundreds_of_slot_hogs_in_one_namespace_do_not_starve_another(tmp_path: 
     with Bystander() as bystander, Blackhole() as hole:
         docs = [hog(f"hog-{i}", hole.port) for i in range(HOGS)]
         path = write_manifests(tmp_path / "monitors.yaml", *docs, bystander.monitor())
-        with standalone("-f", str(path), logs=tmp_path / "run.log"):
+        with standalone("-f", str(path), logs=tmp_path / "run.log") as (_, port):
             start = time.monotonic()
             time.sleep(WINDOW)
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as health:
+                assert health.status == 200
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as page:
+                metrics = page.read().decode()
         figures = bystander.assert_on_time(1.0, window=WINDOW, start=start)
     assert figures["count"] >= WINDOW - 2, figures
+    # The hostile namespace got its cap (three quarters of 256), no more; the bystander may be
+    # in flight too.
+    line = next(x for x in metrics.splitlines() if x.startswith("tcpmonitor_probes_in_flight "))
+    assert 192 <= float(line.split()[1]) <= 193, line
 
 
 class MemoryReporter:
