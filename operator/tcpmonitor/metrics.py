@@ -17,6 +17,7 @@ Key = tuple[str, str]
 PHASES = ("dns", "connect", "tls", "data", "total")
 STATES = tuple(s.value for s in MonitorState)
 RESULTS = tuple(v.value for v in Verdict)
+SKIP_REASONS = ("concurrency", "overlap")
 LAG_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -67,6 +68,25 @@ class Metrics:
             buckets=LAG_BUCKETS,
             registry=r,
         )
+        self.probes_skipped = Counter(
+            "tcpmonitor_probes_skipped",
+            "Probes not run, by reason: concurrency (no slot free before the next was due) or "
+            "overlap (the monitor's previous probe was still running).",
+            ("reason",),
+            registry=r,
+        )
+        self.monitor_probes_skipped = Counter(
+            "tcpmonitor_monitor_probes_skipped",
+            "Probes of this monitor not run, by reason (concurrency or overlap).",
+            (*labels, "reason"),
+            registry=r,
+        )
+        self.probe_errors = Counter(
+            "tcpmonitor_probe_errors",
+            "Unexpected exceptions while probing a monitor or reporting its result (bugs).",
+            ("type",),
+            registry=r,
+        )
         self.status_patches = Counter(
             "tcpmonitor_status_patches",
             "Status writes to the API server, by result.",
@@ -106,6 +126,10 @@ class Metrics:
         for value in STATES:
             self.state.labels(namespace, name, value).set(1 if value == state.value else 0)
 
+    def skipped(self, key: Key, reason: str) -> None:
+        self.probes_skipped.labels(reason).inc()
+        self.monitor_probes_skipped.labels(*key, reason).inc()
+
     def forget(self, key: Key) -> None:
         """Remove every series of a deleted monitor."""
         namespace, name = key
@@ -115,6 +139,8 @@ class Metrics:
             _remove(self.state, namespace, name, value)
         for value in RESULTS:
             _remove(self.probes, namespace, name, value)
+        for reason in SKIP_REASONS:
+            _remove(self.monitor_probes_skipped, namespace, name, reason)
         for phase in self._phases_seen.pop(key, set()):
             _remove(self.phase_seconds, namespace, name, phase)
 

@@ -11,8 +11,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from .api import Condition, MonitorState, ProbeResult, TcpMonitorStatus
+from .api import (
+    Condition,
+    DurationError,
+    MonitorState,
+    ProbeResult,
+    TcpMonitorSpec,
+    TcpMonitorStatus,
+    format_duration,
+)
 from .api.result import MAX_MESSAGE
+from .api.spec import MIN_TIMEOUT_SECONDS
 from .tracking import MonitorRecord, Transition
 
 
@@ -22,6 +31,35 @@ class SpecProblem:
 
     reason: str  # InvalidSpec, SecretNotFound, ...
     message: str
+
+
+INTERVAL_TOO_SHORT = "IntervalTooShort"
+TIMEOUT_TOO_SHORT = "TimeoutTooShort"
+
+
+def bounds_problem(spec: TcpMonitorSpec, min_interval: float) -> SpecProblem | None:
+    """Why the numbers of a spec must not be scheduled, or None.
+
+    The schema refuses these already; this catches objects stored before the CRD had the bound
+    (or written with a looser CRD) and a platform minimum raised above the schema's.
+    """
+    try:
+        interval, timeout = spec.interval_seconds, spec.timeout_seconds
+    except DurationError as exc:
+        return SpecProblem("InvalidSpec", str(exc))
+    if not interval >= min_interval:  # also NaN
+        return SpecProblem(
+            INTERVAL_TOO_SHORT,
+            f"spec.interval: {spec.interval} is below the minimum of "
+            f"{format_duration(min_interval)} set for this installation; not probed",
+        )
+    if not timeout >= MIN_TIMEOUT_SECONDS:
+        return SpecProblem(
+            TIMEOUT_TOO_SHORT,
+            f"spec.timeout: {spec.timeout} is below the minimum of "
+            f"{format_duration(MIN_TIMEOUT_SECONDS)}; not probed",
+        )
+    return None
 
 
 @dataclass(frozen=True)
@@ -93,7 +131,9 @@ def conditions(
     else:
         ready = ("True", "Probing", "the spec is valid and the target is being probed")
     detail = describe_result(record.last_result)
-    if state in (MonitorState.UP, MonitorState.DEGRADED):
+    if record.skipped_probes and state is not MonitorState.PAUSED:
+        reachable = ("Unknown", "ProbesSkipped", f"{describe_skipped(record)}; last: {detail}")
+    elif state in (MonitorState.UP, MonitorState.DEGRADED):
         reachable = ("True", "TargetReachable", detail)
     elif state is MonitorState.DOWN:
         code = (
@@ -117,6 +157,13 @@ def conditions(
     ]
 
 
+def describe_skipped(record: MonitorRecord) -> str:
+    return (
+        f"{record.skipped_probes} probe(s) in a row skipped: no probe slot was free before the "
+        "next was due (the prober is saturated)"
+    )
+
+
 def _camel(code: str) -> str:
     """CONNECTION_REFUSED -> ConnectionRefused: condition reasons are CamelCase."""
     return "".join(part.capitalize() for part in code.split("_"))
@@ -133,6 +180,8 @@ def build_status(
         message = f"{problem.reason}: {problem.message}"
     elif record.state is MonitorState.PAUSED:
         message = "paused"
+    elif record.skipped_probes:
+        message = f"{describe_skipped(record)}; last: {describe_result(record.last_result)}"
     else:
         message = describe_result(record.last_result)
     total = record.last_result.timings.total if record.last_result else None
@@ -149,6 +198,7 @@ def build_status(
         last_failure_time=record.last_failure_time,
         consecutive_successes=record.consecutive_successes,
         consecutive_failures=record.consecutive_failures,
+        skipped_probes=record.skipped_probes,
     )
 
 
@@ -191,3 +241,16 @@ def expiring_event(result: ProbeResult) -> EventSpec:
 
 def invalid_spec_event(problem: SpecProblem) -> EventSpec:
     return EventSpec("Warning", "InvalidSpec", f"{problem.reason}: {problem.message}")
+
+
+def probe_error(exc: BaseException) -> SpecProblem:
+    """An unexpected exception while probing one monitor (a bug): Ready=False ProbeError."""
+    return SpecProblem("ProbeError", f"{type(exc).__name__}: {exc}"[:MAX_MESSAGE])
+
+
+def probe_error_event(problem: SpecProblem) -> EventSpec:
+    return EventSpec("Warning", "ProbeError", f"probing failed unexpectedly: {problem.message}")
+
+
+def skipped_event(record: MonitorRecord) -> EventSpec:
+    return EventSpec("Warning", "ProbesSkipped", describe_skipped(record))

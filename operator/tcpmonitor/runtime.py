@@ -18,19 +18,25 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from .api import Condition, MonitorState, ProbeResult, TcpMonitor, TcpMonitorSpec, TcpMonitorStatus
+from .api.spec import MIN_INTERVAL_SECONDS
 from .metrics import Metrics
 from .probe import PlanError, ProbeMaterial, ProbePlan, compile_plan, run_probe
 from .references import has_references
 from .reporting import (
+    INTERVAL_TOO_SHORT,
     EventSpec,
     SpecProblem,
+    bounds_problem,
     build_status,
     expiring_event,
     invalid_spec_event,
+    probe_error,
+    probe_error_event,
+    skipped_event,
     transition_event,
 )
-from .scheduling import Scheduler
-from .tracking import MonitorRecord, advance, newly_expiring, pause
+from .scheduling import SKIP_CONCURRENCY, Scheduler
+from .tracking import MonitorRecord, advance, newly_expiring, pause, skip
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +78,12 @@ class RuntimeSettings:
     reference_refresh: float = 60.0  # re-read Secrets/ConfigMaps this often
     problem_retry: float = 5.0  # retry an unusable spec (a Secret may appear) this often
     max_concurrency: int = 256
+    # Slots one namespace may hold; None: three quarters of max_concurrency.
+    max_concurrency_per_namespace: int | None = None
+    # Liveness fails when the scheduler's timer has not fired this long past a due slot.
+    stall_limit: float = 30.0
+    # The platform's floor for spec.interval; the schema's own floor unless raised (--min-interval).
+    min_interval: float = MIN_INTERVAL_SECONDS
 
 
 @dataclass
@@ -83,6 +95,8 @@ class _Monitor:
     conditions: list[Condition]
     plan: ProbePlan | None = None
     problem: SpecProblem | None = None
+    fault: SpecProblem | None = None  # an unexpected exception while probing (ProbeError)
+    fault_type: str | None = None  # its exception type: one Event per type, not per probe
     version: int = 0
     last_write: float = -math.inf
     resolved_at: float = -math.inf
@@ -114,11 +128,22 @@ class MonitorRuntime:
         self.scheduler = Scheduler(
             self._probe,
             max_concurrency=self.settings.max_concurrency,
+            max_concurrency_per_group=self.settings.max_concurrency_per_namespace,
+            group_of=_namespace,
             on_lag=metrics.schedule_lag.observe,
+            on_error=self._scheduler_error,
+            on_skip=self._skipped,
         )
 
     def __len__(self) -> int:
         return len(self._monitors)
+
+    def health(self) -> tuple[bool, str]:
+        """Liveness: false when the scheduler's timer stopped firing (probing has stopped)."""
+        overdue = self.scheduler.overdue()
+        if overdue > self.settings.stall_limit:
+            return False, f"the scheduler is {overdue:.0f}s behind its earliest slot"
+        return True, f"ok: {len(self)} monitors"
 
     def state_of(self, key: Key) -> MonitorState | None:
         m = self._monitors.get(key)
@@ -155,10 +180,14 @@ class MonitorRuntime:
             )
         else:
             m.spec, m.generation = monitor.spec, meta.generation
+            m.fault, m.fault_type = None, None  # a new spec gets a fresh chance (and Event)
         m.version += 1
         await self._compile(m)
         if self._monitors.get(ref.key) is m:
-            self._activate(m, immediate=not resumed, spec_changed=not resumed)
+            try:
+                self._activate(m, immediate=not resumed, spec_changed=not resumed)
+            except Exception as exc:  # reported on this monitor; the caller goes on
+                self._fault(m, exc)
 
     def remove(self, key: Key) -> None:
         """Forget a deleted monitor: stop probing at once and drop its metrics."""
@@ -182,9 +211,12 @@ class MonitorRuntime:
 
     async def _compile(self, m: _Monitor) -> None:
         version = m.version
+        plan: ProbePlan | None = None
+        problem = bounds_problem(m.spec, self.settings.min_interval)
         try:
-            material = await self.resolver.resolve(m.spec, m.ref.namespace)
-            plan, problem = compile_plan(m.spec, material), None
+            if problem is None:
+                material = await self.resolver.resolve(m.spec, m.ref.namespace)
+                plan = compile_plan(m.spec, material)
         except PlanError as exc:
             plan, problem = None, SpecProblem(exc.reason, f"{exc.field}: {exc.message}")
         except Exception as exc:  # an API error must not take the other monitors down
@@ -212,7 +244,13 @@ class MonitorRuntime:
             self.metrics.set_state(key, m.record.state)
             self._write(m, urgent=True)
         else:
-            self.scheduler.schedule(key, m.spec.interval_seconds, immediate=immediate)
+            try:
+                self.scheduler.schedule(key, m.spec.interval_seconds, immediate=immediate)
+            except ValueError as exc:  # bounds_problem lets nothing through that gets here
+                m.problem = SpecProblem(INTERVAL_TOO_SHORT, str(exc))
+                self._event(m, invalid_spec_event(m.problem))
+                self._activate(m, immediate=False, spec_changed=False)
+                return
             if spec_changed or _ready_status(m.conditions) != "True":
                 self._write(m, urgent=True)
                 m.fresh = True
@@ -242,6 +280,14 @@ class MonitorRuntime:
         m = self._monitors.get(key)
         if m is None or m.plan is None:
             return
+        try:
+            await self._probe_and_fold(key, m)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # this monitor's bug is reported on it; the others go on
+            self._fault(m, exc)
+
+    async def _probe_and_fold(self, key: Key, m: _Monitor) -> None:
         if (
             has_references(m.spec)
             and self._loop.time() - m.resolved_at > self.settings.reference_refresh
@@ -260,7 +306,46 @@ class MonitorRuntime:
             self.metrics.probes_in_flight.dec()
         if self._monitors.get(key) is not m or m.version != version:
             return  # deleted or changed while probing: the result describes nothing current
+        if m.fault is not None:
+            m.fault, m.fault_type, m.fresh = None, None, True  # recovered: say so now
         self._fold(m, result)
+
+    def _fault(self, m: _Monitor, exc: Exception) -> None:
+        """Ready=False ProbeError on this monitor, a Warning Event once per error type."""
+        log.error("probing %s/%s failed: %s", *m.ref.key, exc, exc_info=exc)
+        self.metrics.probe_errors.labels(type(exc).__name__).inc()
+        problem = probe_error(exc)
+        new_kind = m.fault_type != type(exc).__name__
+        m.fault, m.fault_type = problem, type(exc).__name__
+        if self._monitors.get(m.ref.key) is not m:
+            return
+        try:
+            if new_kind:
+                self._event(m, probe_error_event(problem))
+                self._write(m, urgent=True)
+        except Exception:
+            log.exception("reporting the failure of %s/%s failed", *m.ref.key)
+
+    def _scheduler_error(self, key: Key, exc: BaseException) -> None:
+        m = self._monitors.get(key)
+        if m is None or not isinstance(exc, Exception):
+            return
+        self._fault(m, exc)
+        if key not in self.scheduler and m.retry is None:
+            # The scheduler dropped it: try again later, like a spec that could not be used.
+            m.retry = self._loop.call_later(self.settings.problem_retry, self._retry, key, m)
+
+    def _skipped(self, key: Key, reason: str) -> None:
+        self.metrics.skipped(key, reason)
+        m = self._monitors.get(key)
+        if m is None or reason != SKIP_CONCURRENCY:
+            return  # overlap is the monitor's own doing (retries x timeout > interval): counted
+        m.record = skip(m.record)
+        if m.record.skipped_probes == 1:
+            self._event(m, skipped_event(m.record))
+            self._write(m, urgent=True)
+        elif self._loop.time() - m.last_write >= self.settings.heartbeat:
+            self._write(m, urgent=False)
 
     def _fold(self, m: _Monitor, result: ProbeResult) -> None:
         previous = m.record.last_result
@@ -284,7 +369,8 @@ class MonitorRuntime:
             m.fresh = False
 
     def _write(self, m: _Monitor, *, urgent: bool) -> None:
-        status = build_status(m.record, m.problem, m.generation, m.conditions, datetime.now(UTC))
+        problem = m.problem or m.fault
+        status = build_status(m.record, problem, m.generation, m.conditions, datetime.now(UTC))
         m.conditions = status.conditions
         m.last_write = self._loop.time()
         self.reporter.write_status(m.ref, status, urgent=urgent)
@@ -292,6 +378,10 @@ class MonitorRuntime:
     def _event(self, m: _Monitor, event: EventSpec) -> None:
         self.metrics.events_posted.labels(event.reason).inc()
         self.reporter.post_event(m.ref, event)
+
+
+def _namespace(key: Key) -> str:
+    return key[0]
 
 
 def _ready_status(conditions: list[Condition]) -> str | None:

@@ -101,7 +101,7 @@ async def run_standalone(
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, reload)
     try:
-        http = await start_http(metrics.registry, host=host, port=port)
+        http = await start_http(metrics.registry, host=host, port=port, health=runtime.health)
     except OSError as exc:
         print(f"tcpmonitor: cannot serve metrics on {host}:{port}: {exc.strerror}", file=sys.stderr)
         return 2

@@ -26,6 +26,7 @@ class MonitorRecord:
     last_transition_time: datetime | None = None
     last_success_time: datetime | None = None
     last_failure_time: datetime | None = None
+    skipped_probes: int = 0  # dropped for want of a probe slot since the last result
 
     @classmethod
     def from_status(cls, status: TcpMonitorStatus | None) -> MonitorRecord:
@@ -41,6 +42,7 @@ class MonitorRecord:
             last_transition_time=status.last_transition_time,
             last_success_time=status.last_success_time,
             last_failure_time=status.last_failure_time,
+            skipped_probes=status.skipped_probes,
         )
 
 
@@ -94,8 +96,14 @@ def advance(
         last_transition_time=now if transition else record.last_transition_time,
         last_success_time=result.started_at if success else record.last_success_time,
         last_failure_time=result.started_at if not success else record.last_failure_time,
+        skipped_probes=0,
     )
     return updated, transition
+
+
+def skip(record: MonitorRecord) -> MonitorRecord:
+    """A probe was dropped for want of a slot: the last result is getting stale."""
+    return replace(record, skipped_probes=record.skipped_probes + 1)
 
 
 def pause(record: MonitorRecord, now: datetime) -> tuple[MonitorRecord, Transition | None]:

@@ -109,6 +109,7 @@ def test_monitor_lifecycle_status_conditions_events_metrics(
         "lastFailureTime",
         "consecutiveSuccesses",
         "consecutiveFailures",
+        "skippedProbes",
     }
 
     # Deleting stops probing and removes the monitor's metric series.

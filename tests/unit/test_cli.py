@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
 import socketserver
@@ -17,6 +18,7 @@ import trustme
 from tcpmonitor.api.crd import render_crd_yaml
 from tcpmonitor.cli import main
 from tcpmonitor.cli.arguments import parse_target, unescape
+from tcpmonitor.cli.run_command import add_runtime_options, runtime_settings
 
 from .servers import blocking_tls_server, closed_port
 
@@ -75,6 +77,21 @@ def test_probe_down_exits_1_and_json_carries_the_error(capsys: pytest.CaptureFix
         (["probe", "h:1", "--cert", "c.pem"], "--cert and --key go together"),
         (["probe"], "give either HOST:PORT or -f PATH"),
         (["probe", "--bogus"], "unrecognized arguments: --bogus"),
+        (["run", "-f", "m.yaml", "--min-interval", "500ms"], "--min-interval: at least 1s"),
+        (["operator", "--min-interval", "0s"], "--min-interval: at least 1s"),
+        (["runner", "--location", "eu", "--min-interval", "soon"], "--min-interval: invalid"),
+        (
+            [
+                "run",
+                "-f",
+                "m.yaml",
+                "--max-concurrency",
+                "4",
+                "--max-concurrency-per-namespace",
+                "5",
+            ],
+            "--max-concurrency-per-namespace: between 1 and --max-concurrency",
+        ),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(
@@ -203,3 +220,24 @@ def test_parse_target(text: str, expected: tuple[str, int]) -> None:
 
 def test_unescape_keeps_bytes_exact() -> None:
     assert unescape(r"a\r\n\t\\\x00\xffé") == b"a\r\n\t\\\x00\xff" + "é".encode()
+
+
+def test_runtime_flags_reach_the_settings() -> None:
+    parser = argparse.ArgumentParser()
+    add_runtime_options(parser, default_address="127.0.0.1")
+    defaults = runtime_settings(parser.parse_args([]))
+    assert defaults.min_interval == 1.0 and defaults.max_concurrency_per_namespace is None
+    raised = runtime_settings(
+        parser.parse_args(
+            [
+                "--min-interval",
+                "30s",
+                "--max-concurrency",
+                "100",
+                "--max-concurrency-per-namespace",
+                "10",
+            ]
+        )
+    )
+    assert raised.min_interval == 30.0
+    assert (raised.max_concurrency, raised.max_concurrency_per_namespace) == (100, 10)

@@ -66,7 +66,7 @@ def test_spec_has_defaults_and_cel_rules_with_message_expressions() -> None:
     assert props["tls"]["properties"]["minVersion"]["default"] == "TLS1.2"
     assert props["tls"]["properties"]["expiryWarning"]["default"] == "14d"
     rules = spec["x-kubernetes-validations"]
-    assert len(rules) == 6
+    assert len(rules) == 8
     assert all(r["messageExpression"] for r in rules)
 
 

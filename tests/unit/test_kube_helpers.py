@@ -5,12 +5,24 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
+import pytest
 from kubernetes.client.exceptions import ApiException
+from pydantic import ValidationError
 
-from tcpmonitor.api import MonitorState, ProbeResult, Problem, TcpMonitorStatus, Timings, Verdict
+from tcpmonitor.api import (
+    MonitorState,
+    ProbeResult,
+    Problem,
+    TcpMonitor,
+    TcpMonitorStatus,
+    Timings,
+    Verdict,
+)
 from tcpmonitor.kube.api_client import describe_api_error
+from tcpmonitor.kube.handlers import parse_monitor
 from tcpmonitor.kube.leases import lease_name
 from tcpmonitor.kube.status_writer import location_entry
+from tcpmonitor.reporting import bounds_problem
 
 
 def test_api_errors_become_one_line_with_the_servers_message() -> None:
@@ -51,3 +63,19 @@ def test_location_entry_summarises_the_runners_view() -> None:
         3,
     )
     assert entry.message is not None and entry.message.startswith("CONNECT_TIMEOUT 10.0.0.1:443")
+
+
+def test_an_object_stored_before_the_interval_bound_is_read_for_the_runtime_to_report() -> None:
+    body = {
+        "apiVersion": "tcpmonitor.dev/v1alpha1",
+        "kind": "TcpMonitor",
+        "metadata": {"name": "old", "namespace": "ns"},
+        "spec": {"host": "h", "port": 1, "interval": "0s", "timeout": "0s"},
+    }
+    with pytest.raises(ValidationError, match="must be at least 1s"):
+        TcpMonitor.model_validate(body)  # written today: refused, as by the API server
+    stored = parse_monitor(body)  # read back from etcd: kept, so it is reported, not dropped
+    problem = bounds_problem(stored.spec, min_interval=1.0)
+    assert problem is not None and problem.reason == "IntervalTooShort"
+    with pytest.raises(ValidationError, match="must not exceed interval"):
+        parse_monitor({**body, "spec": {"host": "h", "port": 1, "interval": "0s"}})

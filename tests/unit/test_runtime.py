@@ -7,9 +7,15 @@ from typing import Any
 
 from prometheus_client import generate_latest
 
-from tcpmonitor.api import MonitorState, TcpMonitor, TcpMonitorSpec, TcpMonitorStatus
+from tcpmonitor.api import (
+    MonitorState,
+    ProbeResult,
+    TcpMonitor,
+    TcpMonitorSpec,
+    TcpMonitorStatus,
+)
 from tcpmonitor.metrics import Metrics
-from tcpmonitor.probe import ProbeMaterial
+from tcpmonitor.probe import ProbeMaterial, ProbePlan, run_probe
 from tcpmonitor.references import ReferenceMap, resolve_material
 from tcpmonitor.reporting import EventSpec, status_body
 from tcpmonitor.runtime import MonitorRef, MonitorRuntime, RuntimeSettings
@@ -47,17 +53,21 @@ class DictResolver(ReferenceMap):
 
 
 def monitor(
-    name: str, generation: int = 1, status: dict[str, Any] | None = None, **spec: Any
+    name: str,
+    generation: int = 1,
+    status: dict[str, Any] | None = None,
+    namespace: str = "ns",
+    **spec: Any,
 ) -> TcpMonitor:
     spec.setdefault("host", "127.0.0.1")
-    spec.setdefault("interval", "100ms")
-    spec.setdefault("timeout", "100ms")
+    spec.setdefault("interval", "1s")
+    spec.setdefault("timeout", "500ms")
     body: dict[str, Any] = {
         "apiVersion": "tcpmonitor.dev/v1alpha1",
         "kind": "TcpMonitor",
         "metadata": {
             "name": name,
-            "namespace": "ns",
+            "namespace": namespace,
             "generation": generation,
             "uid": f"uid-{name}",
         },
@@ -66,6 +76,14 @@ def monitor(
     if status is not None:
         body["status"] = status
     return TcpMonitor.model_validate(body)
+
+
+def below_schema_minimum(m: TcpMonitor, interval: str) -> TcpMonitor:
+    """``m`` with an interval the schema refuses, as an object stored before the CRD had the
+    bound; timing tests run it on a runtime whose minimum is lowered (``min_interval``) so
+    that they see many probes in a fraction of a second."""
+    spec = m.spec.model_copy(update={"interval": interval, "timeout": interval})
+    return m.model_copy(update={"spec": spec})
 
 
 def runtime(
@@ -98,8 +116,8 @@ def test_steady_state_writes_only_on_heartbeat() -> None:
 
     async def scenario() -> int:
         async with serve(silent) as port:
-            rt = runtime(reporter, heartbeat=0.5)
-            await rt.apply(monitor("web", port=port, interval="50ms", timeout="50ms"))
+            rt = runtime(reporter, heartbeat=0.5, min_interval=0.05)
+            await rt.apply(below_schema_minimum(monitor("web", port=port), "50ms"))
             await asyncio.sleep(1.2)
             probes = int(rt.scheduler.stats.probes_started)
             await rt.close()
@@ -115,9 +133,11 @@ def test_a_target_going_down_and_up_is_reported_on_transitions_only() -> None:
     reporter = MemoryReporter()
 
     async def scenario() -> None:
-        rt = runtime(reporter, heartbeat=60)
+        rt = runtime(reporter, heartbeat=60, min_interval=0.1)
         async with serve(silent) as port:
-            await rt.apply(monitor("db", port=port, failureThreshold=2))
+            await rt.apply(
+                below_schema_minimum(monitor("db", port=port, failureThreshold=2), "100ms")
+            )
             await asyncio.sleep(0.15)
         # the listener is gone now: refused on every probe
         await asyncio.sleep(0.5)
@@ -277,3 +297,136 @@ def test_own_status_updates_do_not_reschedule() -> None:
             return started
 
     assert asyncio.run(scenario()) == 1
+
+
+def test_a_monitor_below_the_minimum_interval_is_not_probed_and_says_why() -> None:
+    reporter = MemoryReporter()
+
+    async def scenario() -> tuple[int, MonitorState | None]:
+        async with serve(silent) as port:
+            rt = runtime(reporter, problem_retry=0.05, min_interval=5.0)
+            # Stored before the CRD had the bound: the schema would refuse 0s today.
+            await rt.apply(below_schema_minimum(monitor("zero", port=port), "0s"))
+            await rt.apply(monitor("short", port=port, interval="2s"))  # valid, below 5s
+            await rt.apply(monitor("fine", port=port, interval="10s", timeout="1s"))
+            await asyncio.sleep(0.3)
+            started = rt.scheduler.stats.probes_started
+            state = rt.state_of(("ns", "fine"))
+            await rt.close()
+            return started, state
+
+    started, fine = asyncio.run(scenario())
+    assert started == 1 and fine is MonitorState.UP
+    for name, shown in (("zero", "0s"), ("short", "2s")):
+        ready = next(c for c in reporter.last(name).conditions if c.type == "Ready")
+        assert (ready.status, ready.reason) == ("False", "IntervalTooShort")
+        assert f"spec.interval: {shown} is below the minimum of 5s" in ready.message
+        assert reporter.reasons(name) == ["InvalidSpec"]  # retried, but one Warning Event
+        assert "IntervalTooShort" in next(e for n, e in reporter.events if n == name).message
+
+
+def test_an_exception_from_the_probe_is_reported_on_that_monitor_and_the_others_go_on() -> None:
+    reporter = MemoryReporter()
+    broken = {"on": True}
+
+    async def probe(plan: ProbePlan) -> ProbeResult:
+        if plan.port == bad_port and broken["on"]:
+            raise KeyError("a bug in one monitor's probe")
+        return await run_probe(plan)
+
+    async def scenario() -> tuple[MonitorState | None, int]:
+        nonlocal bad_port
+        async with serve(silent) as good_port, serve(silent) as bad:
+            bad_port = bad
+            rt = MonitorRuntime(
+                reporter,
+                DictResolver(),
+                Metrics(),
+                RuntimeSettings(min_interval=0.1),
+                probe=probe,
+            )
+            await rt.apply(below_schema_minimum(monitor("bad", port=bad), "100ms"))
+            await rt.apply(below_schema_minimum(monitor("good", port=good_port), "100ms"))
+            await asyncio.sleep(0.5)
+            good = rt.state_of(("ns", "good"))
+            failing = reporter.last("bad")
+            ready = next(c for c in failing.conditions if c.type == "Ready")
+            assert (ready.status, ready.reason) == ("False", "ProbeError")
+            assert "KeyError" in ready.message
+            broken["on"] = False  # fixed: the next probe clears it
+            await asyncio.sleep(0.3)
+            probes = int(rt.scheduler.stats.probes_started)
+            await rt.close()
+            return good, probes
+
+    bad_port = 0
+    good, probes = asyncio.run(scenario())
+    assert good is MonitorState.UP
+    assert probes >= 10
+    assert reporter.reasons("bad") == ["ProbeError", "TargetUp"]  # once, not every interval
+    assert "KeyError" in next(e for n, e in reporter.events if n == "bad").message
+    recovered = reporter.last("bad")
+    assert next(c for c in recovered.conditions if c.type == "Ready").status == "True"
+    assert recovered.state is MonitorState.UP
+
+
+def test_probes_dropped_for_want_of_a_slot_show_in_the_status_not_a_stale_up() -> None:
+    reporter = MemoryReporter()
+
+    async def scenario() -> tuple[str, TcpMonitorStatus, int]:
+        release, first_done = asyncio.Event(), asyncio.Event()
+
+        async def probe(plan: ProbePlan) -> ProbeResult:
+            if plan.port == 2:  # the hog: never returns while the test runs
+                await release.wait()
+            result = await run_probe(plan)
+            first_done.set()
+            return result
+
+        async with serve(silent) as port:
+            rt = MonitorRuntime(
+                reporter,
+                DictResolver(),
+                Metrics(),
+                RuntimeSettings(min_interval=0.1, max_concurrency=1),
+                probe=probe,
+            )
+            await rt.apply(below_schema_minimum(monitor("victim", port=port), "100ms"))
+            await first_done.wait()  # Up first: then the hog takes the only slot
+            await asyncio.sleep(0.05)
+            await rt.apply(monitor("hog", namespace="other", port=2, interval="10s"))
+            await asyncio.sleep(0.6)
+            exposition = generate_latest(rt.metrics.registry).decode()
+            status = reporter.last("victim")
+            skipped = rt.scheduler.stats.probes_starved
+            release.set()
+            await rt.close()
+            return exposition, status, skipped
+
+    exposition, status, skipped = asyncio.run(scenario())
+    assert skipped >= 2
+    assert status.skipped_probes >= 1
+    reachable = next(c for c in status.conditions if c.type == "Reachable")
+    assert (reachable.status, reachable.reason) == ("Unknown", "ProbesSkipped")
+    assert status.message is not None and "skipped" in status.message
+    assert reporter.reasons("victim") == ["TargetUp", "ProbesSkipped"]  # once per episode
+    assert 'tcpmonitor_probes_skipped_total{reason="concurrency"}' in exposition
+    assert 'tcpmonitor_monitor_probes_skipped_total{name="victim"' in exposition
+
+
+def test_liveness_fails_when_the_scheduler_timer_stops() -> None:
+    async def scenario() -> tuple[bool, bool, str]:
+        rt = runtime(MemoryReporter(), stall_limit=0.2)
+        await rt.apply(monitor("m", port=closed_port(), interval="1s"))
+        healthy = rt.health()[0]
+        timer = rt.scheduler._timer
+        assert timer is not None
+        timer.cancel()  # what a dead timer callback used to leave behind
+        await asyncio.sleep(1.8)
+        ok, detail = rt.health()
+        await rt.close()
+        return healthy, ok, detail
+
+    healthy, ok, detail = asyncio.run(scenario())
+    assert healthy and not ok
+    assert "behind its earliest slot" in detail

@@ -9,7 +9,7 @@ from collections.abc import Hashable
 
 import pytest
 
-from tcpmonitor.scheduling import Scheduler, phase_of
+from tcpmonitor.scheduling import FairGate, Scheduler, phase_of
 
 
 class Recorder:
@@ -183,3 +183,158 @@ def test_closed_scheduler_refuses_new_work() -> None:
             scheduler.schedule("x", 1, immediate=True)
 
     run(scenario())
+
+
+@pytest.mark.parametrize("interval", [0, 0.0, -1, float("nan"), float("inf"), 1e-12])
+def test_an_interval_that_is_not_a_positive_number_is_refused(interval: float) -> None:
+    async def scenario() -> None:
+        scheduler = Scheduler(Recorder())
+        with pytest.raises(ValueError, match="interval must be"):
+            scheduler.schedule("zero", interval, immediate=True)
+        assert "zero" not in scheduler
+        await scheduler.close()
+
+    run(scenario())
+
+
+def test_a_key_that_breaks_the_timer_is_dropped_and_the_others_go_on() -> None:
+    errors: list[tuple[Hashable, str]] = []
+
+    async def scenario() -> tuple[Recorder, float, bool]:
+        rec = Recorder()
+        scheduler = Scheduler(rec, on_error=lambda k, e: errors.append((k, type(e).__name__)))
+        scheduler.schedule("good", 0.1, immediate=True)
+        scheduler.schedule("bad", 0.1, immediate=False)
+        # What an interval of 0 did before schedule() checked it: next_slot divides by zero.
+        scheduler._entries["bad"].interval = 0
+        await asyncio.sleep(0.5)
+        overdue, still_there = scheduler.overdue(), "bad" in scheduler
+        await scheduler.close()
+        return rec, overdue, still_there
+
+    rec, overdue, still_there = run(scenario())
+    assert errors == [("bad", "ZeroDivisionError")]
+    assert not still_there and rec.starts["bad"] == []
+    assert len(rec.starts["good"]) >= 4  # the timer kept firing for everybody else
+    assert overdue < 0.05
+
+
+def test_a_stopped_timer_shows_as_overdue() -> None:
+    async def scenario() -> tuple[float, float]:
+        scheduler = Scheduler(Recorder())
+        scheduler.schedule("a", 0.1, immediate=False)
+        on_time = scheduler.overdue()
+        assert scheduler._timer is not None
+        scheduler._timer.cancel()  # the callback died and was never re-armed
+        await asyncio.sleep(0.4)
+        stalled = scheduler.overdue()
+        await scheduler.close()
+        return on_time, stalled
+
+    on_time, stalled = run(scenario())
+    assert on_time == 0.0
+    assert stalled > 0.2
+
+
+def test_fair_gate_serves_groups_round_robin_not_first_come() -> None:
+    async def scenario() -> list[str]:
+        gate: FairGate[str] = FairGate(capacity=1, per_group=1)
+        order: list[str] = []
+
+        async def probe(group: str, name: str, due: float) -> None:
+            await gate.acquire(group, due)
+            order.append(name)
+            await asyncio.sleep(0.01)
+            gate.release(group)
+
+        await gate.acquire("hostile", 0.0)  # the only slot is taken
+        tasks = [asyncio.create_task(probe("hostile", f"h{i}", float(i))) for i in (3, 1, 2)] + [
+            asyncio.create_task(probe("good", "g", 9.0))
+        ]
+        await asyncio.sleep(0.01)
+        gate.release("hostile")
+        await asyncio.gather(*tasks)
+        return order
+
+    # Earliest due first within a namespace; the good namespace's turn comes second, not last.
+    assert run(scenario()) == ["h1", "g", "h2", "h3"]
+
+
+def test_fair_gate_caps_a_group_and_keeps_slots_for_the_others() -> None:
+    async def scenario() -> tuple[int, bool]:
+        gate: FairGate[str] = FairGate(capacity=4, per_group=3)
+        for _ in range(3):
+            await gate.acquire("hostile", 0.0)
+        waiting = asyncio.create_task(gate.acquire("hostile", 0.0))
+        await asyncio.sleep(0.01)
+        capped = gate.running("hostile")
+        await asyncio.wait_for(gate.acquire("good", 1.0), 0.1)  # no wait: a slot is left
+        granted = waiting.done()
+        waiting.cancel()
+        return capped, granted
+
+    capped, granted = run(scenario())
+    assert capped == 3 and not granted
+
+
+def test_a_cancelled_waiter_gives_its_slot_to_the_next() -> None:
+    async def scenario() -> bool:
+        gate: FairGate[str] = FairGate(capacity=1, per_group=1)
+        await gate.acquire("a", 0.0)
+        gone = asyncio.create_task(gate.acquire("a", 1.0))
+        later = asyncio.create_task(gate.acquire("b", 2.0))
+        await asyncio.sleep(0.01)
+        gone.cancel()
+        await asyncio.sleep(0.01)
+        gate.release("a")
+        await asyncio.wait_for(later, 0.1)
+        return gate.in_use == 1 and gate.running("b") == 1
+
+    assert run(scenario())
+
+
+def test_one_namespace_cannot_hold_every_slot() -> None:
+    async def scenario() -> tuple[Recorder, float]:
+        rec = Recorder(duration=5.0)  # long timeouts against targets that never answer
+        scheduler = Scheduler(rec, max_concurrency=8, group_of=lambda key: key[0])
+        for i in range(50):
+            scheduler.schedule(("hostile", f"m{i}"), 10, immediate=True)
+        await asyncio.sleep(0.05)
+        t0 = asyncio.get_running_loop().time()
+        scheduler.schedule(("good", "bystander"), 10, immediate=True)
+        await asyncio.sleep(0.05)
+        started = rec.starts[("good", "bystander")]
+        delay = started[0] - t0 if started else float("inf")
+        await scheduler.close()
+        return rec, delay
+
+    rec, delay = run(scenario())
+    hostile_started = sum(1 for key in rec.starts if key[0] == "hostile")
+    assert hostile_started == 6  # three quarters of 8
+    assert delay < 0.02
+
+
+def test_a_probe_that_waited_a_whole_interval_for_a_slot_is_dropped_and_counted() -> None:
+    skips: list[tuple[Hashable, str]] = []
+
+    async def scenario() -> tuple[Recorder, int, int]:
+        rec = Recorder(duration=1.0)
+        scheduler = Scheduler(
+            rec,
+            max_concurrency=1,
+            group_of=lambda key: key[0],
+            on_skip=lambda k, reason: skips.append((k, reason)),
+        )
+        scheduler.schedule(("a", "hog"), 10, immediate=True)
+        await asyncio.sleep(0.01)
+        scheduler.schedule(("b", "starved"), 0.2, immediate=True)
+        await asyncio.sleep(0.9)
+        starved, overlap = scheduler.stats.probes_starved, scheduler.stats.slots_skipped
+        await scheduler.close()
+        return rec, starved, overlap
+
+    rec, starved, overlap = run(scenario())
+    assert rec.starts[("b", "starved")] == []
+    assert starved >= 3 and overlap == 0
+    assert set(skips) == {(("b", "starved"), "concurrency")}
+    assert len(skips) == starved

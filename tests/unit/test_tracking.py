@@ -6,16 +6,28 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tcpmonitor.api import MonitorState, ProbeResult, Problem, TcpMonitorStatus, Timings, Verdict
+from tcpmonitor.api import (
+    MonitorState,
+    ProbeResult,
+    Problem,
+    TcpMonitorSpec,
+    TcpMonitorStatus,
+    Timings,
+    Verdict,
+)
 from tcpmonitor.reporting import (
     SpecProblem,
+    bounds_problem,
     build_status,
     conditions,
     describe_result,
+    probe_error,
+    probe_error_event,
+    skipped_event,
     status_body,
     transition_event,
 )
-from tcpmonitor.tracking import MonitorRecord, Transition, advance, newly_expiring, pause
+from tcpmonitor.tracking import MonitorRecord, Transition, advance, newly_expiring, pause, skip
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 
@@ -183,3 +195,45 @@ def test_certificate_expiring_is_reported_once(
 
 def test_describe_result_without_result() -> None:
     assert describe_result(None) == "no probe result yet"
+
+
+def test_skipped_probes_make_the_result_unknown_until_the_next_probe() -> None:
+    record, _ = fold(MonitorRecord(), UP)
+    starved = skip(skip(record))
+    assert starved.skipped_probes == 2 and starved.state is MonitorState.UP
+    status = build_status(starved, None, 1, [], NOW)
+    reachable = next(c for c in status.conditions if c.type == "Reachable")
+    assert (reachable.status, reachable.reason) == ("Unknown", "ProbesSkipped")
+    assert status.skipped_probes == 2
+    assert status.message is not None and status.message.startswith("2 probe(s) in a row skipped")
+    assert MonitorRecord.from_status(status).skipped_probes == 2  # survives a restart
+    probed, _ = fold(starved, UP)
+    assert probed.skipped_probes == 0
+    assert skipped_event(skip(record)).reason == "ProbesSkipped"
+
+
+@pytest.mark.parametrize(
+    ("spec", "reason"),
+    [
+        ({"interval": "0s", "timeout": "0s"}, "IntervalTooShort"),
+        ({"interval": "30s", "timeout": "1s"}, "IntervalTooShort"),  # under a raised minimum
+        ({"interval": "2m", "timeout": "0s"}, "TimeoutTooShort"),
+        ({"interval": "2m", "timeout": "soon"}, "InvalidSpec"),
+        ({"interval": "1m", "timeout": "10ms"}, None),
+    ],
+)
+def test_bounds_problem_catches_what_the_schema_would_refuse_today(
+    spec: dict[str, str], reason: str | None
+) -> None:
+    valid = TcpMonitorSpec(host="h", port=1)
+    stored = valid.model_copy(update=spec)  # stored in etcd before the CRD had the bound
+    problem = bounds_problem(stored, min_interval=60.0)
+    assert (problem.reason if problem else None) == reason
+
+
+def test_probe_error_names_the_exception_type() -> None:
+    problem = probe_error(ZeroDivisionError("float modulo"))
+    assert (problem.reason, problem.message) == ("ProbeError", "ZeroDivisionError: float modulo")
+    ready = conditions(MonitorRecord(), problem, 1, [], NOW)[0]
+    assert (ready.type, ready.status, ready.reason) == ("Ready", "False", "ProbeError")
+    assert probe_error_event(problem).type == "Warning"

@@ -11,10 +11,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, GetJsonSchemaHandler, model_validator
+from pydantic import BaseModel, ConfigDict, GetJsonSchemaHandler, ValidationInfo, model_validator
 from pydantic.alias_generators import to_camel
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema, PydanticCustomError
+
+STORED = "stored"  # validation context key: the object was read back from the API server
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,10 @@ class CrossFieldRule:
     field_path: str | None = None
     message: str | None = None
     optional_old_self: bool = False
+    # Refused on write (API server, validate, files) but not when an object already stored is
+    # read back with context STORED: a bound added later must not make the operator drop such
+    # an object unseen; the runtime reports it on the monitor instead.
+    on_write_only: bool = False
 
     def to_schema(self) -> dict[str, str | bool]:
         out: dict[str, str | bool] = {
@@ -77,8 +83,11 @@ class ApiModel(BaseModel):
     cross_field_rules: ClassVar[tuple[CrossFieldRule, ...]] = ()
 
     @model_validator(mode="after")
-    def _apply_cross_field_rules(self) -> ApiModel:
+    def _apply_cross_field_rules(self, info: ValidationInfo) -> ApiModel:
+        stored = bool(info.context and info.context.get(STORED))
         for rule in type(self).cross_field_rules:
+            if stored and rule.on_write_only:
+                continue
             found = rule.check(self)
             if found is None:
                 continue

@@ -43,6 +43,13 @@ LocationName = Annotated[
     str, Field(min_length=1, max_length=63, pattern=LOCATION_PATTERN, description="A location.")
 ]
 MAX_LOCATIONS = 16
+# The floor of what a tenant may ask for. An interval of 0 divided the scheduler by zero and 1ms
+# meant hundreds of connections a second from one object; a platform raises the interval floor
+# with --min-interval. A timeout under 10ms cannot cover a real TCP connect plus a reply outside
+# one host (and 0 would fail every probe), while 10ms still allows in-cluster latency checks.
+MIN_INTERVAL_SECONDS = 1.0
+MIN_TIMEOUT_SECONDS = 0.01
+_EPSILON = 1e-9
 DataKey = Annotated[str, Field(min_length=1, max_length=253, pattern=DATA_KEY_PATTERN)]
 
 
@@ -238,6 +245,18 @@ class TlsSpec(ApiModel):
     )
 
 
+def _interval_at_least_minimum(s: TcpMonitorSpec) -> str | None:
+    if parse_duration(s.interval) >= MIN_INTERVAL_SECONDS - _EPSILON:
+        return None
+    return f"interval ({s.interval}) must be at least 1s"
+
+
+def _timeout_at_least_minimum(s: TcpMonitorSpec) -> str | None:
+    if parse_duration(s.timeout) >= MIN_TIMEOUT_SECONDS - _EPSILON:
+        return None
+    return f"timeout ({s.timeout}) must be at least 10ms"
+
+
 def _timeout_within_interval(s: TcpMonitorSpec) -> str | None:
     if parse_duration(s.timeout) <= parse_duration(s.interval):
         return None
@@ -318,11 +337,11 @@ class TcpMonitorSpec(ApiModel):
     )
     port: int = Field(ge=1, le=65535, description="TCP port of the target.")
     interval: Duration = Field(
-        default="60s", description="How often to probe, e.g. 30s, 1m, 2h, 1d."
+        default="60s", description="How often to probe, e.g. 30s, 1m, 2h, 1d; at least 1s."
     )
     timeout: Duration = Field(
         default="10s",
-        description="Upper bound for one probe, all phases together; at most interval.",
+        description="Upper bound for one probe, all phases together; 10ms to interval.",
     )
     ip_family: IpFamily = Field(
         default=IpFamily.ANY,
@@ -405,6 +424,20 @@ class TcpMonitorSpec(ApiModel):
 
     cross_field_rules = (
         CrossFieldRule(
+            rule=f"{_ms('interval')} >= {round(MIN_INTERVAL_SECONDS * 1000)}",
+            message_expression="'interval (' + self.interval + ') must be at least 1s'",
+            check=_interval_at_least_minimum,
+            field_path=".interval",
+            on_write_only=True,
+        ),
+        CrossFieldRule(
+            rule=f"{_ms('timeout')} >= {round(MIN_TIMEOUT_SECONDS * 1000)}",
+            message_expression="'timeout (' + self.timeout + ') must be at least 10ms'",
+            check=_timeout_at_least_minimum,
+            field_path=".timeout",
+            on_write_only=True,
+        ),
+        CrossFieldRule(
             rule=f"{_ms('timeout')} <= {_ms('interval')}",
             message_expression="'timeout (' + self.timeout + ') must not exceed interval (' "
             "+ self.interval + ')'",
@@ -452,6 +485,9 @@ class TcpMonitorSpec(ApiModel):
             message=REGEX_REFUSED,
             check=_regex_targets_compile,
             optional_old_self=True,
+            # A stored pattern RE2 refuses reaches the runtime, which reports it on the monitor
+            # (Ready=False InvalidSpec) instead of the operator dropping the object unseen.
+            on_write_only=True,
         ),
     )
 

@@ -72,6 +72,13 @@ class TcpMonitorStatus(ResultModel):
     last_failure_time: datetime | None = Field(default=None, description="Last Down.")
     consecutive_successes: int = Field(default=0, ge=0, description="Successes in a row.")
     consecutive_failures: int = Field(default=0, ge=0, description="Failures in a row.")
+    skipped_probes: int = Field(
+        default=0,
+        ge=0,
+        description="Probes dropped in a row since the last result because no probe slot was "
+        "free before the next was due (the prober is saturated); the result is stale while "
+        "this is above 0.",
+    )
     locations: list[LocationStatus] = Field(
         default_factory=list,
         max_length=16,

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..api import DurationError, parse_duration
+from ..api.spec import MIN_INTERVAL_SECONDS
 from ..runtime import RuntimeSettings
 from ..standalone import run_standalone
 from .logging_setup import FORMATS, LEVELS, configure_logging
@@ -37,6 +38,19 @@ def add_runtime_options(parser: argparse.ArgumentParser, *, default_address: str
         default=256,
         help="probes running at once, at most (default 256)",
     )
+    parser.add_argument(
+        "--max-concurrency-per-namespace",
+        type=int,
+        default=None,
+        help="probes of one namespace running at once, at most (default: three quarters of "
+        "--max-concurrency, so the other namespaces always find slots)",
+    )
+    parser.add_argument(
+        "--min-interval",
+        default="1s",
+        help="shortest spec.interval probed; a monitor below it is reported Ready=False "
+        "IntervalTooShort and not probed (default 1s, the schema's minimum)",
+    )
     parser.add_argument("--log-level", choices=LEVELS, default="info")
     parser.add_argument("--log-format", choices=FORMATS, default="text")
 
@@ -48,11 +62,25 @@ def runtime_settings(args: argparse.Namespace) -> RuntimeSettings:
         raise ValueError(f"--heartbeat: {exc}") from None
     if heartbeat < 1:
         raise ValueError("--heartbeat: at least 1s")
+    try:
+        min_interval = parse_duration(args.min_interval)
+    except DurationError as exc:
+        raise ValueError(f"--min-interval: {exc}") from None
+    if min_interval < MIN_INTERVAL_SECONDS:
+        raise ValueError("--min-interval: at least 1s (the schema's minimum)")
     if not 1 <= args.max_concurrency <= 100_000:
         raise ValueError("--max-concurrency: between 1 and 100000")
+    per_namespace = args.max_concurrency_per_namespace
+    if per_namespace is not None and not 1 <= per_namespace <= args.max_concurrency:
+        raise ValueError("--max-concurrency-per-namespace: between 1 and --max-concurrency")
     if not 0 <= args.metrics_port <= 65535:
         raise ValueError("--metrics-port: between 0 and 65535")
-    return RuntimeSettings(heartbeat=heartbeat, max_concurrency=args.max_concurrency)
+    return RuntimeSettings(
+        heartbeat=heartbeat,
+        max_concurrency=args.max_concurrency,
+        max_concurrency_per_namespace=per_namespace,
+        min_interval=min_interval,
+    )
 
 
 def register(commands: Any) -> None:

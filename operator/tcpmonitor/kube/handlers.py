@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from .. import GROUP, PLURAL, VERSION
 from ..api import TcpMonitor
+from ..api.rules import STORED
 from ..manifests import validation_problems
 from ..runtime import Key, MonitorRef
 from .api_client import connection_info
@@ -33,13 +34,14 @@ class MonitorSink(Protocol):
 def parse_monitor(body: dict[str, Any]) -> TcpMonitor:
     """The object as the sink needs it; a status we cannot read is ignored, not fatal."""
     obj = {k: body.get(k) for k in ("apiVersion", "kind", "metadata", "spec", "status")}
+    stored = {STORED: True}  # bounds added since it was written are the runtime's to report
     try:
-        return TcpMonitor.model_validate(obj)
+        return TcpMonitor.model_validate(obj, context=stored)
     except ValidationError:
         if obj.get("status") is None:
             raise
         obj["status"] = None
-        return TcpMonitor.model_validate(obj)
+        return TcpMonitor.model_validate(obj, context=stored)
 
 
 def build_registry(sink: MonitorSink) -> kopf.OperatorRegistry:

@@ -160,4 +160,5 @@ async def run_operator(
         background=background,
         cleanup=cleanup,
         gate=election.acquire if leader_election else None,
+        alive=runtime.health if runtime is not None else None,
     )

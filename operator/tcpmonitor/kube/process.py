@@ -71,6 +71,7 @@ async def run_watching(
     background: Sequence[Coroutine[Any, Any, None]] = (),
     cleanup: Callable[[], Awaitable[None]] | None = None,
     gate: Callable[[], Coroutine[Any, Any, None]] | None = None,
+    alive: Callable[[], tuple[bool, str]] | None = None,
 ) -> int:
     """Run kopf feeding ``sink`` until SIGTERM/SIGINT, with HTTP endpoints and helper tasks.
 
@@ -90,6 +91,8 @@ async def run_watching(
             return False, "the watch loop has stopped"
         if any(task.done() for task in helpers):
             return False, "a background task has stopped"
+        if alive is not None and not (verdict := alive())[0]:
+            return verdict
         return True, f"ok: {describe()}"
 
     def readiness() -> tuple[bool, str]:

@@ -72,4 +72,5 @@ async def run_runner(options: ProcessOptions, *, location: str, write_budget: fl
         describe=describe,
         background=[lease.run(members_changed)],
         cleanup=cleanup,
+        alive=runtime.health,
     )

@@ -1,5 +1,21 @@
 """Scheduling: when each monitor is probed. No kopf, no Kubernetes (runners reuse it)."""
 
-from .scheduler import Scheduler, SchedulerStats, phase_of
+from .fair_gate import FairGate
+from .scheduler import (
+    SKIP_CONCURRENCY,
+    SKIP_OVERLAP,
+    Scheduler,
+    SchedulerStats,
+    default_share,
+    phase_of,
+)
 
-__all__ = ["Scheduler", "SchedulerStats", "phase_of"]
+__all__ = [
+    "SKIP_CONCURRENCY",
+    "SKIP_OVERLAP",
+    "FairGate",
+    "Scheduler",
+    "SchedulerStats",
+    "default_share",
+    "phase_of",
+]

@@ -3,9 +3,15 @@
 Each key owns a fixed phase within its interval, derived from a hash of the key, so a thousand
 monitors with the same interval are spread evenly over it instead of firing together, and stay
 spread across restarts and re-creations. A probe runs at once when asked (creation, spec change)
-and afterwards on its phase. A global semaphore bounds concurrency, a key never overlaps with
-itself (a slot that finds the previous probe still running is skipped and counted), and
-unscheduling cancels a running probe at once.
+and afterwards on its phase. A fair gate bounds concurrency (round-robin across groups, such
+as namespaces, with a cap per group), a key never overlaps with itself (a slot that finds the
+previous probe still running is skipped and counted as ``overlap``), a probe still waiting for a
+slot when its next one is due is dropped and counted as ``concurrency`` (a fresh one takes its
+place), and unscheduling cancels a running probe at once.
+
+No single key can stop the others: a bad interval is refused by ``schedule``, the timer
+callback handles each due key on its own (a key that fails there is dropped and reported) and
+is always re-armed, and ``overdue`` tells a liveness check when the timer has stopped firing.
 
 Timers are plain ``loop.call_at`` callbacks over one heap: no task sleeps per monitor, so ten
 thousand monitors cost ten thousand heap entries, not ten thousand coroutines.
@@ -16,10 +22,13 @@ from __future__ import annotations
 import asyncio
 import heapq
 import logging
+import math
 import zlib
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
+
+from .fair_gate import FairGate
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +47,7 @@ class _Entry(Generic[Key]):
     phase: float
     version: int = 0
     task: asyncio.Task[None] | None = field(default=None, repr=False)
+    waiting: bool = False  # the task has not got a probe slot yet
 
     def next_slot(self, after: float) -> float:
         """The first time >= ``after`` that falls on this key's phase."""
@@ -49,8 +59,27 @@ class SchedulerStats:
     """Counters a caller may export; plain ints, so the scheduler needs no metrics library."""
 
     probes_started: int = 0
-    slots_skipped: int = 0
+    slots_skipped: int = 0  # overlap: the key's previous probe was still running
+    probes_starved: int = 0  # concurrency: no slot was free before the next one was due
     in_flight: int = 0
+    entries_dropped: int = 0  # keys whose timer handling raised
+
+
+# Far below any monitor's (the API's floor is 1 s); it keeps "now + interval / 2" later than now
+# in float arithmetic, so the timer callback can never spin on one key.
+MIN_INTERVAL = 0.01
+
+SKIP_OVERLAP = "overlap"
+SKIP_CONCURRENCY = "concurrency"
+
+
+def default_share(max_concurrency: int) -> int:
+    """Slots one group may hold: three quarters, so the other groups always find a quarter."""
+    return max(1, max_concurrency * 3 // 4)
+
+
+def _whole_key(key: Hashable) -> Hashable:
+    return key
 
 
 class Scheduler(Generic[Key]):
@@ -59,13 +88,19 @@ class Scheduler(Generic[Key]):
         probe: Callable[[Key], Awaitable[None]],
         *,
         max_concurrency: int = 256,
+        max_concurrency_per_group: int | None = None,
+        group_of: Callable[[Key], Hashable] = _whole_key,
         on_lag: Callable[[float], None] | None = None,
         on_error: Callable[[Key, BaseException], None] | None = None,
+        on_skip: Callable[[Key, str], None] | None = None,
     ) -> None:
         self._probe = probe
-        self._gate = asyncio.Semaphore(max_concurrency)
+        per_group = max_concurrency_per_group or default_share(max_concurrency)
+        self._gate: FairGate[Hashable] = FairGate(max_concurrency, per_group)
+        self._group_of = group_of
         self._on_lag = on_lag
         self._on_error = on_error
+        self._on_skip = on_skip
         self._entries: dict[Key, _Entry[Key]] = {}
         self._heap: list[tuple[float, int, Key, int]] = []
         self._seq = 0
@@ -86,6 +121,10 @@ class Scheduler(Generic[Key]):
         the previous version that is still running (its result would describe an old spec)."""
         if self._closed:
             raise RuntimeError("scheduler is closed")
+        if not (isinstance(interval, int | float) and math.isfinite(interval) and interval > 0):
+            raise ValueError(f"interval must be a positive number of seconds, not {interval!r}")
+        if interval < MIN_INTERVAL:
+            raise ValueError(f"interval must be at least {MIN_INTERVAL}s, not {interval!r}")
         entry = self._entries.get(key)
         if entry is None:
             entry = _Entry(key, interval, phase_of(key, interval))
@@ -98,6 +137,12 @@ class Scheduler(Generic[Key]):
                 self._cancel(entry)
         now = self._loop.time()
         self._push(now if immediate else entry.next_slot(now), entry)
+
+    def overdue(self) -> float:
+        """Seconds the earliest due slot has waited for the timer: about 0 while it fires."""
+        if self._closed or not self._heap:
+            return 0.0
+        return max(0.0, self._loop.time() - self._heap[0][0])
 
     def unschedule(self, key: Key) -> None:
         """Stop probing ``key`` at once; a running probe is cancelled."""
@@ -140,29 +185,74 @@ class Scheduler(Generic[Key]):
 
     def _fire(self) -> None:
         self._timer = None
-        now = self._loop.time()
-        while self._heap and self._heap[0][0] <= now:
-            due, _, key, version = heapq.heappop(self._heap)
-            entry = self._entries.get(key)
-            if entry is None or entry.version != version:
-                continue  # unscheduled or rescheduled since: a stale heap entry
-            # Back on this key's phase: after an immediate probe the next one waits between half
-            # and one and a half intervals; after a stall the slots are rejoined, not replayed.
-            following = entry.next_slot(max(due, now) + entry.interval / 2)
-            self._seq += 1
-            heapq.heappush(self._heap, (following, self._seq, key, version))
-            if entry.task is not None and not entry.task.done():
-                self.stats.slots_skipped += 1
-                continue
-            entry.task = self._loop.create_task(self._run(entry, due))
         self._timer_at = float("inf")
-        self._arm()
+        try:
+            now = self._loop.time()
+            while self._heap and self._heap[0][0] <= now:
+                due, _, key, version = heapq.heappop(self._heap)
+                try:
+                    self._fire_one(key, version, due, now)
+                except Exception as exc:  # one key's arithmetic must not stop the others
+                    self._drop(key, exc)
+        finally:
+            self._arm()
+
+    def _fire_one(self, key: Key, version: int, due: float, now: float) -> None:
+        entry = self._entries.get(key)
+        if entry is None or entry.version != version:
+            return  # unscheduled or rescheduled since: a stale heap entry
+        # Back on this key's phase: after an immediate probe the next one waits between half
+        # and one and a half intervals; after a stall the slots are rejoined, not replayed.
+        following = entry.next_slot(max(due, now) + entry.interval / 2)
+        self._seq += 1
+        heapq.heappush(self._heap, (following, self._seq, key, version))
+        if entry.task is not None and not entry.task.done():
+            if not entry.waiting:
+                self.stats.slots_skipped += 1
+                self._skipped(key, SKIP_OVERLAP)
+                return
+            # Still waiting for a slot a whole interval later: its result would come too late
+            # to mean anything. Drop it and queue this slot's probe instead.
+            entry.task.cancel()
+            self.stats.probes_starved += 1
+            self._skipped(key, SKIP_CONCURRENCY)
+        entry.waiting = True
+        entry.task = self._loop.create_task(self._run(entry, due))
+
+    def _drop(self, key: Key, exc: Exception) -> None:
+        log.error("dropping %r from the schedule: %s: %s", key, type(exc).__name__, exc)
+        self.stats.entries_dropped += 1
+        entry = self._entries.pop(key, None)
+        if entry is not None:
+            self._cancel(entry)
+        self._report(key, exc)
+
+    def _report(self, key: Key, exc: BaseException) -> None:
+        if self._on_error is None:
+            return
+        try:
+            self._on_error(key, exc)
+        except Exception:
+            log.exception("reporting the failure of %r failed", key)
+
+    def _skipped(self, key: Key, reason: str) -> None:
+        if self._on_skip is None:
+            return
+        try:
+            self._on_skip(key, reason)
+        except Exception:
+            log.exception("reporting a skipped probe of %r failed", key)
 
     async def _run(self, entry: _Entry[Key], due: float) -> None:
-        async with self._gate:
-            started = self._loop.time()
+        group = self._group_of(entry.key)
+        await self._gate.acquire(group, due)
+        entry.waiting = False
+        try:
             if self._on_lag is not None:
-                self._on_lag(max(0.0, started - due))
+                try:
+                    self._on_lag(max(0.0, self._loop.time() - due))
+                except Exception:
+                    log.exception("reporting the schedule lag failed")
             self.stats.probes_started += 1
             self.stats.in_flight += 1
             try:
@@ -171,7 +261,8 @@ class Scheduler(Generic[Key]):
                 raise
             except Exception as exc:  # one monitor's bug must never stop the others
                 log.exception("probe of %s failed unexpectedly", entry.key)
-                if self._on_error is not None:
-                    self._on_error(entry.key, exc)
+                self._report(entry.key, exc)
             finally:
                 self.stats.in_flight -= 1
+        finally:
+            self._gate.release(group)
