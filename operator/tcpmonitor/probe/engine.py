@@ -37,7 +37,10 @@ _RESERVED_INVALID = ".invalid"
 # Leave the engine this much of the deadline to build the result after an inner timeout.
 _INNER_MARGIN = 0.005
 _SSL_SHUTDOWN_TIMEOUT = 1.0
-# How often to look whether a payload has left the buffers when no reply is awaited.
+# The payload goes out in chunks, the next one only once the last has left our buffers: memory
+# per probe stays at about two chunks whatever the payload and however slowly the target reads.
+_SEND_CHUNK = 64 * 1024
+# How often to look whether the last chunk has left the buffers when no reply is awaited.
 _DRAIN_POLL = 0.02
 
 
@@ -55,6 +58,7 @@ class _Reader(asyncio.Protocol):
         self.eof = False
         self.lost = False
         self.error: BaseException | None = None
+        self.writing_paused = False
         self._waiter: asyncio.Future[None] | None = None
 
     def data_received(self, data: bytes) -> None:
@@ -73,16 +77,28 @@ class _Reader(asyncio.Protocol):
         self.error = exc
         self._wake()
 
+    def pause_writing(self) -> None:
+        self.writing_paused = True
+
+    def resume_writing(self) -> None:
+        self.writing_paused = False
+        self._wake()
+
     def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
 
-    async def wait(self) -> None:
-        self._waiter = asyncio.get_running_loop().create_future()
+    async def wait(self, wake_after: float | None = None) -> None:
+        """Until data, EOF, loss or room to write arrives; or ``wake_after`` seconds."""
+        loop = asyncio.get_running_loop()
+        self._waiter = loop.create_future()
+        timer = loop.call_later(wake_after, self._wake) if wake_after is not None else None
         try:
             await self._waiter
         finally:
             self._waiter = None
+            if timer is not None:
+                timer.cancel()
 
 
 class _Attempt:
@@ -102,6 +118,7 @@ class _Attempt:
         self.raw_transport: asyncio.Transport | None = None
         self.transport: asyncio.Transport | None = None
         self.certificate_problem: str | None = None
+        self.payload_left = 0  # bytes of the payload not yet handed to the transport
 
     def _ms(self, since: float) -> float:
         return round((time.perf_counter() - since) * 1000, 3)
@@ -131,8 +148,9 @@ class _Attempt:
         return self._result(started_at, total_ms)
 
     def _unsent(self) -> int:
-        """Payload bytes still buffered on our side: the target has not taken them."""
-        return sum(t.get_write_buffer_size() for t in {self.transport, self.raw_transport} if t)
+        """Payload bytes still on our side: the target has not taken them."""
+        buffered = sum(t.get_write_buffer_size() for t in {self.transport, self.raw_transport} if t)
+        return self.payload_left + buffered
 
     def _close(self, *, graceful: bool) -> None:
         """Close politely only when all went well and nothing waits to be sent.
@@ -250,22 +268,43 @@ class _Attempt:
         self.reader = reader
         started = time.perf_counter()
         try:
-            if plan.payload:
-                self.transport.write(plan.payload)
-            # Nothing to read, but the payload is only sent once it has left our buffers.
-            # Polled: under TLS no callback says when the TCP buffer beneath has drained.
-            while not plan.data_checks and self._unsent() and not reader.lost:  # noqa: ASYNC110
-                await asyncio.sleep(_DRAIN_POLL)
-            if not plan.data_checks and reader.error is not None:
-                raise self._lost_failure(reader.error)
-            while plan.data_checks and not self._all_decided(reader):
+            await self._exchange(self.transport, reader)
+        finally:
+            self.timings["data"] = self._ms(started)
+
+    async def _exchange(self, transport: asyncio.Transport, reader: _Reader) -> None:
+        """Send the payload as the target takes it, and read until the assertions are decided.
+
+        Without assertions the probe ends once the whole payload has left our buffers: only
+        then was it sent.
+        """
+        plan = self.plan
+        payload = memoryview(plan.payload or b"")
+        offset = 0
+        self.payload_left = len(payload)
+        # Paused as soon as a chunk is left over, resumed only once the buffer is empty.
+        transport.set_write_buffer_limits(high=_SEND_CHUNK, low=0)
+        while True:
+            while offset < len(payload) and not reader.writing_paused and not reader.lost:
+                transport.write(payload[offset : offset + _SEND_CHUNK])
+                offset = min(offset + _SEND_CHUNK, len(payload))
+                self.payload_left = len(payload) - offset
+            if plan.data_checks:
+                if self._all_decided(reader):
+                    return
                 if reader.error is not None:
                     raise self._lost_failure(reader.error)
                 if reader.eof or reader.lost or len(reader.buffer) >= plan.read_cap:
-                    break
+                    return
                 await reader.wait()
-        finally:
-            self.timings["data"] = self._ms(started)
+                continue
+            if reader.error is not None:
+                raise self._lost_failure(reader.error)
+            if reader.lost or not self._unsent():
+                return
+            # Under TLS the last bytes sit in the TCP transport beneath, which tells no one
+            # when it drains: look again shortly.
+            await reader.wait(_DRAIN_POLL if offset == len(payload) else None)
 
     def _all_decided(self, reader: _Reader) -> bool:
         text = reader.buffer.decode("utf-8", "replace")
