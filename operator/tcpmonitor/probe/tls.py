@@ -10,6 +10,7 @@ import hashlib
 import os
 import ssl
 import tempfile
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -199,6 +200,14 @@ def inspect_certificate(der: bytes, now: datetime | None = None) -> Inspection:
     A certificate is the target's to make: whatever does not parse is left out (and said so in
     ``problem``) and everything kept is escaped and cut to the result's bounds.
     """
+    with warnings.catch_warnings():
+        # cryptography warns about what it tolerates in the target's certificate (a negative
+        # serial, an over-long name): the target's business, not lines for our log.
+        warnings.simplefilter("ignore")
+        return _inspect(der, now or datetime.now(UTC))
+
+
+def _inspect(der: bytes, now: datetime) -> Inspection:
     problems: list[str] = []
     fingerprint = _fingerprint(der)
     cert = _attempt(lambda: x509.load_der_x509_certificate(der), "certificate", problems)
@@ -214,7 +223,6 @@ def inspect_certificate(der: bytes, now: datetime | None = None) -> Inspection:
     issuer = _attempt(lambda: cert.issuer.rfc4514_string(), "issuer", problems)  # noqa: PLW0108
     dns_names = _dns_names(cert, problems)
     not_before, not_after = validity
-    now = now or datetime.now(UTC)
     certificate = Certificate.model_construct(
         subject=printable(_UNREADABLE if subject is None else subject, MAX_DISTINGUISHED_NAME),
         issuer=printable(_UNREADABLE if issuer is None else issuer, MAX_DISTINGUISHED_NAME),
