@@ -79,6 +79,9 @@ def hostile_certificate(
         builder = builder.add_extension(
             x509.SubjectAlternativeName([x509.DNSName(n) for n in dns_names]), critical=False
         )
+    builder = builder.add_extension(
+        x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False
+    )
     cert = builder.sign(key, hashes.SHA256())
     tbs = cert.tbs_certificate_bytes
     for old, new in (patches or {}).items():

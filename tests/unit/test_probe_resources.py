@@ -149,6 +149,20 @@ def test_cancelled_probes_give_back_their_sockets(
     assert memory < 1 << 20
 
 
+def test_tls_handshake_never_answered_gives_back_its_socket() -> None:
+    """The target takes the connection and ignores the ClientHello: the deadline ends it."""
+    with never_reading_server() as port:
+        plan = big_payload_plan(port, "200ms", tls={"enabled": True, "insecureSkipVerify": True})
+
+        async def scenario() -> tuple[ProbeResult, tuple[int, int]]:
+            result = await run_probe(plan)
+            return result, await growth(lambda: run_probe(plan), probes_in_batches(plan))
+
+        result, (fds, _) = asyncio.run(scenario())
+    assert result.error is not None and result.error.code == ErrorCode.TLS_HANDSHAKE_FAILED
+    assert fds == 0, f"{fds} descriptors leaked by {PROBES} unanswered handshakes"
+
+
 def test_whole_payload_reaches_a_slow_reader_before_a_probe_without_assertions_ends() -> None:
     """Chunked sending must not cut a payload short: a probe without assertions ends only once
     the target has taken every byte."""

@@ -277,6 +277,17 @@ def test_certificate_that_does_not_parse_is_named_by_its_fingerprint() -> None:
         assert inspection.problem is not None and inspection.problem.startswith("SHA-256 ")
 
 
+def test_duplicate_extension_still_shows_the_names_read_from_the_der() -> None:
+    cert = hostile_certificate(dns_names=["localhost"])
+    der = der_of(cert)
+    # Turn the subject key identifier's OID into a second subjectAltName.
+    ski, san = b"\x06\x03\x55\x1d\x0e", b"\x06\x03\x55\x1d\x11"
+    inspection = inspect_certificate(der.replace(ski, san))
+    assert inspection.certificate is not None
+    assert inspection.certificate.dns_names == ["localhost"]
+    assert inspection.problem is not None and "raw DER" in inspection.problem
+
+
 def test_undecodable_subject_is_left_out_and_said_so() -> None:
     der = der_of(hostile_certificate(common_name="bad-Xname", patches=NON_ASCII_NAME | {}))
     inspection = inspect_certificate(der)
