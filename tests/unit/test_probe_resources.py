@@ -163,6 +163,19 @@ def test_tls_handshake_never_answered_gives_back_its_socket() -> None:
     assert fds == 0, f"{fds} descriptors leaked by {PROBES} unanswered handshakes"
 
 
+def test_peer_hanging_up_mid_payload_is_down() -> None:
+    async def hang_up(reader: asyncio.StreamReader, _: asyncio.StreamWriter) -> None:
+        await reader.read(1024)
+
+    async def scenario() -> ProbeResult:
+        async with serve(hang_up) as port:
+            return await run_probe(big_payload_plan(port, "5s"))
+
+    result = asyncio.run(scenario())
+    assert result.error is not None
+    assert result.error.code in (ErrorCode.CONNECTION_CLOSED, ErrorCode.CONNECTION_RESET)
+
+
 def test_whole_payload_reaches_a_slow_reader_before_a_probe_without_assertions_ends() -> None:
     """Chunked sending must not cut a payload short: a probe without assertions ends only once
     the target has taken every byte."""

@@ -23,6 +23,7 @@ MAX_MESSAGE = 1024
 MAX_DISTINGUISHED_NAME = 1024
 MAX_DNS_NAME = 253
 MAX_DNS_NAMES = 32
+MAX_CIPHER = 128
 
 
 class Verdict(StrEnum):
@@ -180,7 +181,7 @@ class TlsInfo(ResultModel):
     """The negotiated TLS session and the certificate."""
 
     version: str | None = Field(default=None, max_length=16, description="e.g. TLSv1.3.")
-    cipher: str | None = Field(default=None, max_length=128, description="Cipher suite.")
+    cipher: str | None = Field(default=None, max_length=MAX_CIPHER, description="Cipher suite.")
     verified: bool = Field(description="Whether the chain and host name were verified.")
     verify_error: str | None = Field(
         default=None, max_length=MAX_MESSAGE, description="Why verification failed."

@@ -25,7 +25,7 @@ from ..api import (
 )
 from ..api import WarningCode as W
 from ..api.printable import printable
-from ..api.result import MAX_MESSAGE
+from ..api.result import MAX_CIPHER, MAX_MESSAGE
 from .assertions import data_outcome, time_outcome
 from .excerpt import printable_excerpt
 from .failures import ProbeFailure, classify_dns_error, classify_socket_error, classify_tls_error
@@ -300,6 +300,11 @@ class _Attempt:
                 continue
             if reader.error is not None:
                 raise self._lost_failure(reader.error)
+            if reader.lost and self.payload_left:
+                raise ProbeFailure(
+                    ErrorCode.CONNECTION_CLOSED,
+                    f"{self.remote}: closed by the peer before it took the whole payload",
+                )
             if reader.lost or not self._unsent():
                 return
             # Under TLS the last bytes sit in the TCP transport beneath, which tells no one
@@ -356,7 +361,7 @@ class _Attempt:
         cipher = ssl_object.cipher() if ssl_object else None
         self.tls = TlsInfo.model_construct(
             version=ssl_object.version() if ssl_object else None,
-            cipher=printable(cipher[0], 128) if cipher else None,
+            cipher=printable(cipher[0], MAX_CIPHER) if cipher else None,
             verified=not tls.insecure,
             verify_error=None,
             certificate=self._inspected(inspect_certificate(der) if der else None),
@@ -398,7 +403,7 @@ class _Attempt:
                 ssl_object = tls_transport.get_extra_info("ssl_object")
                 der = ssl_object.getpeercert(binary_form=True)
                 return inspect_certificate(der) if der else None
-        except (OSError, ssl.SSLError, TimeoutError):
+        except (OSError, ssl.SSLError, TimeoutError, ValueError):
             return None
         finally:
             if transport is not None:
@@ -535,7 +540,7 @@ class _Attempt:
             warnings.append(
                 _problem(
                     W.TLS_CERTIFICATE_UNREADABLE,
-                    f"certificate read only in part: {self.certificate_problem}",
+                    f"certificate {self.certificate_problem}",
                 )
             )
         return warnings

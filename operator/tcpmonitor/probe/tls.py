@@ -105,7 +105,11 @@ _UNREADABLE = "(unreadable)"
 
 @dataclass(frozen=True)
 class Inspection:
-    """What could be read from a certificate, and why not all of it (``None`` when all)."""
+    """What could be read from a certificate, and why not all of it (``None`` when all).
+
+    ``problem`` completes "certificate ...": "does not parse (SHA-256 ...): ..." or "read only
+    in part: ...".
+    """
 
     certificate: Certificate | None
     problem: str | None = None
@@ -212,12 +216,12 @@ def _inspect(der: bytes, now: datetime) -> Inspection:
     fingerprint = _fingerprint(der)
     cert = _attempt(lambda: x509.load_der_x509_certificate(der), "certificate", problems)
     if cert is None:
-        return Inspection(None, f"SHA-256 {fingerprint}: {'; '.join(problems)}")
+        return Inspection(None, f"does not parse (SHA-256 {fingerprint}): {'; '.join(problems)}")
     validity = _attempt(
         lambda: (cert.not_valid_before_utc, cert.not_valid_after_utc), "validity", problems
     )
     if validity is None:
-        return Inspection(None, f"SHA-256 {fingerprint}: {'; '.join(problems)}")
+        return Inspection(None, f"does not parse (SHA-256 {fingerprint}): {'; '.join(problems)}")
     # Not inlined: reading .subject is what parses the name, so it must happen inside _attempt.
     subject = _attempt(lambda: cert.subject.rfc4514_string(), "subject", problems)  # noqa: PLW0108
     issuer = _attempt(lambda: cert.issuer.rfc4514_string(), "issuer", problems)  # noqa: PLW0108
@@ -232,4 +236,6 @@ def _inspect(der: bytes, now: datetime) -> Inspection:
         days_remaining=round((not_after - now).total_seconds() / 86400, 3),
         sha256_fingerprint=fingerprint,
     )
-    return Inspection(certificate, "; ".join(problems) if problems else None)
+    return Inspection(
+        certificate, f"read only in part: {'; '.join(problems)}" if problems else None
+    )
