@@ -52,6 +52,8 @@ def printable(
     never splits an escape and ends with ``marker``; the work is bounded by ``limit`` whatever
     the length of ``text``.
     """
+    if (limit is None or len(text) <= limit) and _already_printable(text, ascii_only):
+        return text  # the common case, decided at C speed
     if limit is not None:
         text = text[: limit + 1]  # every character yields at least one: enough to know if cut
     pieces: list[str] = []
@@ -63,6 +65,12 @@ def printable(
         pieces.append(piece)
         length += len(piece)
     return "".join(pieces)
+
+
+def _already_printable(text: str, ascii_only: bool) -> bool:
+    if ascii_only:
+        return text.isascii() and text.isprintable() and "\\" not in text
+    return text.isprintable()
 
 
 def _cut(pieces: list[str], length: int, limit: int, marker: str) -> str:
