@@ -34,9 +34,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import trustme
 from tests.hostile.bystander import Bystander
-from tests.hostile.certificates import hostile_certificate_context
+from tests.hostile.certificates import forging_certificate
 from tests.hostile.standalone import standalone, write_manifests
 
 Manifest = dict[str, Any]
@@ -186,7 +185,6 @@ def main() -> None:
     parser.add_argument("--only", default="", help="comma-separated attack names")
     args = parser.parse_args()
     only = set(filter(None, args.only.split(",")))
-    ca = trustme.CA()
     targets: list[Target] = []
 
     def target(*a: Any, **k: Any) -> Target:
@@ -197,7 +195,7 @@ def main() -> None:
     silent = target(keep())
     regex = target(keep(b"a" * 40 + b"!"))
     sink = target(keep(), rcvbuf=4096)
-    tls = target(tls_handshake(hostile_certificate_context(ca)))
+    tls = target(tls_handshake(forging_certificate().server_context(Path(tempfile.mkdtemp()))))
     bulk = target(lambda _: False)
     attacks: list[tuple[str, list[Manifest], Any]] = [
         ("none", [], None),

@@ -14,6 +14,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from .api import TcpMonitorSpec, TcpMonitorStatus
+from .api.printable import printable
+from .api.result import MAX_MESSAGE
 from .http_endpoints import start_http
 from .manifests import ManifestSet, load_manifests
 from .metrics import Metrics
@@ -35,9 +37,12 @@ class LogReporter:
         self.statuses[ref.key] = status
 
     def post_event(self, ref: MonitorRef, event: EventSpec) -> None:
+        # Exactly one line per Event: a message quoting a target must not end it early and
+        # forge the next one ("... Normal TargetUp prod/payments-db: ...").
         stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        message = printable(event.message, MAX_MESSAGE)
         print(
-            f"{stamp} {event.type} {event.reason} {ref.namespace}/{ref.name}: {event.message}",
+            f"{stamp} {event.type} {event.reason} {ref.namespace}/{ref.name}: {message}",
             flush=True,
         )
 

@@ -10,9 +10,12 @@ import asyncio
 import socket
 import ssl
 import struct
+import subprocess
+import sys
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -142,3 +145,58 @@ def blocking_tls_server(context: ssl.SSLContext, reply: bytes = b"hello\n") -> I
         stop.set()
         listener.close()
         thread.join(timeout=3)
+
+
+_NEVER_READS = r"""
+import socket, ssl, sys
+listener = socket.socket()
+listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # inherited by each connection
+listener.bind(("127.0.0.1", 0))
+listener.listen(1024)
+context = None
+if len(sys.argv) == 3:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(sys.argv[1], sys.argv[2])
+print(listener.getsockname()[1], flush=True)
+held = []
+while True:
+    conn, _ = listener.accept()
+    if context is not None:
+        conn.settimeout(2)
+        try:
+            conn = context.wrap_socket(conn, server_side=True)
+        except (OSError, ssl.SSLError):
+            conn.close()
+            continue
+    held.append(conn)  # open, and never read
+"""
+
+
+@contextmanager
+def never_reading_server(cert: Path | None = None, key: Path | None = None) -> Iterator[int]:
+    """A target that accepts (and with ``cert`` completes TLS), then never reads a byte.
+
+    A child process, so the test process's open descriptors are the probe's alone; its receive
+    buffer is tiny, so a payload beyond the sender's socket buffer stays on the probe's side.
+    """
+    tls = [str(cert), str(key)] if cert is not None and key is not None else []
+    child = subprocess.Popen(
+        [sys.executable, "-c", _NEVER_READS, *tls], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert child.stdout is not None
+        yield int(child.stdout.readline())
+    finally:
+        child.kill()
+        child.wait()
+        if child.stdout is not None:
+            child.stdout.close()
+
+
+def payload_beyond_socket_buffers() -> int:
+    """More than the kernel will ever buffer for one connection (tcp_wmem's maximum)."""
+    try:
+        wmem_max = int(Path("/proc/sys/net/ipv4/tcp_wmem").read_text().split()[2])
+    except (OSError, IndexError, ValueError):
+        wmem_max = 4 << 20
+    return 2 * wmem_max + (1 << 20)

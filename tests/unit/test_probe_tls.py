@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+from pathlib import Path
 
 import trustme
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from tcpmonitor.api import ErrorCode, ProbeResult, Verdict
+from tcpmonitor.api import ErrorCode, ProbeResult, Verdict, WarningCode
+from tcpmonitor.api.printable import TRUNCATED
 from tcpmonitor.probe import ClientCertificate, ProbeMaterial
+from tcpmonitor.probe.tls import inspect_certificate
 
+from ..hostile.bounds import assert_result_fits_the_status
+from ..hostile.certificates import HostileCertificate, hostile_certificate
 from .conftest import ServerContextFactory, days_from_now
 from .probing import contains, probe
 from .servers import blocking_tls_server, echo, greet, serve
@@ -194,3 +201,117 @@ def test_data_phase_runs_inside_tls(ca: trustme.CA, server_context: ServerContex
     result = asyncio.run(scenario())
     assert result.state is Verdict.UP, result.error
     assert result.timings.data is not None
+
+
+NON_ASCII_NAME = {b"bad-Xname": b"bad-\xe9name"}
+FORGED = "evil\x1b[2J\r\n2026-12-01T00:00:00Z Normal TargetUp prod/payments-db: up\u202e"
+
+
+def hostile_probe(
+    tmp_path: Path, cert: HostileCertificate, material: ProbeMaterial | None = None, **spec: object
+) -> ProbeResult:
+    return tls_probe(cert.server_context(tmp_path), material, host="localhost", **spec)
+
+
+def der_of(cert: HostileCertificate) -> bytes:
+    return ssl.PEM_cert_to_DER_cert(cert.cert_pem.decode())
+
+
+def test_non_ascii_dns_name_is_shown_escaped_and_the_probe_is_degraded(tmp_path: Path) -> None:
+    cert = hostile_certificate(dns_names=["localhost", "bad-Xname.example"], patches=NON_ASCII_NAME)
+    result = hostile_probe(tmp_path, cert, tls={"insecureSkipVerify": True})
+    assert result.state is Verdict.DEGRADED, result.error
+    assert [w.code for w in result.warnings] == [WarningCode.TLS_CERTIFICATE_UNREADABLE]
+    assert "subjectAltName" in result.warnings[0].message
+    assert result.tls is not None and result.tls.certificate is not None
+    assert result.tls.certificate.dns_names == ["localhost", "bad-\\xe9name.example"]
+    assert result.tls.certificate.subject == "CN=hostile.test"
+    assert result.tls.certificate.days_remaining > 29
+    assert_result_fits_the_status(result)
+
+
+def test_non_ascii_dns_name_behind_a_verify_error_is_still_inspected(tmp_path: Path) -> None:
+    cert = hostile_certificate(dns_names=["bad-Xname.example"], patches=NON_ASCII_NAME)
+    trusted = ProbeMaterial(ca_pem=cert.cert_pem.decode())
+    result = hostile_probe(tmp_path, cert, trusted)
+    assert result.state is Verdict.DOWN
+    assert result.error is not None and result.error.code.startswith("TLS_")
+    assert [w.code for w in result.warnings] == [WarningCode.TLS_CERTIFICATE_UNREADABLE]
+    assert result.tls is not None and result.tls.certificate is not None
+    assert result.tls.certificate.dns_names == ["bad-\\xe9name.example"]
+    assert_result_fits_the_status(result)
+
+
+def test_control_characters_in_names_are_escaped(tmp_path: Path) -> None:
+    cert = hostile_certificate(common_name=FORGED, dns_names=["a\r\nb\x1b[0m.example"])
+    result = hostile_probe(tmp_path, cert, tls={"insecureSkipVerify": True})
+    assert result.state is Verdict.UP, result.error
+    assert result.tls is not None and result.tls.certificate is not None
+    c = result.tls.certificate
+    for text in (c.subject, c.issuer, *c.dns_names):
+        assert text.isprintable(), text
+    assert c.subject.startswith("CN=evil\\x1b[2J\\r\\n2026")
+    assert c.subject.endswith("\\u202e")
+    assert c.dns_names == ["a\\r\\nb\\x1b[0m.example"]
+
+
+def test_long_and_many_dns_names_are_cut_to_the_status_bounds(tmp_path: Path) -> None:
+    names = ["a" * 300, *(f"n{i}.example" for i in range(999))]
+    cert = hostile_certificate(common_name="x" * 2000, dns_names=names)
+    result = hostile_probe(tmp_path, cert, tls={"insecureSkipVerify": True})
+    assert result.tls is not None and result.tls.certificate is not None
+    c = result.tls.certificate
+    assert len(c.dns_names) == 32
+    assert c.dns_names[0] == "a" * 250 + TRUNCATED
+    assert c.dns_names[1] == "n0.example"
+    assert c.dns_names[-1] == f"{TRUNCATED} 969 more"
+    assert len(c.subject) == 1024 and c.subject.endswith(TRUNCATED)
+    assert_result_fits_the_status(result)
+
+
+def test_certificate_that_does_not_parse_is_named_by_its_fingerprint() -> None:
+    der = der_of(hostile_certificate())
+    for broken in (b"", b"\x30\x03abc", der[:100], der[:-1], b"\xff" * 64):
+        inspection = inspect_certificate(broken)
+        assert inspection.certificate is None
+        assert inspection.problem is not None
+        assert inspection.problem.startswith("does not parse (SHA-256 ")
+
+
+def test_duplicate_extension_still_shows_the_names_read_from_the_der() -> None:
+    cert = hostile_certificate(dns_names=["localhost"])
+    der = der_of(cert)
+    # Turn the subject key identifier's OID into a second subjectAltName.
+    ski, san = b"\x06\x03\x55\x1d\x0e", b"\x06\x03\x55\x1d\x11"
+    inspection = inspect_certificate(der.replace(ski, san))
+    assert inspection.certificate is not None
+    assert inspection.certificate.dns_names == ["localhost"]
+    assert inspection.problem is not None and "raw DER" in inspection.problem
+
+
+def test_undecodable_subject_is_left_out_and_said_so() -> None:
+    der = der_of(hostile_certificate(common_name="bad-Xname", patches=NON_ASCII_NAME | {}))
+    inspection = inspect_certificate(der)
+    assert inspection.certificate is not None
+    assert inspection.problem is not None
+    # An invalid UTF8String: whether cryptography refuses or replaces it, nothing raw is kept.
+    assert inspection.certificate.subject.isprintable()
+
+
+_VALID_DER = der_of(hostile_certificate(dns_names=["localhost", "a.example"]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, len(_VALID_DER) - 1), st.integers(0, 255)), max_size=8))
+def test_inspection_of_any_corrupted_certificate_never_raises(
+    flips: list[tuple[int, int]],
+) -> None:
+    der = bytearray(_VALID_DER)
+    for index, value in flips:
+        der[index] = value
+    inspection = inspect_certificate(bytes(der))
+    if inspection.certificate is not None:
+        c = inspection.certificate
+        assert len(c.subject) <= 1024 and c.subject.isprintable()
+        assert len(c.dns_names) <= 32
+        assert all(len(n) <= 253 and n.isprintable() for n in c.dns_names)

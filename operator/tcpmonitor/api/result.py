@@ -15,9 +15,15 @@ from pydantic.alias_generators import to_camel
 
 from .spec import AssertionSource, Comparison
 
+# The bounds of every string a target can influence. The CRD is generated from these models, so
+# these are also the API server's limits; the probe cuts to them (api/printable.py) before a
+# result exists, because one over-long string makes every status write of the monitor fail.
 MAX_EXCERPT = 256
 MAX_MESSAGE = 1024
+MAX_DISTINGUISHED_NAME = 1024
+MAX_DNS_NAME = 253
 MAX_DNS_NAMES = 32
+MAX_CIPHER = 128
 
 
 class Verdict(StrEnum):
@@ -46,6 +52,7 @@ class ErrorCode(StrEnum):
     TLS_HOSTNAME_MISMATCH = "TLS_HOSTNAME_MISMATCH"
     TLS_UNTRUSTED_CERTIFICATE = "TLS_UNTRUSTED_CERTIFICATE"
     TLS_VERSION_TOO_OLD = "TLS_VERSION_TOO_OLD"
+    SEND_TIMEOUT = "SEND_TIMEOUT"
     READ_TIMEOUT = "READ_TIMEOUT"
     ASSERTION_FAILED = "ASSERTION_FAILED"
     RESPONSE_TIME_EXCEEDED = "RESPONSE_TIME_EXCEEDED"
@@ -70,6 +77,8 @@ ERROR_CODE_DOCS: dict[ErrorCode, str] = {
     ErrorCode.TLS_HOSTNAME_MISMATCH: "The certificate does not name tls.serverName (or host).",
     ErrorCode.TLS_UNTRUSTED_CERTIFICATE: "The certificate does not chain to a trusted CA.",
     ErrorCode.TLS_VERSION_TOO_OLD: "The server offers no TLS version at or above tls.minVersion.",
+    ErrorCode.SEND_TIMEOUT: "The target did not take the whole payload within the timeout: it "
+    "stopped reading.",
     ErrorCode.READ_TIMEOUT: "ResponseData assertions were set but no byte arrived within the "
     "timeout.",
     ErrorCode.ASSERTION_FAILED: "At least one assertion failed; see assertions[].",
@@ -83,6 +92,7 @@ class WarningCode(StrEnum):
     RESPONSE_TIME_DEGRADED = "RESPONSE_TIME_DEGRADED"
     TLS_CERTIFICATE_EXPIRING = "TLS_CERTIFICATE_EXPIRING"
     TLS_CERTIFICATE_EXPIRED = "TLS_CERTIFICATE_EXPIRED"
+    TLS_CERTIFICATE_UNREADABLE = "TLS_CERTIFICATE_UNREADABLE"
 
 
 WARNING_CODE_DOCS: dict[WarningCode, str] = {
@@ -90,6 +100,9 @@ WARNING_CODE_DOCS: dict[WarningCode, str] = {
     WarningCode.TLS_CERTIFICATE_EXPIRING: "The certificate expires within tls.expiryWarning.",
     WarningCode.TLS_CERTIFICATE_EXPIRED: "The certificate has expired, reported as a warning "
     "because tls.insecureSkipVerify is set.",
+    WarningCode.TLS_CERTIFICATE_UNREADABLE: "The handshake worked but the certificate does not "
+    "parse as strict clients require (malformed DER, a name that is not ASCII or not UTF-8, a "
+    "broken extension); tls.certificate shows what could be read, or is null.",
 }
 
 
@@ -142,12 +155,19 @@ class AssertionOutcome(ResultModel):
 class Certificate(ResultModel):
     """The server's leaf certificate, inspected even when verification failed."""
 
-    subject: str = Field(max_length=1024, description="Subject distinguished name.")
-    issuer: str = Field(max_length=1024, description="Issuer distinguished name.")
-    dns_names: list[Annotated[str, Field(max_length=253, description="A DNS name.")]] = Field(
+    subject: str = Field(
+        max_length=MAX_DISTINGUISHED_NAME, description="Subject distinguished name (escaped)."
+    )
+    issuer: str = Field(
+        max_length=MAX_DISTINGUISHED_NAME, description="Issuer distinguished name (escaped)."
+    )
+    dns_names: list[
+        Annotated[str, Field(max_length=MAX_DNS_NAME, description="A DNS name (escaped).")]
+    ] = Field(
         default_factory=list,
         max_length=MAX_DNS_NAMES,
-        description=f"Subject alternative DNS names (the first {MAX_DNS_NAMES}).",
+        description="Subject alternative DNS names; when there are more than "
+        f"{MAX_DNS_NAMES}, the last entry says how many were left out.",
     )
     not_before: datetime = Field(description="Start of validity.")
     not_after: datetime = Field(description="End of validity.")
@@ -161,7 +181,7 @@ class TlsInfo(ResultModel):
     """The negotiated TLS session and the certificate."""
 
     version: str | None = Field(default=None, max_length=16, description="e.g. TLSv1.3.")
-    cipher: str | None = Field(default=None, max_length=128, description="Cipher suite.")
+    cipher: str | None = Field(default=None, max_length=MAX_CIPHER, description="Cipher suite.")
     verified: bool = Field(description="Whether the chain and host name were verified.")
     verify_error: str | None = Field(
         default=None, max_length=MAX_MESSAGE, description="Why verification failed."

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..api import ProbeResult
+from ..api.printable import printable
 
 _PHASES = ("dns", "connect", "tls", "data", "total")
 
@@ -12,10 +13,12 @@ def _ms(value: float | None) -> str:
 
 
 def render_result(result: ProbeResult, title: str) -> str:
-    lines = [f"{title}  {result.state.value}"]
+    lines = [f"{printable(title)}  {result.state.value}"]
 
     def row(label: str, value: str) -> None:
-        lines.append(f"  {label:<10} {value}")
+        # Results are escaped when made; escaping again here keeps a terminal safe from a
+        # result built elsewhere (read back from a status) and changes nothing otherwise.
+        lines.append(f"  {label:<10} {printable(value)}")
 
     row("address", result.remote_address or "-")
     timings = result.timings.model_dump()

@@ -13,19 +13,35 @@ import ssl
 import time
 from datetime import UTC, datetime
 
-from ..api import ErrorCode, ProbeResult, Problem, ResponseSummary, Timings, TlsInfo, Verdict
+from ..api import (
+    Certificate,
+    ErrorCode,
+    ProbeResult,
+    Problem,
+    ResponseSummary,
+    Timings,
+    TlsInfo,
+    Verdict,
+)
 from ..api import WarningCode as W
+from ..api.printable import printable
+from ..api.result import MAX_CIPHER, MAX_MESSAGE
 from .assertions import ReplyDecider, data_outcome, time_outcome
 from .excerpt import printable_excerpt
 from .failures import ProbeFailure, classify_dns_error, classify_socket_error, classify_tls_error
 from .plan import ProbePlan
-from .tls import inspect_certificate
+from .tls import Inspection, inspect_certificate
 
 # RFC 6761: names under .invalid never resolve, so no resolver is asked (and none can time out).
 _RESERVED_INVALID = ".invalid"
 # Leave the engine this much of the deadline to build the result after an inner timeout.
 _INNER_MARGIN = 0.005
 _SSL_SHUTDOWN_TIMEOUT = 1.0
+# The payload goes out in chunks, the next one only once the last has left our buffers: memory
+# per probe stays at about two chunks whatever the payload and however slowly the target reads.
+_SEND_CHUNK = 64 * 1024
+# How often to look whether the last chunk has left the buffers when no reply is awaited.
+_DRAIN_POLL = 0.02
 
 
 def format_address(sockaddr: tuple[object, ...], family: int) -> str:
@@ -42,6 +58,7 @@ class _Reader(asyncio.Protocol):
         self.eof = False
         self.lost = False
         self.error: BaseException | None = None
+        self.writing_paused = False
         self._waiter: asyncio.Future[None] | None = None
 
     def data_received(self, data: bytes) -> None:
@@ -60,16 +77,28 @@ class _Reader(asyncio.Protocol):
         self.error = exc
         self._wake()
 
+    def pause_writing(self) -> None:
+        self.writing_paused = True
+
+    def resume_writing(self) -> None:
+        self.writing_paused = False
+        self._wake()
+
     def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
 
-    async def wait(self) -> None:
-        self._waiter = asyncio.get_running_loop().create_future()
+    async def wait(self, wake_after: float | None = None) -> None:
+        """Until data, EOF, loss or room to write arrives; or ``wake_after`` seconds."""
+        loop = asyncio.get_running_loop()
+        self._waiter = loop.create_future()
+        timer = loop.call_later(wake_after, self._wake) if wake_after is not None else None
         try:
             await self._waiter
         finally:
             self._waiter = None
+            if timer is not None:
+                timer.cancel()
 
 
 class _Attempt:
@@ -85,7 +114,11 @@ class _Attempt:
         self.tls: TlsInfo | None = None
         self.reader: _Reader | None = None
         self.read_timed_out = False
-        self.transport: asyncio.BaseTransport | None = None
+        # The TCP transport and, once TLS is up, the TLS transport on top of it.
+        self.raw_transport: asyncio.Transport | None = None
+        self.transport: asyncio.Transport | None = None
+        self.certificate_problem: str | None = None
+        self.payload_left = 0  # bytes of the payload not yet handed to the transport
 
     def _ms(self, since: float) -> float:
         return round((time.perf_counter() - since) * 1000, 3)
@@ -95,6 +128,7 @@ class _Attempt:
         started_at = now.replace(microsecond=now.microsecond // 1000 * 1000)
         t0 = time.perf_counter()
         self.deadline = self.loop.time() + self.plan.timeout
+        finished = False
         try:
             async with asyncio.timeout_at(self.deadline):
                 addresses = await self._resolve()
@@ -103,15 +137,37 @@ class _Attempt:
                     await self._converse(sock, family, sockaddr)
                 else:
                     sock.close()
+            finished = True
         except TimeoutError:
             self._timed_out()
         except ProbeFailure as failure:
             self.error = failure
         finally:
-            if self.transport is not None:
-                self.transport.close()
+            self._close(graceful=finished)
         total_ms = self._ms(t0)
         return self._result(started_at, total_ms)
+
+    def _unsent(self) -> int:
+        """Payload bytes still on our side: the target has not taken them."""
+        buffered = sum(t.get_write_buffer_size() for t in {self.transport, self.raw_transport} if t)
+        return self.payload_left + buffered
+
+    def _close(self, *, graceful: bool) -> None:
+        """Close politely only when all went well and nothing waits to be sent.
+
+        ``close()`` keeps the socket until the write buffer drains, which with a target that
+        never reads is forever: a socket and the unsent payload leaked per probe. Every other
+        way out (a failure, the deadline, a cancellation) therefore aborts.
+        """
+        transport = self.transport or self.raw_transport
+        if transport is None:
+            return
+        if graceful and self._unsent() == 0:
+            transport.close()
+        else:
+            transport.abort()
+            if self.raw_transport is not None and self.raw_transport is not transport:
+                self.raw_transport.abort()
 
     async def _resolve(self) -> list[tuple[int, tuple[object, ...]]]:
         plan = self.plan
@@ -198,7 +254,7 @@ class _Attempt:
         except BaseException:
             sock.close()
             raise
-        self.transport = transport
+        self.raw_transport = self.transport = transport
         if plan.tls is not None:
             self.phase = "tls"
             started = time.perf_counter()
@@ -212,17 +268,49 @@ class _Attempt:
         self.reader = reader
         started = time.perf_counter()
         try:
-            if plan.payload:
-                self.transport.write(plan.payload)  # type: ignore[attr-defined]
-            decider = ReplyDecider(plan.data_checks)
-            while plan.data_checks and not decider.all_decided(reader.buffer):
+            await self._exchange(self.transport, reader)
+        finally:
+            self.timings["data"] = self._ms(started)
+
+    async def _exchange(self, transport: asyncio.Transport, reader: _Reader) -> None:
+        """Send the payload as the target takes it, and read until the assertions are decided.
+
+        Without assertions the probe ends once the whole payload has left our buffers: only
+        then was it sent.
+        """
+        plan = self.plan
+        payload = memoryview(plan.payload or b"")
+        offset = 0
+        self.payload_left = len(payload)
+        # Paused as soon as a chunk is left over, resumed only once the buffer is empty.
+        transport.set_write_buffer_limits(high=_SEND_CHUNK, low=0)
+        decider = ReplyDecider(plan.data_checks)
+        while True:
+            while offset < len(payload) and not reader.writing_paused and not reader.lost:
+                transport.write(payload[offset : offset + _SEND_CHUNK])
+                offset = min(offset + _SEND_CHUNK, len(payload))
+                self.payload_left = len(payload) - offset
+            if plan.data_checks:
+                if decider.all_decided(reader.buffer):
+                    return
                 if reader.error is not None:
                     raise self._lost_failure(reader.error)
                 if reader.eof or reader.lost or len(reader.buffer) >= plan.read_cap:
-                    break
+                    return
                 await reader.wait()
-        finally:
-            self.timings["data"] = self._ms(started)
+                continue
+            if reader.error is not None:
+                raise self._lost_failure(reader.error)
+            if reader.lost and self.payload_left:
+                raise ProbeFailure(
+                    ErrorCode.CONNECTION_CLOSED,
+                    f"{self.remote}: closed by the peer before it took the whole payload",
+                )
+            if reader.lost or not self._unsent():
+                return
+            # Under TLS the last bytes sit in the TCP transport beneath, which tells no one
+            # when it drains: look again shortly.
+            await reader.wait(_DRAIN_POLL if offset == len(payload) else None)
 
     def _lost_failure(self, exc: BaseException) -> ProbeFailure:
         address = self.remote or "?"
@@ -234,17 +322,17 @@ class _Attempt:
 
     async def _handshake(
         self,
-        transport: asyncio.BaseTransport,
+        transport: asyncio.Transport,
         reader: _Reader,
         family: int,
         sockaddr: tuple[object, ...],
-    ) -> asyncio.BaseTransport:
+    ) -> asyncio.Transport:
         tls = self.plan.tls
         assert tls is not None
         context = tls.verifying or tls.inspecting
         try:
             tls_transport = await self.loop.start_tls(
-                transport,  # type: ignore[arg-type]
+                transport,
                 reader,
                 context,
                 server_hostname=tls.server_name,
@@ -254,12 +342,13 @@ class _Attempt:
         except (ssl.SSLError, OSError) as exc:
             failure = classify_tls_error(exc, self.remote or "?")
             if isinstance(exc, ssl.SSLCertVerificationError):
+                inspection = await self._fetch_certificate(family, sockaddr)
                 self.tls = TlsInfo.model_construct(
                     version=None,
                     cipher=None,
                     verified=False,
-                    verify_error=failure.message,
-                    certificate=await self._fetch_certificate(family, sockaddr),
+                    verify_error=printable(failure.message, MAX_MESSAGE),
+                    certificate=self._inspected(inspection),
                 )
             raise failure from None
         if tls_transport is None:
@@ -269,14 +358,22 @@ class _Attempt:
         cipher = ssl_object.cipher() if ssl_object else None
         self.tls = TlsInfo.model_construct(
             version=ssl_object.version() if ssl_object else None,
-            cipher=cipher[0] if cipher else None,
+            cipher=printable(cipher[0], MAX_CIPHER) if cipher else None,
             verified=not tls.insecure,
             verify_error=None,
-            certificate=inspect_certificate(der) if der else None,
+            certificate=self._inspected(inspect_certificate(der) if der else None),
         )
         return tls_transport
 
-    async def _fetch_certificate(self, family: int, sockaddr: tuple[object, ...]) -> object | None:
+    def _inspected(self, inspection: Inspection | None) -> Certificate | None:
+        if inspection is None:
+            return None
+        self.certificate_problem = inspection.problem
+        return inspection.certificate
+
+    async def _fetch_certificate(
+        self, family: int, sockaddr: tuple[object, ...]
+    ) -> Inspection | None:
         """Connect again without verification, only to read the certificate that failed.
 
         Best effort within the probe's own deadline: the verification error stays the result.
@@ -285,7 +382,7 @@ class _Attempt:
         assert tls is not None
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setblocking(False)
-        transport: asyncio.BaseTransport | None = None
+        transport: asyncio.Transport | None = None
         try:
             async with asyncio.timeout_at(self.deadline - _INNER_MARGIN):
                 await self.loop.sock_connect(sock, sockaddr)
@@ -307,7 +404,7 @@ class _Attempt:
             return None
         finally:
             if transport is not None:
-                transport.close()
+                transport.abort()
             else:
                 sock.close()
 
@@ -326,6 +423,12 @@ class _Attempt:
             self.error = ProbeFailure(
                 ErrorCode.TLS_HANDSHAKE_FAILED,
                 f"{self.remote}: TLS handshake not finished within {plan.timeout:g}s",
+            )
+        elif (unsent := self._unsent()) and not (self.reader and self.reader.buffer):
+            self.error = ProbeFailure(
+                ErrorCode.SEND_TIMEOUT,
+                f"{self.remote}: {unsent} bytes of the payload still unsent after "
+                f"{plan.timeout:g}s: the target stopped reading",
             )
         else:
             # Running out of time while reading is how a read ends when the peer keeps the
@@ -372,9 +475,7 @@ class _Attempt:
                 data=t.get("data"),
                 total=total_ms,
             ),
-            error=Problem.model_construct(code=error.code.value, message=error.message[:1024])
-            if error
-            else None,
+            error=_problem(error.code, error.message) if error else None,
             warnings=warnings,
             response=response,
             assertions=outcomes,
@@ -407,9 +508,9 @@ class _Attempt:
         warnings = []
         if plan.degraded_after is not None and total_ms > plan.degraded_after * 1000:
             warnings.append(
-                Problem.model_construct(
-                    code=W.RESPONSE_TIME_DEGRADED,
-                    message=f"took {total_ms:.1f}ms, more than degradedResponseTime "
+                _problem(
+                    W.RESPONSE_TIME_DEGRADED,
+                    f"took {total_ms:.1f}ms, more than degradedResponseTime "
                     f"{plan.degraded_after * 1000:g}ms",
                 )
             )
@@ -419,21 +520,32 @@ class _Attempt:
             if days < 0:
                 if plan.tls.insecure:
                     warnings.append(
-                        Problem.model_construct(
-                            code=W.TLS_CERTIFICATE_EXPIRED,
-                            message=f"certificate expired {-days:.1f} days ago "
+                        _problem(
+                            W.TLS_CERTIFICATE_EXPIRED,
+                            f"certificate expired {-days:.1f} days ago "
                             f"({cert.not_after.isoformat()})",
                         )
                     )
             elif days * 86400 < plan.tls.expiry_warning_seconds:
                 warnings.append(
-                    Problem.model_construct(
-                        code=W.TLS_CERTIFICATE_EXPIRING,
-                        message=f"certificate expires in {days:.1f} days "
-                        f"({cert.not_after.isoformat()})",
+                    _problem(
+                        W.TLS_CERTIFICATE_EXPIRING,
+                        f"certificate expires in {days:.1f} days ({cert.not_after.isoformat()})",
                     )
                 )
+        if self.certificate_problem is not None:
+            warnings.append(
+                _problem(
+                    W.TLS_CERTIFICATE_UNREADABLE,
+                    f"certificate {self.certificate_problem}",
+                )
+            )
         return warnings
+
+
+def _problem(code: ErrorCode | W, message: str) -> Problem:
+    """A result's error or warning: its message may quote the target, so it is escaped here."""
+    return Problem.model_construct(code=code.value, message=printable(message, MAX_MESSAGE))
 
 
 async def probe_once(plan: ProbePlan) -> ProbeResult:

@@ -10,14 +10,18 @@ import hashlib
 import os
 import ssl
 import tempfile
+import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
+from typing import TypeVar
 
 from cryptography import x509
 
 from ..api import Certificate, TlsVersion
-from ..api.result import MAX_DNS_NAMES
+from ..api.printable import printable, printable_list
+from ..api.result import MAX_DISTINGUISHED_NAME, MAX_DNS_NAME, MAX_DNS_NAMES
 
 _VERSIONS = {
     TlsVersion.TLS1_0: ssl.TLSVersion.TLSv1,
@@ -25,6 +29,9 @@ _VERSIONS = {
     TlsVersion.TLS1_2: ssl.TLSVersion.TLSv1_2,
     TlsVersion.TLS1_3: ssl.TLSVersion.TLSv1_3,
 }
+
+
+_T = TypeVar("_T")
 
 
 class TlsSetupError(ValueError):
@@ -92,26 +99,143 @@ def build_contexts(
     return verifying, inspecting
 
 
-def _dns_names(cert: x509.Certificate) -> list[str]:
+_SAN_OID = bytes.fromhex("551d11")  # 2.5.29.17, subjectAltName
+_UNREADABLE = "(unreadable)"
+
+
+@dataclass(frozen=True)
+class Inspection:
+    """What could be read from a certificate, and why not all of it (``None`` when all).
+
+    ``problem`` completes "certificate ...": "does not parse (SHA-256 ...): ..." or "read only
+    in part: ...".
+    """
+
+    certificate: Certificate | None
+    problem: str | None = None
+
+
+def _attempt(read: Callable[[], _T], part: str, problems: list[str]) -> _T | None:
     try:
-        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
-    except x509.ExtensionNotFound:
-        return []
-    return list(san.value.get_values_for_type(x509.DNSName))[:MAX_DNS_NAMES]
+        return read()
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:
+        # cryptography raises ValueError on odd DER, but a panic in its Rust parser arrives as
+        # pyo3's PanicException, a BaseException: neither may escape a probe.
+        problems.append(f"{part}: {exc}")
+        return None
 
 
-def inspect_certificate(der: bytes, now: datetime | None = None) -> Certificate:
-    """The summary users need, above all ``notAfter``, from a DER certificate."""
-    cert = x509.load_der_x509_certificate(der)
-    now = now or datetime.now(UTC)
-    not_after = cert.not_valid_after_utc
+def _tlv(data: bytes, pos: int, end: int) -> tuple[int, int, int]:
+    """(tag, start, end) of the DER element at ``pos``; ValueError when it is malformed."""
+    if pos + 2 > end or data[pos] & 0x1F == 0x1F:
+        raise ValueError("malformed DER element")
+    tag, first = data[pos], data[pos + 1]
+    pos += 2
+    if first < 0x80:
+        length = first
+    else:
+        size = first & 0x7F
+        if not 0 < size <= 4 or pos + size > end:
+            raise ValueError("malformed DER length")
+        length = int.from_bytes(data[pos : pos + size], "big")
+        pos += size
+    if pos + length > end:
+        raise ValueError("truncated DER element")
+    return tag, pos, pos + length
+
+
+def _children(data: bytes, start: int, end: int) -> Iterator[tuple[int, int, int]]:
+    while start < end:
+        element = _tlv(data, start, end)
+        yield element
+        start = element[2]
+
+
+def _raw_dns_names(tbs: bytes) -> list[bytes]:
+    """The dNSName entries of the subjectAltName extension, read from the DER by hand.
+
+    For certificates cryptography refuses (a name that is not IA5/ASCII): the names are still
+    what the user must see to find the broken one, so they are read as bytes and shown escaped.
+    """
+    _, start, end = _tlv(tbs, 0, len(tbs))
+    for tag, ext_start, ext_end in _children(tbs, start, end):
+        if tag != 0xA3:  # [3] extensions
+            continue
+        _, seq_start, seq_end = _tlv(tbs, ext_start, ext_end)
+        for _, item_start, item_end in _children(tbs, seq_start, seq_end):
+            parts = list(_children(tbs, item_start, item_end))
+            oid, value = parts[0], parts[-1]
+            if tbs[oid[1] : oid[2]] != _SAN_OID or value[0] != 0x04:
+                continue
+            _, names_start, names_end = _tlv(tbs, value[1], value[2])
+            return [tbs[s:e] for tag, s, e in _children(tbs, names_start, names_end) if tag == 0x82]
+    return []
+
+
+def _dns_names(cert: x509.Certificate, problems: list[str]) -> list[str]:
+    def parsed() -> list[str]:
+        try:
+            san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+        except x509.ExtensionNotFound:
+            return []
+        return list(san.value.get_values_for_type(x509.DNSName))
+
+    names = _attempt(parsed, "subjectAltName", problems)
+    if names is None:
+        raw = _attempt(lambda: _raw_dns_names(cert.tbs_certificate_bytes), "raw DER", problems)
+        if raw is None:
+            return []
+        problems.append("the DNS names shown were read from the raw DER")
+        names = [name.decode("latin-1") for name in raw]
+    # DNS names are ASCII (IDNs travel as punycode): anything else is shown as \xHH bytes.
+    return printable_list(names, MAX_DNS_NAMES, MAX_DNS_NAME, ascii_only=True)
+
+
+def _fingerprint(der: bytes) -> str:
     digest = hashlib.sha256(der).hexdigest().upper()
-    return Certificate.model_construct(
-        subject=cert.subject.rfc4514_string()[:1024],
-        issuer=cert.issuer.rfc4514_string()[:1024],
-        dns_names=_dns_names(cert),
-        not_before=cert.not_valid_before_utc,
+    return ":".join(digest[i : i + 2] for i in range(0, len(digest), 2))
+
+
+def inspect_certificate(der: bytes, now: datetime | None = None) -> Inspection:
+    """The summary users need, above all ``notAfter``, from a DER certificate. Never raises.
+
+    A certificate is the target's to make: whatever does not parse is left out (and said so in
+    ``problem``) and everything kept is escaped and cut to the result's bounds.
+    """
+    with warnings.catch_warnings():
+        # cryptography warns about what it tolerates in the target's certificate (a negative
+        # serial, an over-long name): the target's business, not lines for our log.
+        warnings.simplefilter("ignore")
+        return _inspect(der, now or datetime.now(UTC))
+
+
+def _inspect(der: bytes, now: datetime) -> Inspection:
+    problems: list[str] = []
+    fingerprint = _fingerprint(der)
+    cert = _attempt(lambda: x509.load_der_x509_certificate(der), "certificate", problems)
+    if cert is None:
+        return Inspection(None, f"does not parse (SHA-256 {fingerprint}): {'; '.join(problems)}")
+    validity = _attempt(
+        lambda: (cert.not_valid_before_utc, cert.not_valid_after_utc), "validity", problems
+    )
+    if validity is None:
+        return Inspection(None, f"does not parse (SHA-256 {fingerprint}): {'; '.join(problems)}")
+    # Not inlined: reading .subject is what parses the name, so it must happen inside _attempt.
+    subject = _attempt(lambda: cert.subject.rfc4514_string(), "subject", problems)  # noqa: PLW0108
+    issuer = _attempt(lambda: cert.issuer.rfc4514_string(), "issuer", problems)  # noqa: PLW0108
+    dns_names = _dns_names(cert, problems)
+    not_before, not_after = validity
+    certificate = Certificate.model_construct(
+        subject=printable(_UNREADABLE if subject is None else subject, MAX_DISTINGUISHED_NAME),
+        issuer=printable(_UNREADABLE if issuer is None else issuer, MAX_DISTINGUISHED_NAME),
+        dns_names=dns_names,
+        not_before=not_before,
         not_after=not_after,
         days_remaining=round((not_after - now).total_seconds() / 86400, 3),
-        sha256_fingerprint=":".join(digest[i : i + 2] for i in range(0, len(digest), 2)),
+        sha256_fingerprint=fingerprint,
+    )
+    return Inspection(
+        certificate, f"read only in part: {'; '.join(problems)}" if problems else None
     )
