@@ -17,12 +17,17 @@ from __future__ import annotations
 import asyncio
 import gzip
 import logging
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
+from prometheus_client.metrics_core import Metric
+from prometheus_client.openmetrics import exposition as openmetrics
+from prometheus_client.samples import Sample
+from prometheus_client.utils import floatToGoString
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +52,125 @@ cannot hold the admission slots. Longer than Prometheus's default scrape timeout
 
 SLICE = 256 * 1024
 """Bytes written to a scraper's socket at a time before waiting for it to drain."""
+
+EGRESS_BYTES_PER_SECOND = 32 * 2**20
+EGRESS_BURST = 8 * 2**20
+"""What all scrapes together may send per second. Sending is the loop's own work, so the
+budget bounds the loop time scrapers can take, whatever they do: 32 MiB/s is four uncompressed
+bodies a second at 10,000 monitors (7.6 MB each), or forty gzipped ones, where Prometheus needs
+one per scrape interval per server. The burst lets one whole body out at once when it is quiet."""
+
+RENDER_SLICE = 0.001
+RENDER_PAUSE = 0.0002
+"""The render thread holds the GIL for at most ``RENDER_SLICE`` seconds at a stretch and then
+sleeps ``RENDER_PAUSE``, so the event loop waits about a millisecond for the GIL instead of the
+interpreter's switch interval (5 ms) after every system call it makes during a render. A
+collector's own ``collect()`` is not sliced: it runs whole."""
+
+
+def render_text(families: Iterable[Metric], *, samples_per_piece: int = 256) -> Iterator[str]:
+    """The Prometheus text format exactly as ``prometheus_client.generate_latest`` writes it (a
+    test holds it to that byte for byte), in pieces of a few hundred samples. Names are
+    escaped once per name, not once per sample, which makes it about twice as fast."""
+    names: dict[str, str] = {}
+    labels: dict[str, str] = {}
+
+    def name_of(name: str) -> str:
+        escaped = names.get(name)
+        if escaped is None:
+            escaped = names[name] = openmetrics.escape_metric_name(name, openmetrics.UNDERSCORES)
+        return escaped
+
+    def label_of(name: str) -> str:
+        escaped = labels.get(name)
+        if escaped is None:
+            escaped = labels[name] = openmetrics.escape_label_name(name, openmetrics.UNDERSCORES)
+        return escaped
+
+    def line(sample: Sample) -> str:
+        pairs = []
+        for key, value in sorted(sample.labels.items()):
+            pairs.append(f'{label_of(key)}="{_escape_label_value(value)}"')
+        label_text = "{" + ",".join(pairs) + "}" if pairs else ""
+        stamp = "" if sample.timestamp is None else f" {int(float(sample.timestamp) * 1000):d}"
+        return f"{name_of(sample.name)}{label_text} {_go_float(sample.value)}{stamp}\n"
+
+    def header(name: str, doc: str, kind: str) -> str:
+        doc = doc.replace("\\", r"\\").replace("\n", r"\n")
+        return f"# HELP {name_of(name)} {doc}\n# TYPE {name_of(name)} {kind}\n"
+
+    for metric in families:
+        name, kind = metric.name, metric.type
+        if kind == "counter":
+            name += "_total"
+        elif kind == "info":
+            name, kind = name + "_info", "gauge"
+        elif kind == "stateset":
+            kind = "gauge"
+        elif kind == "gaugehistogram":
+            kind = "histogram"
+        elif kind == "unknown":
+            kind = "untyped"
+        # OpenMetrics-only samples go into a gauge of their own after the family's samples.
+        special = {metric.name + suffix: suffix for suffix in ("_created", "_gsum", "_gcount")}
+        later: dict[str, list[str]] = {}
+        piece = [header(name, metric.documentation, kind)]
+        for sample in metric.samples:
+            suffix = special.get(sample.name)
+            if suffix is None:
+                piece.append(line(sample))
+            else:
+                later.setdefault(suffix, []).append(line(sample))
+            if len(piece) >= samples_per_piece:
+                yield "".join(piece)
+                piece = []
+        for suffix, lines in sorted(later.items()):
+            piece.append(header(metric.name + suffix, metric.documentation, "gauge"))
+            for start in range(0, len(lines), samples_per_piece):
+                piece.extend(lines[start : start + samples_per_piece])
+                yield "".join(piece)
+                piece = []
+        if piece:
+            yield "".join(piece)
+
+
+def _escape_label_value(value: str) -> str:
+    if "\\" in value or "\n" in value or '"' in value:
+        return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+    return value
+
+
+_go_float: Callable[[float], str] = floatToGoString
+
+
+def render_sliced(registry: CollectorRegistry) -> bytes:
+    """``render_text`` of the whole registry, pausing every ``RENDER_SLICE`` for the loop."""
+    pieces: list[bytes] = []
+    stretch = time.perf_counter()
+    for piece in render_text(registry.collect()):
+        pieces.append(piece.encode())
+        if time.perf_counter() - stretch > RENDER_SLICE:
+            time.sleep(RENDER_PAUSE)
+            stretch = time.perf_counter()
+    return b"".join(pieces)
+
+
+class ByteBudget:
+    """A token bucket shared by all scrapes: ``spend`` waits until the bytes are affordable."""
+
+    def __init__(self, rate: float = EGRESS_BYTES_PER_SECOND, burst: float = EGRESS_BURST) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._level = burst
+        self._at = time.monotonic()
+
+    async def spend(self, count: int) -> None:
+        now = time.monotonic()
+        self._level = min(self.burst, self._level + (now - self._at) * self.rate) - count
+        self._at = now
+        if self._level < 0:
+            # In debt: later spenders go deeper into it and wait longer, so the rate holds.
+            await asyncio.sleep(-self._level / self.rate)
 
 
 @dataclass
@@ -100,7 +224,7 @@ class Exposition:
         loop = asyncio.get_running_loop()
         started = loop.time()
         try:
-            plain = await loop.run_in_executor(self._worker, generate_latest, self._registry)
+            plain = await loop.run_in_executor(self._worker, render_sliced, self._registry)
             took = loop.time() - started
             self.renders += 1
             # Drop the old body first: at most this one and the next render are alive.
@@ -133,8 +257,15 @@ def _wants_gzip(request: web.Request) -> bool:
 class MetricsEndpoint:
     """``GET /metrics``: admission, then a shared body streamed with back-pressure."""
 
-    def __init__(self, exposition: Exposition, *, max_scrapes: int = MAX_SCRAPES) -> None:
+    def __init__(
+        self,
+        exposition: Exposition,
+        *,
+        max_scrapes: int = MAX_SCRAPES,
+        egress: ByteBudget | None = None,
+    ) -> None:
         self.exposition = exposition
+        self.egress = egress or ByteBudget()
         self.max_scrapes = max_scrapes
         self.active = 0
         self.refused = 0
@@ -172,7 +303,9 @@ class MetricsEndpoint:
                 await response.prepare(request)
                 view = memoryview(data)
                 for offset in range(0, len(data), SLICE):
-                    await response.write(view[offset : offset + SLICE])
+                    chunk = view[offset : offset + SLICE]
+                    await self.egress.spend(len(chunk))
+                    await response.write(chunk)
                 await response.write_eof()
         except TimeoutError:
             log.info("cut off a /metrics scrape unfinished after %ss", SCRAPE_DEADLINE)

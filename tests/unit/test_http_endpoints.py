@@ -15,12 +15,14 @@ from contextlib import asynccontextmanager
 
 import aiohttp
 import pytest
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Enum, Info, Summary, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 from tcpmonitor import http_endpoints
+from tcpmonitor.api import MonitorState
 from tcpmonitor.http_endpoints import start_http
+from tcpmonitor.metrics import Metrics
 
 
 class SlowCollector:
@@ -195,3 +197,28 @@ def test_a_scraper_that_does_not_read_loses_its_slot_at_the_deadline(
     refused, admitted, seconds = asyncio.run(main())
     assert (refused, admitted) == (503, 200)
     assert seconds < 1.0
+
+
+def test_the_text_is_byte_for_byte_what_prometheus_client_writes() -> None:
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    odd = 'quote " backslash \\ newline \n ünïcode'
+    for name in ("web", odd, "a" * 200):
+        key = ("ns", name)
+        metrics.set_state(key, MonitorState.UP)
+        metrics.probe_success.labels(*key).set(1)
+        metrics.phase_seconds.labels(*key, "connect").set(0.000123)
+        metrics.phase_seconds.labels(*key, "total").set(12345678.9)
+        metrics.probes.labels(*key, "Up").inc(3)
+        metrics.cert_expiry.labels(*key).set(1.7e9)
+    metrics.schedule_lag.observe(0.003)
+    metrics.schedule_lag.observe(float("inf"))
+    metrics.events_posted.labels("ProbeFailed").inc()
+    Info("tcpmonitor_build", "Build.\nWith a \\ backslash.", registry=registry).info({"v": "1"})
+    Enum("tcpmonitor_mode", "Mode.", states=["a", "b"], registry=registry).state("b")
+    Summary("tcpmonitor_summary", "S.", registry=registry).observe(1.5)
+    registry.register(SlowCollector(series=1000))
+
+    expected = generate_latest(registry)
+    assert "".join(http_endpoints.render_text(registry.collect())).encode() == expected
+    assert http_endpoints.render_sliced(registry) == expected
