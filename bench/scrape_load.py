@@ -5,8 +5,8 @@ and ``/healthz`` exactly as ``tcpmonitor run`` does. An unrelated monitor probes
 loopback listener every second; its true latency is well under a millisecond, so whatever it
 reports above that is error caused by the process it runs in. Three phases of ``--duration``
 seconds each: no scrapers, ``--scrapers`` looping scrapers, then ``--crowd`` concurrent
-scrapers. The scrapers, a ``/healthz`` poller and an RSS sampler of this process run in a
-child process, so their CPU and their GIL are not charged to the runtime being measured.
+scrapers. The scrapers with an RSS sampler of this process, and a ``/healthz`` poller, run in two
+child processes, so their CPU and their GIL are not charged to the runtime being measured.
 
     python bench/scrape_load.py [--monitors 10000] [--interval 30] [--duration 30]
 
@@ -80,14 +80,35 @@ def rss_mb(pid: int | str = "self") -> float:
 # --- the load: a child process -------------------------------------------------------------
 
 
+def health(port: int, seconds: float) -> dict[str, Any]:
+    """GET /healthz every 50 ms on a new connection, from a process of its own: a poller next
+    to 200 scraper threads would measure its own wait for their GIL."""
+    deadline = time.monotonic() + seconds
+    latencies: list[float] = []
+    while time.monotonic() < deadline:
+        start = time.monotonic()
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            conn.request("GET", "/healthz")
+            conn.getresponse().read()
+            conn.close()
+            latencies.append(time.monotonic() - start)
+        except (OSError, http.client.HTTPException):
+            latencies.append(max(10.0, time.monotonic() - start))
+        time.sleep(0.05)
+    return {
+        "healthz_p99_ms": percentile(latencies, 0.99) * 1000,
+        "healthz_max_ms": max(latencies, default=float("nan")) * 1000,
+    }
+
+
 def load(port: int, scrapers: int, seconds: float, watch_pid: int) -> dict[str, Any]:
     """``scrapers`` threads GET /metrics in a loop (keep-alive, 10 s timeout like Prometheus),
-    one thread GETs /healthz every 50 ms, one samples the RSS of ``watch_pid``; all stop at the
-    deadline (a request in flight is abandoned at its timeout)."""
+    one samples the RSS of ``watch_pid``; all stop at the deadline (a request in flight is
+    abandoned at its timeout)."""
     deadline = time.monotonic() + seconds
     statuses: dict[str, int] = {}
     scrape_seconds: list[float] = []
-    health_seconds: list[float] = []
     rss: list[float] = []
     lock = threading.Lock()
 
@@ -122,26 +143,12 @@ def load(port: int, scrapers: int, seconds: float, watch_pid: int) -> dict[str, 
         if conn is not None:
             conn.close()
 
-    def health() -> None:
-        while time.monotonic() < deadline:
-            start = time.monotonic()
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-                conn.request("GET", "/healthz")
-                conn.getresponse().read()
-                conn.close()
-                health_seconds.append(time.monotonic() - start)
-            except (OSError, http.client.HTTPException):
-                health_seconds.append(max(10.0, time.monotonic() - start))
-            time.sleep(0.05)
-
     def sample_rss() -> None:
         while time.monotonic() < deadline:
             rss.append(rss_mb(watch_pid))
             time.sleep(0.1)
 
     threads = [threading.Thread(target=scrape, daemon=True) for _ in range(scrapers)]
-    threads += [threading.Thread(target=health, daemon=True)]
     threads += [threading.Thread(target=sample_rss, daemon=True)]
     for thread in threads:
         thread.start()
@@ -150,8 +157,6 @@ def load(port: int, scrapers: int, seconds: float, watch_pid: int) -> dict[str, 
     return {
         "statuses": statuses,
         "scrape_p50_s": percentile(scrape_seconds, 0.5),
-        "healthz_p99_ms": percentile(health_seconds, 0.99) * 1000,
-        "healthz_max_ms": max(health_seconds, default=float("nan")) * 1000,
         "rss_start_mb": rss[0] if rss else float("nan"),
         "rss_peak_mb": max(rss, default=float("nan")),
     }
@@ -225,15 +230,19 @@ def phase(
 ) -> dict[str, Any]:
     unrelated.reset()
     lags.clear()
-    out = subprocess.run(
-        [sys.executable, __file__, "--load", f"{port},{scrapers},{seconds},{os.getpid()}"],
-        stdout=subprocess.PIPE,
-        check=True,
-    ).stdout
+    children = [
+        subprocess.Popen(
+            [sys.executable, __file__, mode, f"{port},{scrapers},{seconds},{os.getpid()}"],
+            stdout=subprocess.PIPE,
+        )
+        for mode in ("--load", "--health")
+    ]
+    outs = [child.communicate()[0] for child in children]
     row: dict[str, Any] = {"phase": name, "scrapers": scrapers}
     row |= unrelated.figures()
     row["lag_p99_ms"] = percentile(list(lags), 0.99) * 1000
-    row |= json.loads(out)
+    for out in outs:
+        row |= json.loads(out)
     print(json.dumps(row), flush=True)
     return row
 
@@ -334,10 +343,15 @@ def main() -> None:
     parser.add_argument("--scrapers", type=int, default=4)
     parser.add_argument("--crowd", type=int, default=200)
     parser.add_argument("--load", help=argparse.SUPPRESS)
+    parser.add_argument("--health", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.load:
         port, scrapers, seconds, pid = args.load.split(",")
         print(json.dumps(load(int(port), int(scrapers), float(seconds), int(pid))))
+        return
+    if args.health:
+        port, _, seconds, _ = args.health.split(",")
+        print(json.dumps(health(int(port), float(seconds))))
         return
     print(json.dumps({"args": vars(args)}), flush=True)
     asyncio.run(run(args, [LoopbackListener(), LoopbackListener()]))
