@@ -21,6 +21,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
@@ -68,6 +69,13 @@ interpreter's switch interval (5 ms) after every system call it makes during a r
 collector's own ``collect()`` is not sliced: it runs whole."""
 
 
+@runtime_checkable
+class RendersText(Protocol):
+    """A family that writes its own text, in pieces (the per-monitor families do)."""
+
+    def text_pieces(self) -> Iterator[str]: ...
+
+
 def render_text(families: Iterable[Metric], *, samples_per_piece: int = 256) -> Iterator[str]:
     """The Prometheus text format exactly as ``prometheus_client.generate_latest`` writes it (a
     test holds it to that byte for byte), in pieces of a few hundred samples. Names are
@@ -100,6 +108,9 @@ def render_text(families: Iterable[Metric], *, samples_per_piece: int = 256) -> 
         return f"# HELP {name_of(name)} {doc}\n# TYPE {name_of(name)} {kind}\n"
 
     for metric in families:
+        if isinstance(metric, RendersText):
+            yield from metric.text_pieces()
+            continue
         name, kind = metric.name, metric.type
         if kind == "counter":
             name += "_total"

@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 
 import aiohttp
 import pytest
@@ -20,7 +21,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 from tcpmonitor import http_endpoints
-from tcpmonitor.api import MonitorState
+from tcpmonitor.api import MonitorState, ProbeResult, Timings, TlsInfo, Verdict
 from tcpmonitor.http_endpoints import start_http
 from tcpmonitor.metrics import Metrics
 
@@ -203,14 +204,31 @@ def test_the_text_is_byte_for_byte_what_prometheus_client_writes() -> None:
     registry = CollectorRegistry()
     metrics = Metrics(registry)
     odd = 'quote " backslash \\ newline \n ünïcode'
+    started = datetime.now(UTC)
+    expiry = datetime(2031, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
     for name in ("web", odd, "a" * 200):
         key = ("ns", name)
-        metrics.set_state(key, MonitorState.UP)
-        metrics.probe_success.labels(*key).set(1)
-        metrics.phase_seconds.labels(*key, "connect").set(0.000123)
-        metrics.phase_seconds.labels(*key, "total").set(12345678.9)
-        metrics.probes.labels(*key, "Up").inc(3)
-        metrics.cert_expiry.labels(*key).set(1.7e9)
+        metrics.set_state(key, MonitorState.UNKNOWN)
+        timings = Timings(connect=0.123, total=12345678.9)
+        for verdict in (Verdict.UP, Verdict.UP, Verdict.DOWN):
+            metrics.observe(
+                key,
+                ProbeResult(state=verdict, started_at=started, timings=timings),
+                MonitorState.UP,
+            )
+    metrics.set_state(("other", "paused"), MonitorState.PAUSED)
+    certificate = {
+        "subject": "CN=x",
+        "issuer": "CN=y",
+        "notBefore": started,
+        "notAfter": expiry,
+        "daysRemaining": 1000.5,
+        "sha256Fingerprint": "00:11",
+    }
+    tls = TlsInfo.model_validate({"verified": True, "certificate": certificate})
+    metrics.observe(
+        ("ns", "tls"), ProbeResult(state=Verdict.UP, started_at=started, tls=tls), MonitorState.UP
+    )
     metrics.schedule_lag.observe(0.003)
     metrics.schedule_lag.observe(float("inf"))
     metrics.events_posted.labels("ProbeFailed").inc()
