@@ -5,7 +5,7 @@ probing, so a liveness check that answers proves that loop is not stuck.
 
 That loop only does I/O for a scrape. Rendering the exposition takes about a second of CPU at
 10,000 monitors, so it runs in one worker thread (:class:`Exposition`): one render at a time,
-shared by every scrape that arrives while it runs, and reused while it is fresh. At most
+shared by every scrape that arrives while it runs, and reused for a few seconds. At most
 ``max_scrapes`` scrapes are admitted at once; the others get a 503 at once, so a crowd of
 scrapers costs a small response each, never a queue. An admitted scrape streams the shared body
 in slices with back-pressure, so a slow reader holds a slice in its socket buffer, not a copy
@@ -38,14 +38,16 @@ MAX_SCRAPES = 8
 """Scrapes admitted at once: an HA pair of Prometheus servers, a federation and a few humans
 with curl, with room to spare; each admitted scrape holds at most one slice of a shared body."""
 
-MIN_AGE = 1.0
-AGE_PER_RENDER_SECOND = 4.0
+MIN_AGE = 5.0
+AGE_PER_RENDER_SECOND = 10.0
 """A body is reused for ``max(MIN_AGE, AGE_PER_RENDER_SECOND x its render time)`` seconds
-after its render started. Probe results change once per interval (1 s at the least), and
-Prometheus stamps a sample with its own scrape time, so a body a second or two old misplaces a
-value by that much and no more. Scaling with the render time caps the worker thread at about
-a quarter of one core (and of the GIL) whatever the scrape rate: at 10,000 monitors a render
-takes about a second and a body lives about four."""
+after its render started. Even sliced, a render slows the loop while it runs (every time the
+loop gives up the GIL it waits up to a slice to get it back), so renders must be rare: this
+keeps the worker thread busy at most a tenth of the time, whatever the scrape rate (measured
+with bench/scrape_load.py at 10,000 monitors, 4 looping scrapers: schedule lag p99 13 ms with
+5 s, 79 ms with 1 s). Five seconds is a third of a 15 s scrape interval, and the values in a
+body are probe results, themselves up to a monitor's interval old; both servers of an HA pair
+of Prometheus get the same body."""
 
 SCRAPE_DEADLINE = 15.0
 """An admitted scrape that has not received its whole body by then is cut off, so slow readers
@@ -201,12 +203,14 @@ class Exposition:
         self,
         registry: CollectorRegistry,
         *,
-        min_age: float = MIN_AGE,
-        age_per_render_second: float = AGE_PER_RENDER_SECOND,
+        min_age: float | None = None,
+        age_per_render_second: float | None = None,
     ) -> None:
         self._registry = registry
-        self._min_age = min_age
-        self._age_factor = age_per_render_second
+        self._min_age = MIN_AGE if min_age is None else min_age
+        self._age_factor = (
+            AGE_PER_RENDER_SECOND if age_per_render_second is None else age_per_render_second
+        )
         # One thread: renders (and gzip) never run side by side, whatever the scrapers do.
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="exposition")
         self._body: Body | None = None

@@ -131,7 +131,10 @@ def test_health_and_readiness_answer_while_a_slow_render_runs() -> None:
     assert max(latencies) < 0.2
 
 
-def test_a_fresh_body_is_reused_and_a_stale_one_rendered_again() -> None:
+def test_a_fresh_body_is_reused_and_a_stale_one_rendered_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(http_endpoints, "MIN_AGE", 0.5)
     collector = SlowCollector()
 
     async def main() -> None:
