@@ -230,6 +230,7 @@ def phase(
 ) -> dict[str, Any]:
     unrelated.reset()
     lags.clear()
+    cpu0, wall0 = time.process_time(), time.monotonic()
     children = [
         subprocess.Popen(
             [sys.executable, __file__, mode, f"{port},{scrapers},{seconds},{os.getpid()}"],
@@ -238,9 +239,11 @@ def phase(
         for mode in ("--load", "--health")
     ]
     outs = [child.communicate()[0] for child in children]
+    cpu_share = (time.process_time() - cpu0) / (time.monotonic() - wall0)
     row: dict[str, Any] = {"phase": name, "scrapers": scrapers}
     row |= unrelated.figures()
     row["lag_p99_ms"] = percentile(list(lags), 0.99) * 1000
+    row["cpu_share"] = cpu_share
     for out in outs:
         row |= json.loads(out)
     print(json.dumps(row), flush=True)
@@ -314,6 +317,7 @@ COLUMNS = [
     ("lag_p99_ms", "{:.1f}"),
     ("healthz_p99_ms", "{:.1f}"),
     ("healthz_max_ms", "{:.1f}"),
+    ("cpu_share", "{:.2f}"),
     ("rss_start_mb", "{:.0f}"),
     ("rss_peak_mb", "{:.0f}"),
     ("scrape_p50_s", "{:.2f}"),
