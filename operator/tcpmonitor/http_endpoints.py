@@ -59,9 +59,10 @@ SLICE = 256 * 1024
 EGRESS_BYTES_PER_SECOND = 32 * 2**20
 EGRESS_BURST = 8 * 2**20
 """What all scrapes together may send per second. Sending is the loop's own work, so the
-budget bounds the loop time scrapers can take, whatever they do: 32 MiB/s is four uncompressed
-bodies a second at 10,000 monitors (7.6 to 8.6 MB each), or some sixty gzipped ones, where Prometheus needs
-one per scrape interval per server. The burst lets one whole body out at once when it is quiet."""
+budget bounds the loop time scrapers can take, whatever they do: 32 MiB/s is about four
+uncompressed bodies a second at 10,000 monitors (8 MB each), or some sixty gzipped ones, where
+Prometheus needs one per scrape interval per server. The burst lets one whole body out at once
+when it is quiet."""
 
 RENDER_SLICE = 0.001
 RENDER_PAUSE = 0.0002
