@@ -3,12 +3,13 @@
 One small aiohttp server (aiohttp already comes with kopf) on the event loop that does the
 probing, so a liveness check that answers proves that loop is not stuck.
 
-That loop only does I/O for a scrape. Rendering the exposition takes about a second of CPU at
-10,000 monitors, so it runs in one worker thread (:class:`Exposition`): one render at a time,
-shared by every scrape that arrives while it runs, and reused for a few seconds. At most
-``max_scrapes`` scrapes are admitted at once; the others get a 503 at once, so a crowd of
-scrapers costs a small response each, never a queue. An admitted scrape streams the shared body
-in slices with back-pressure, so a slow reader holds a slice in its socket buffer, not a copy
+That loop only does I/O for a scrape. Rendering the exposition (``generate_latest`` took about
+a second at 10,000 monitors) runs in one worker thread (:class:`Exposition`): one render at a
+time, shared by every scrape that arrives while it runs, reused for a few seconds, written in
+slices that hand the GIL back to the loop. At most ``max_scrapes`` scrapes are admitted at
+once; the others get a 503 at once, so a crowd of scrapers costs a small response each, never a
+queue. An admitted scrape streams the shared body in slices with back-pressure, within one
+egress budget for all scrapes, so a slow reader holds a slice in its socket buffer, not a copy
 of the body, and it is cut off at ``SCRAPE_DEADLINE``.
 """
 
@@ -216,7 +217,6 @@ class Exposition:
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="exposition")
         self._body: Body | None = None
         self._pending: asyncio.Future[Body] | None = None
-        self.renders = 0
 
     async def body(self) -> Body:
         """The current body if it is fresh, else the render in progress or a new one."""
@@ -242,8 +242,7 @@ class Exposition:
         try:
             plain = await loop.run_in_executor(self._worker, render_sliced, self._registry)
             took = loop.time() - started
-            self.renders += 1
-            # Drop the old body first: at most this one and the next render are alive.
+            # The old body lives on only in scrapes still sending it (admitted, and deadlined).
             self._body = Body(plain, started, max(self._min_age, self._age_factor * took))
             return self._body
         finally:
@@ -284,11 +283,9 @@ class MetricsEndpoint:
         self.egress = egress or ByteBudget()
         self.max_scrapes = max_scrapes
         self.active = 0
-        self.refused = 0
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         if self.active >= self.max_scrapes:
-            self.refused += 1
             return web.Response(
                 status=503,
                 text=f"busy: {self.active} scrapes in progress\n",
