@@ -314,8 +314,8 @@ class MetricsEndpoint:
         try:
             async with asyncio.timeout_at(deadline):
                 await response.prepare(request)
-                view = memoryview(data)
-                for offset in range(0, len(data), SLICE):
+                view = memoryview(data if request.method != "HEAD" else b"")
+                for offset in range(0, len(view), SLICE):
                     chunk = view[offset : offset + SLICE]
                     await self.egress.spend(len(chunk))
                     await response.write(chunk)

@@ -149,21 +149,25 @@ def test_a_fresh_body_is_reused_and_a_stale_one_rendered_again(
     asyncio.run(main())
 
 
-def test_the_exposition_is_complete_in_text_format_plain_or_gzipped() -> None:
+def test_the_exposition_is_complete_in_text_format_plain_gzipped_or_head() -> None:
     collector = SlowCollector(series=5000)
 
-    async def main() -> tuple[bytes, bytes, str, str]:
+    async def main() -> tuple[bytes, bytes, str, str, str]:
         async with (
             serving(collector) as url,
             aiohttp.ClientSession(auto_decompress=False) as http,
         ):
             async with http.get(f"{url}/metrics", headers={"Accept-Encoding": "gzip"}) as r:
                 zipped, encoding = await r.read(), r.headers.get("Content-Encoding", "")
+            async with http.head(f"{url}/metrics", headers={"Accept-Encoding": "identity"}) as r:
+                length = r.headers["Content-Length"]
+            # The same keep-alive connection: a HEAD that wrote its body would garble this.
             async with http.get(f"{url}/metrics", headers={"Accept-Encoding": "identity"}) as r:
                 plain, content_type = await r.read(), r.headers["Content-Type"]
-            return zipped, plain, encoding, content_type
+            return zipped, plain, encoding, content_type, length
 
-    zipped, plain, encoding, content_type = asyncio.run(main())
+    zipped, plain, encoding, content_type, head_length = asyncio.run(main())
+    assert head_length == str(len(plain))
     assert encoding == "gzip"
     assert gzip.decompress(zipped) == plain
     assert len(zipped) < len(plain) / 4
