@@ -128,7 +128,7 @@ def test_health_and_readiness_answer_while_a_slow_render_runs() -> None:
 
     latencies, still_rendering = asyncio.run(main())
     assert still_rendering
-    assert max(latencies) < 0.2
+    assert max(latencies) < 0.5  # the render sleeps 2 s: health does not wait for it
 
 
 def test_a_fresh_body_is_reused_and_a_stale_one_rendered_again(
