@@ -60,9 +60,10 @@ FAST_LOADER: type[yaml.SafeLoader] | type[yaml.CSafeLoader] = getattr(
 class FileRefused(Exception):
     """The file cannot be read as a manifest at all (its kind, its size, an OS error)."""
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+    def __init__(self, reason: str, *, os_error: bool = False) -> None:
+        self.reason = reason
+        self.message = f"cannot read: {reason}" if os_error else reason
+        super().__init__(self.message)
 
 
 class DocumentRefused(Exception):
@@ -92,7 +93,7 @@ def _check_regular(mode: int, size: int, max_bytes: int) -> None:
 
 
 def _too_large(max_bytes: int) -> str:
-    return f"larger than {max_bytes // MIB} MiB, the limit for one file: split it"
+    return f"larger than {max_bytes // MIB} MiB, the limit for one file"
 
 
 def read_bounded(path: Path, max_bytes: int = LIMITS.max_bytes) -> bytes:
@@ -108,7 +109,7 @@ def read_bounded(path: Path, max_bytes: int = LIMITS.max_bytes) -> bytes:
         flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0)
         fd = os.open(path, flags | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
-        raise FileRefused(f"cannot read: {exc.strerror}") from None
+        raise FileRefused(exc.strerror or str(exc), os_error=True) from None
     try:
         opened = os.fstat(fd)
         _check_regular(opened.st_mode, opened.st_size, max_bytes)
@@ -121,7 +122,7 @@ def read_bounded(path: Path, max_bytes: int = LIMITS.max_bytes) -> bytes:
             chunks.append(chunk)
             left -= len(chunk)
     except OSError as exc:
-        raise FileRefused(f"cannot read: {exc.strerror}") from None
+        raise FileRefused(exc.strerror or str(exc), os_error=True) from None
     finally:
         os.close(fd)
     if left <= 0:
