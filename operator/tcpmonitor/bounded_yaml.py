@@ -29,17 +29,22 @@ MIB = 1024 * 1024
 
 @dataclass(frozen=True)
 class Limits:
-    """What one file may cost. A file at every limit is composed in about 350 MB (libyaml's
-    nodes cost about 350 bytes each); a file over any limit is refused after reading at most
-    ``max_bytes + 1`` bytes and walking its events, in a few megabytes."""
+    """What one file may cost. A file over any limit is refused after reading at most
+    ``max_bytes + 1`` bytes and walking its events, in a few megabytes. A file just under
+    every limit costs what one document takes to compose (libyaml's nodes are about 350 bytes
+    each) and what its objects take once built: 150 to 250 MB for ``tcpmonitor validate``."""
 
     # 10,000 monitors with assertions and TLS are 4.4 MB; 32 MiB leaves room for comments,
-    # kubectl's managedFields and status, and Secrets, yet is read and checked in well under
-    # a second.
+    # kubectl's managedFields and status, and Secrets, yet is read and checked in a second or
+    # two. Bigger files are refused by their size before a byte is read.
     max_bytes: int = 32 * MIB
-    # The nodes of every document once aliases are expanded. 10,000 monitors with assertions
-    # and TLS are 630,000; this is what bounds a billion-laughs file and a too-wide one alike.
+    # The nodes of every document once aliases are expanded: what bounds a billion-laughs
+    # file and a too-wide one alike. 10,000 monitors with assertions and TLS are 630,000.
     max_nodes: int = 1_000_000
+    # One document is composed whole before it is built, so it bounds the memory of a load:
+    # 200,000 nodes are about 70 MB. A kubectl List of up to about 3,000 monitors fits in one
+    # document; more monitors go in several documents (---) or files.
+    max_document_nodes: int = 200_000
     # A TcpMonitor is 5 levels deep, a kubectl List of them 8; libyaml itself stops at 1000.
     max_depth: int = 64
     # A file of 10,000 monitors may use one alias (and one anchor) per monitor.
@@ -153,6 +158,7 @@ class _EventBudget:
         self.limits = limits
         self.documents = 0
         self.nodes = 0  # every document so far, aliases expanded
+        self.document_start = 0  # self.nodes when this document started
         self.anchor_count = 0
         self.alias_count = 0
         # Per open collection: its anchor, the node count when it opened, the deepest level
@@ -186,6 +192,7 @@ class _EventBudget:
                 self._alias(event)
             elif kind is events.DocumentStartEvent:
                 self.documents += 1
+                self.document_start = self.nodes
                 self.anchors.clear()
                 if self.documents > self.limits.max_documents:
                     raise _Refusal(event, f"more than {self.limits.max_documents} documents")
@@ -199,6 +206,12 @@ class _EventBudget:
         if self.nodes > self.limits.max_nodes:
             raise _Refusal(
                 event, f"more than {self.limits.max_nodes} YAML nodes once aliases are expanded"
+            )
+        if self.nodes - self.document_start > self.limits.max_document_nodes:
+            raise _Refusal(
+                event,
+                f"more than {self.limits.max_document_nodes} YAML nodes in one document once "
+                "aliases are expanded: split it into several documents",
             )
         depth = len(self.open) + height
         if depth > self.limits.max_depth:

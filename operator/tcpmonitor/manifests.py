@@ -188,6 +188,42 @@ def _objects(item: Any, file: str, doc: int, problems: list[Problem]) -> list[tu
     return out
 
 
+# The largest valid TcpMonitor (16 assertions, TLS, 16 locations), with kubectl's
+# managedFields and a status, is well under a thousand YAML values. Past this, pydantic would
+# report each extra value as one error: 400,000 errors take a gigabyte, from a 1 MB file.
+MAX_MONITOR_VALUES = 10_000
+# After this many problems in one document, one line says how many more there are.
+MAX_PROBLEMS_PER_DOCUMENT = 20
+
+
+def _more_values_than(obj: Any, limit: int) -> bool:
+    """Whether ``obj`` holds more than ``limit`` values, counting each use of a shared one."""
+    count = 0
+    pending = [obj]
+    while pending:
+        value = pending.pop()
+        count += 1
+        if count > limit:
+            return True
+        if isinstance(value, dict):
+            pending.extend(value.keys())
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
+    return False
+
+
+def _capped(problems: list[Problem]) -> list[Problem]:
+    if len(problems) <= MAX_PROBLEMS_PER_DOCUMENT:
+        return problems
+    first = problems[0]
+    more = len(problems) - MAX_PROBLEMS_PER_DOCUMENT
+    return [
+        *problems[:MAX_PROBLEMS_PER_DOCUMENT],
+        Problem(first.file, first.doc, "", f"{more} more problem(s) in this document"),
+    ]
+
+
 def _is_tcpmonitor(obj: dict[Any, Any]) -> bool:
     api_version = obj.get("apiVersion", "")
     return obj.get("kind") == KIND or (
@@ -215,8 +251,18 @@ def _string_map(obj: dict[Any, Any], name: str, add: Callable[[str, str], None])
 
 
 def _collect_data(obj: dict[Any, Any], ms: ManifestSet, file: str, doc: int, at: str) -> None:
+    problems: list[Problem] = []
+    try:
+        _collect_data_into(obj, ms, problems, file, doc, at)
+    finally:
+        ms.problems.extend(_capped(problems))
+
+
+def _collect_data_into(
+    obj: dict[Any, Any], ms: ManifestSet, problems: list[Problem], file: str, doc: int, at: str
+) -> None:
     def add(field: str, message: str) -> None:
-        ms.problems.append(Problem(file, doc, f"{at}.{field}" if at else field, message))
+        problems.append(Problem(file, doc, f"{at}.{field}" if at else field, message))
 
     meta = obj.get("metadata")
     if meta is None:
@@ -274,10 +320,14 @@ def load_manifests(paths: list[Path], *, deep: bool = True, limits: Limits = LIM
                     ):
                         _collect_data(obj, ms, file, doc, at)
     for obj, file, doc in pending:
+        if _more_values_than(obj, MAX_MONITOR_VALUES):
+            message = f"more than {MAX_MONITOR_VALUES} values: larger than any valid TcpMonitor"
+            ms.problems.append(Problem(file, doc, "", message))
+            continue
         try:
             monitor = TcpMonitor.model_validate(obj)
         except ValidationError as exc:
-            ms.problems.extend(validation_problems(exc, file, doc))
+            ms.problems.extend(_capped(validation_problems(exc, file, doc)))
             continue
         where = f"{file}:doc {doc}"
         if monitor.key in seen:

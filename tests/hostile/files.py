@@ -72,6 +72,15 @@ HOSTILE_FILES: dict[str, Callable[[Path], Path]] = {
         "configmap.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: text\n"
     ),
     "huge-integer": _write("int.yaml", "port: " + "9" * 100_000 + "\n"),
+    # No alias, but one value per byte or two: pydantic used to report each of 400,000 items.
+    "wide-list-in-a-monitor": _write(
+        "wide.yaml", MONITOR_BOMB.replace("*l8", "[" + ",".join(["1"] * 400_000) + "]")
+    ),
+    "wide-config-map": _write(
+        "wide-configmap.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata:\n"
+        + "".join(f"  {i}: x\n" for i in range(400_000)),
+    ),
     "fifo": _fifo,
     "dev-zero": _dev_zero,
     "sparse-64MiB": _sparse,

@@ -57,7 +57,11 @@ def test_billion_laughs_is_refused_by_its_expanded_size(loader: Any) -> None:
     refused = refusal(text, loader=loader)
     assert time.monotonic() - started < 2
     assert refused.doc == 1
-    assert refused.message.endswith("more than 1000000 YAML nodes once aliases are expanded")
+    assert refused.message.endswith(
+        "more than 200000 YAML nodes in one document once aliases are expanded: "
+        "split it into several documents"
+    )
+    assert "more than 1000 YAML nodes once" in refusal(text, Limits(max_nodes=1000)).message
     assert refused.message.startswith("YAML error at line ")
 
 
@@ -74,6 +78,18 @@ def test_the_expanded_size_is_counted_over_the_whole_file(loader: Any) -> None:
     text = "[1, 2]\n---\n[3, 4]\n"
     assert documents(text, Limits(max_nodes=6), loader) == [[1, 2], [3, 4]]
     assert refusal(text, Limits(max_nodes=5), loader).doc == 2
+
+
+@LOADERS
+def test_one_document_has_its_own_smaller_bound(loader: Any) -> None:
+    text = "[1, 2]\n---\n[3, 4]\n---\n[5, 6, 7]\n"
+    limits = Limits(max_document_nodes=3)
+    refused = refusal(text, limits, loader)
+    assert (refused.doc, refused.message) == (
+        3,
+        "YAML error at line 5: more than 3 YAML nodes in one document once aliases are "
+        "expanded: split it into several documents",
+    )
 
 
 @LOADERS

@@ -131,6 +131,10 @@ def test_a_ca_bundle_that_does_not_load_is_a_problem(tmp_path: Path) -> None:
 
 
 GOOD = MONITOR.format(name="good", namespace="n", port=80)
+BLOCK = (
+    "apiVersion: tcpmonitor.dev/v1alpha1\nkind: TcpMonitor\nmetadata: {name: m, namespace: n}\n"
+    "spec:\n  host: example.com\n  port: 80\n"
+)
 
 
 @pytest.mark.parametrize(
@@ -182,8 +186,8 @@ def test_hostile_files_are_one_line_problems_and_the_other_files_still_load(
     result = load_manifests([tmp_path])
     assert [m.monitor.metadata.name for m in result.monitors] == ["good"]
     assert [str(p) for p in result.problems] == [
-        f"{tmp_path / 'bomb.yaml'}:doc 1: YAML error at line 7: more than 1000000 YAML nodes "
-        "once aliases are expanded",
+        f"{tmp_path / 'bomb.yaml'}:doc 1: YAML error at line 6: more than 200000 YAML nodes "
+        "in one document once aliases are expanded: split it into several documents",
         f"{tmp_path / 'deep.yaml'}:doc 1: YAML error at line 1: nested deeper than 64 levels",
         f"{tmp_path / 'fifo.yaml'}: not a regular file (a FIFO)",
         f"{tmp_path / 'loop.yaml'}:doc 1: YAML error at line 3: alias *i refers to a node that "
@@ -225,3 +229,27 @@ def test_limits_are_passed_through(tmp_path: Path) -> None:
     path.write_text(GOOD)
     [problem] = load_manifests([path], limits=Limits(max_nodes=10)).problems
     assert str(problem).endswith("more than 10 YAML nodes once aliases are expanded")
+
+
+def test_a_monitor_larger_than_any_valid_one_is_one_problem_not_one_per_value(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "m.yaml"
+    path.write_text(BLOCK + "  assertions: [" + ", ".join(["1"] * 20_000) + "]\n")
+    assert [str(p) for p in load_manifests([path]).problems] == [
+        f"{path}:doc 1: more than 10000 values: larger than any valid TcpMonitor"
+    ]
+
+
+def test_many_problems_in_one_document_end_with_a_count(tmp_path: Path) -> None:
+    path = tmp_path / "m.yaml"
+    keys = "".join(f"  {i}: x\n" for i in range(100))
+    path.write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata:\n" + keys)
+    problems = [str(p) for p in load_manifests([path]).problems]
+    assert len(problems) == 21
+    assert problems[-1] == f"{path}:doc 1: 80 more problem(s) in this document"
+    spec = "".join(f"  unknown{i}: 1\n" for i in range(50))
+    path.write_text(BLOCK + spec)
+    problems = [str(p) for p in load_manifests([path]).problems]
+    assert problems[0] == f"{path}:doc 1: spec.unknown0: unknown field (got 1)"
+    assert problems[-1] == f"{path}:doc 1: 30 more problem(s) in this document"
