@@ -254,3 +254,18 @@ def test_a_file_that_grows_while_read_is_refused(tmp_path: Path) -> None:
 def test_an_unreadable_path_is_one_line(tmp_path: Path) -> None:
     with pytest.raises(FileRefused, match=r"^cannot read: No such file or directory$"):
         read_bounded(tmp_path / "absent.yaml")
+
+
+def test_the_readme_states_the_limits_in_force() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    stated = [
+        f"at most {LIMITS.max_bytes // 1024 // 1024} MiB",
+        f"at most {LIMITS.max_documents:,} documents",
+        f"at most {LIMITS.max_depth} levels deep",
+        f"at most {LIMITS.max_anchors:,} anchors and {LIMITS.max_aliases:,} aliases",
+        f"at most {LIMITS.max_document_nodes:,} YAML nodes in one document and "
+        f"{LIMITS.max_nodes:,} in a file",
+    ]
+    flat = " ".join(readme.split())
+    for fact in stated:
+        assert " ".join(fact.split()) in flat, fact
