@@ -164,7 +164,6 @@ class _EventBudget:
         # Per open collection: its anchor, the node count when it opened, the deepest level
         # reached inside it.
         self.open: list[tuple[str | None, int, int]] = []
-        self.deepest = 0
         self.anchors: dict[str, tuple[int, int]] = {}  # anchor -> (expanded nodes, height)
 
     def next_document(self) -> bool:

@@ -128,9 +128,10 @@ def _documents(path: Path, limits: Limits) -> Iterator[tuple[int, Any] | tuple[i
 
 
 def manifest_files(path: Path) -> tuple[list[Path], list[Problem]]:
-    """The YAML files under a directory (or the path itself), each once: symbolic links to
-    directories are followed, but a directory already walked is not walked again (a link
-    loop, or the ``..data`` link of a mounted ConfigMap), nor a file already listed."""
+    """The YAML files under a directory (or the path itself), each file once (a mounted
+    ConfigMap links ``m.yaml`` to ``..data/m.yaml``). Links to files are read; links to
+    directories are not followed, so no loop and no ``ln -s / root`` can make the walk
+    endless or read files from anywhere on the machine."""
     if not path.is_dir():
         return [path], []
     files: dict[tuple[int, int], Path] = {}
@@ -151,8 +152,10 @@ def manifest_files(path: Path) -> tuple[list[Path], list[Problem]]:
         for entry in entries:
             child = Path(entry.path)
             try:
-                if entry.is_dir():
+                if entry.is_dir(follow_symlinks=False):
                     pending.append(child)
+                    continue
+                if entry.is_symlink() and entry.is_dir():
                     continue
                 if child.suffix not in YAML_SUFFIXES:
                     continue

@@ -202,11 +202,12 @@ def test_dev_zero_is_refused() -> None:
     ]
 
 
-def test_a_directory_link_loop_is_walked_once(tmp_path: Path) -> None:
+def test_links_to_directories_are_not_followed(tmp_path: Path) -> None:
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "m.yaml").write_text(GOOD)
     (tmp_path / "sub" / "loop").symlink_to(tmp_path)
     (tmp_path / "self").symlink_to(".")
+    (tmp_path / "root").symlink_to("/")
     result = load_manifests([tmp_path])
     assert result.problems == []
     assert [m.file for m in result.monitors] == [str(tmp_path / "sub" / "m.yaml")]
