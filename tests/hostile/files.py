@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -52,16 +53,21 @@ def _sparse(directory: Path) -> Path:
     return path
 
 
-MONITOR_BOMB = (
+MONITOR = (
     "apiVersion: tcpmonitor.dev/v1alpha1\nkind: TcpMonitor\n"
-    "metadata: {name: bomb, namespace: evil}\n"
-    "spec:\n  host: example.com\n  port: 80\n  assertions: *l8\n"
+    "metadata: {name: evil, namespace: evil}\n"
+    "spec:\n  host: HOST\n  port: 80\n"
 )
+# The laughs under an unknown field, and the host one alias of 9**9 scalars: an error message
+# that shows the value it got would walk all of them.
+MONITOR_BOMB = MONITOR.replace(
+    "spec:", "laughs:\n" + textwrap.indent(billion_laughs(), "  ") + "spec:"
+).replace("HOST", "*l8")
 
 # name -> how to make it in a directory (the path returned is what the commands are given)
 HOSTILE_FILES: dict[str, Callable[[Path], Path]] = {
     "billion-laughs": _write("bomb.yaml", billion_laughs()),
-    "bomb-in-a-monitor": _write("monitor-bomb.yaml", billion_laughs() + "---\n" + MONITOR_BOMB),
+    "bomb-in-a-monitor": _write("monitor-bomb.yaml", MONITOR_BOMB),
     "deep-block": _write("deep-block.yaml", "- " * 20_000 + "x\n"),
     "deep-flow": _write("deep-flow.yaml", "a: " + "[" * 20_000 + "]" * 20_000 + "\n"),
     "list-of-itself": _write("list-loop.yaml", "apiVersion: v1\nkind: List\nitems: &i [*i]\n"),
@@ -74,7 +80,11 @@ HOSTILE_FILES: dict[str, Callable[[Path], Path]] = {
     "huge-integer": _write("int.yaml", "port: " + "9" * 100_000 + "\n"),
     # No alias, but one value per byte or two: pydantic used to report each of 400,000 items.
     "wide-list-in-a-monitor": _write(
-        "wide.yaml", MONITOR_BOMB.replace("*l8", "[" + ",".join(["1"] * 400_000) + "]")
+        "wide.yaml",
+        MONITOR.replace("HOST", "example.com")
+        + "  assertions: ["
+        + ",".join(["1"] * 400_000)
+        + "]\n",
     ),
     "wide-config-map": _write(
         "wide-configmap.yaml",
