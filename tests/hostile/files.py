@@ -70,7 +70,12 @@ HOSTILE_FILES: dict[str, Callable[[Path], Path]] = {
     "bomb-in-a-monitor": _write("monitor-bomb.yaml", MONITOR_BOMB),
     "deep-block": _write("deep-block.yaml", "- " * 20_000 + "x\n"),
     "deep-flow": _write("deep-flow.yaml", "a: " + "[" * 20_000 + "]" * 20_000 + "\n"),
-    "list-of-itself": _write("list-loop.yaml", "apiVersion: v1\nkind: List\nitems: &i [*i]\n"),
+    "items-contain-themselves": _write(
+        "items-loop.yaml", "apiVersion: v1\nkind: List\nitems: &i [*i]\n"
+    ),
+    "list-inside-itself": _write(
+        "list-loop.yaml", "&list {apiVersion: v1, kind: List, items: [*list]}\n"
+    ),
     "secret-string-metadata": _write(
         "secret.yaml", "apiVersion: v1\nkind: Secret\nmetadata: oops\ndata: [a]\n"
     ),
@@ -99,39 +104,51 @@ HOSTILE_FILES: dict[str, Callable[[Path], Path]] = {
 
 @dataclass(frozen=True)
 class Measured:
-    code: int
+    code: int  # -9 when killed after the timeout
     stdout: str
     stderr: str
     seconds: float
     peak_rss_mb: float
 
 
-def run_measured(argv: list[str], *, timeout: float = 60.0) -> Measured:
+def run_measured(
+    argv: list[str],
+    *,
+    timeout: float = 60.0,
+    pythonpath: str | None = None,
+    max_memory: int | None = None,
+) -> Measured:
     """Run ``python -m tcpmonitor ARGV`` with its output in files; its exit status, output,
-    wall time and peak RSS (from wait4, so only this child counts)."""
+    wall time and peak RSS (from wait4, so only this child counts). ``pythonpath`` runs
+    another copy of the package (an older commit); ``max_memory`` caps its address space."""
+
+    cap = [] if max_memory is None else ["prlimit", f"--as={max_memory}", "--"]  # execs: same pid
+    env = dict(os.environ)
+    if pythonpath is not None:
+        env["PYTHONPATH"] = pythonpath
     with tempfile.TemporaryDirectory() as tmp:
         out_path, err_path = Path(tmp) / "out", Path(tmp) / "err"
         started = time.monotonic()
         with out_path.open("wb") as out, err_path.open("wb") as err:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "tcpmonitor", *argv], stdout=out, stderr=err
+                [*cap, sys.executable, "-m", "tcpmonitor", *argv], stdout=out, stderr=err, env=env
             )
         while True:
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
             if pid:
+                code = os.waitstatus_to_exitcode(status)
                 break
             if time.monotonic() - started > timeout:
                 proc.kill()
-                os.wait4(proc.pid, 0)
-                proc.returncode = -9
-                raise AssertionError(f"tcpmonitor {' '.join(argv)} still running after {timeout}s")
+                _, _, usage = os.wait4(proc.pid, 0)
+                code = -9
+                break
             time.sleep(0.01)
-        seconds = time.monotonic() - started
-        proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
+        proc.returncode = code  # reaped here, not by Popen
         return Measured(
-            proc.returncode,
+            code,
             out_path.read_text(errors="replace"),
             err_path.read_text(errors="replace"),
-            seconds,
+            time.monotonic() - started,
             usage.ru_maxrss / 1024,
         )
