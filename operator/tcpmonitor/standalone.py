@@ -94,7 +94,11 @@ async def run_standalone(
         nonlocal reload_again
         while True:
             reload_again = False
-            current = await asyncio.to_thread(_load, paths)
+            try:
+                current = await asyncio.to_thread(_load, paths)
+            except Exception:  # a loader bug must not end reloads, nor the probing
+                log.exception("reload failed; still probing the old set")
+                current = None
             if current is None:
                 log.error("reload refused: fix the problems above; still probing the old set")
             else:
