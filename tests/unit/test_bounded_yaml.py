@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -269,3 +271,28 @@ def test_the_readme_states_the_limits_in_force() -> None:
     flat = " ".join(readme.split())
     for fact in stated:
         assert " ".join(fact.split()) in flat, fact
+
+
+def test_without_libyaml_the_pure_python_loader_is_used(tmp_path: Path) -> None:
+    """PyYAML built without libyaml has no CSafeLoader: the same limits, the slower parser."""
+    path = tmp_path / "bomb.yaml"
+    path.write_text(billion_laughs())
+    script = (
+        "import sys, yaml\n"
+        "del yaml.CSafeLoader\n"
+        "from tcpmonitor.bounded_yaml import FAST_LOADER\n"
+        "from tcpmonitor.manifests import load_manifests\n"
+        "assert FAST_LOADER is yaml.SafeLoader, FAST_LOADER\n"
+        "print(*load_manifests([__import__('pathlib').Path(sys.argv[1])]).problems)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().endswith(
+        "once aliases are expanded: split it into several documents"
+    )
