@@ -142,8 +142,10 @@ def test_undefined_and_duplicate_anchors_are_refused(loader: Any) -> None:
     assert refusal("a: *nowhere\n", loader=loader).message == (
         "YAML error at line 1: alias *nowhere refers to no anchor before it"
     )
-    assert refusal("a: &x 1\nb: &x 2\n", loader=loader).message == (
-        "YAML error at line 2: anchor &x is defined twice"
+    # libyaml: this loader's own words; pure Python: the composer's, which sees it first.
+    assert refusal("a: &x 1\nb: &x 2\n", loader=loader).message in (
+        "YAML error at line 2: anchor &x is defined twice",
+        "YAML error at line 2: found duplicate anchor 'x'",
     )
 
 
