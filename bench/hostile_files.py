@@ -93,7 +93,7 @@ def hostile_table(directory: Path, code: Path | None) -> None:
         line = line.replace(str(directory) + "/", "")
         print(
             f"| {name} | {_size(path)} | validate {path.name} | {done.code} "
-            f"| {done.seconds:.2f} | {done.peak_rss_mb:.0f} | `{line[:110]}` |"
+            f"| {done.seconds:.2f} | {done.peak_rss_mb:.0f} | `{line[:160]}` |"
         )
 
 
