@@ -80,7 +80,8 @@ async def run_standalone(
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     applied: set[tuple[str, str]] = set()
-    reloads: set[asyncio.Task[None]] = set()
+    reloading: asyncio.Task[None] | None = None
+    reload_again = False
 
     async def apply_all(current: ManifestSet) -> None:
         resolver.manifests = current
@@ -92,15 +93,31 @@ async def run_standalone(
             await runtime.apply(item.monitor)
             applied.add(item.monitor.key)
 
+    async def reload_files() -> None:
+        # Reading and parsing happen in a thread: a file of tens of megabytes takes seconds,
+        # and the monitors already running keep their schedule meanwhile.
+        nonlocal reload_again
+        while True:
+            reload_again = False
+            try:
+                current = await asyncio.to_thread(_load, paths)
+            except Exception:  # a loader bug must not end reloads, nor the probing
+                log.exception("reload failed; still probing the old set")
+                current = None
+            if current is None:
+                log.error("reload refused: fix the problems above; still probing the old set")
+            else:
+                await apply_all(current)
+                print(f"reloaded {len(current.monitors)} monitor(s)", flush=True)
+            if not reload_again:
+                return
+
     def reload() -> None:
-        current = _load(paths)
-        if current is None:
-            log.error("reload refused: fix the problems above; still probing the old set")
+        nonlocal reloading, reload_again
+        if reloading is not None and not reloading.done():
+            reload_again = True  # files changed during this reload: read them once more after
             return
-        task = loop.create_task(apply_all(current))
-        reloads.add(task)
-        task.add_done_callback(reloads.discard)
-        print(f"reloaded {len(current.monitors)} monitor(s)", flush=True)
+        reloading = loop.create_task(reload_files())
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
@@ -119,6 +136,8 @@ async def run_standalone(
         await apply_all(manifests)
         await stop.wait()
     finally:
+        if reloading is not None:
+            reloading.cancel()
         await runtime.close()
         await http.cleanup()
     return 0

@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from ..api import ProbeResult, TcpMonitorSpec, Verdict
+from ..bounded_yaml import FileRefused, read_bounded
 from ..manifests import LoadedMonitor, load_manifests, validation_problems
 from ..probe import (
     ClientCertificate,
@@ -62,11 +63,15 @@ def register(commands: Any) -> None:
 _FAMILIES = {"any": "Any", "ipv4": "IPv4", "ipv6": "IPv6"}
 
 
+# A PEM bundle of every public CA is about 200 KB.
+MAX_PEM_BYTES = 4 * 1024 * 1024
+
+
 def _read_file(path: Path) -> bytes:
     try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise ValueError(f"cannot read {path}: {exc.strerror}") from None
+        return read_bounded(path, MAX_PEM_BYTES)
+    except FileRefused as exc:
+        raise ValueError(f"cannot read {path}: {exc.reason}") from None
 
 
 def spec_from_arguments(args: argparse.Namespace) -> tuple[TcpMonitorSpec, ProbeMaterial]:
