@@ -31,8 +31,8 @@ sys.path.insert(0, str(ROOT / "operator"))
 import yaml  # noqa: E402
 from tests.hostile.files import HOSTILE_FILES, run_measured  # noqa: E402
 
-from tcpmonitor.bounded_yaml import load_documents  # noqa: E402
-from tcpmonitor.manifests import load_manifests  # noqa: E402
+from tcpmonitor.standalone.bounded_yaml import load_documents  # noqa: E402
+from tcpmonitor.standalone.manifests import load_manifests  # noqa: E402
 
 
 def monitors_file(count: int) -> str:

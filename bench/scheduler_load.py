@@ -22,10 +22,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from loopback_listener import LoopbackListener
 from tcpmonitor.api import MonitorState, TcpMonitor, TcpMonitorSpec, TcpMonitorStatus
-from tcpmonitor.metrics import Metrics
 from tcpmonitor.probe import ProbeMaterial
 from tcpmonitor.reporting import EventSpec
-from tcpmonitor.runtime import MonitorRef, MonitorRuntime, RuntimeSettings
+from tcpmonitor.scheduling.runtime import MonitorRef, MonitorRuntime, RuntimeSettings
+from tcpmonitor.telemetry.metrics import Metrics
 
 
 class CountingReporter:

@@ -38,11 +38,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from loopback_listener import LoopbackListener
 from tcpmonitor.api import ProbeResult, TcpMonitor, TcpMonitorSpec, TcpMonitorStatus, Verdict
-from tcpmonitor.http_endpoints import start_http
-from tcpmonitor.metrics import Metrics
 from tcpmonitor.probe import ProbeMaterial, ProbePlan, run_probe
 from tcpmonitor.reporting import EventSpec
-from tcpmonitor.runtime import MonitorRef, MonitorRuntime, RuntimeSettings
+from tcpmonitor.scheduling.runtime import MonitorRef, MonitorRuntime, RuntimeSettings
+from tcpmonitor.telemetry.http_endpoints import start_http
+from tcpmonitor.telemetry.metrics import Metrics
 
 UNRELATED_INTERVAL = 1.0
 

@@ -24,10 +24,10 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from tcpmonitor.api import ProbeResult, TcpMonitor, TcpMonitorSpec, TcpMonitorStatus
-from tcpmonitor.metrics import Metrics
 from tcpmonitor.probe import ProbeMaterial, ProbePlan, run_probe
 from tcpmonitor.reporting import EventSpec
-from tcpmonitor.runtime import MonitorRef, MonitorRuntime, RuntimeSettings
+from tcpmonitor.scheduling.runtime import MonitorRef, MonitorRuntime, RuntimeSettings
+from tcpmonitor.telemetry.metrics import Metrics
 
 INTERVAL = 1.0
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tcpmonitor.manifests import load_manifests
+from tcpmonitor.standalone.manifests import load_manifests
 from tests.cases.manifests import CASES, Case
 from tests.controlplane import Cluster
 

@@ -17,10 +17,10 @@ from types import TracebackType
 from typing import Any
 
 from tcpmonitor.api import ProbeResult, TcpMonitor, TcpMonitorSpec, TcpMonitorStatus
-from tcpmonitor.metrics import Metrics
 from tcpmonitor.probe import ProbeMaterial, ProbePlan, run_probe
 from tcpmonitor.reporting import EventSpec
-from tcpmonitor.runtime import MonitorRef, MonitorRuntime, RuntimeSettings
+from tcpmonitor.scheduling.runtime import MonitorRef, MonitorRuntime, RuntimeSettings
+from tcpmonitor.telemetry.metrics import Metrics
 
 from .bystander import Bystander
 from .standalone import standalone, write_manifests

@@ -13,8 +13,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from ..api import ProbeResult, TcpMonitorSpec, Verdict
-from ..bounded_yaml import FileRefused, read_bounded
-from ..manifests import LoadedMonitor, load_manifests, validation_problems
+from ..api.validation_messages import validation_problems
 from ..probe import (
     ClientCertificate,
     PlanError,
@@ -23,7 +22,9 @@ from ..probe import (
     compile_plan,
     run_probe,
 )
-from ..references import resolve_material
+from ..probe.material import resolve_material
+from ..standalone.bounded_yaml import FileRefused, read_bounded
+from ..standalone.manifests import LoadedMonitor, load_manifests
 from .arguments import parse_target, unescape
 from .render import render_result
 

@@ -9,8 +9,8 @@ from typing import Any
 
 from ..api import DurationError, parse_duration
 from ..api.spec import MIN_INTERVAL_SECONDS
-from ..runtime import RuntimeSettings
-from ..standalone import run_standalone
+from ..scheduling.runtime import RuntimeSettings
+from ..standalone.run import run_standalone
 from .logging_setup import FORMATS, LEVELS, configure_logging
 
 

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..manifests import load_manifests
+from ..standalone.manifests import load_manifests
 
 
 def register(commands: Any) -> None:

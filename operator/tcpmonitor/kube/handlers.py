@@ -16,8 +16,8 @@ from pydantic import ValidationError
 from .. import GROUP, PLURAL, VERSION
 from ..api import TcpMonitor
 from ..api.rules import STORED
-from ..manifests import validation_problems
-from ..runtime import Key, MonitorRef
+from ..api.validation_messages import validation_problems
+from ..scheduling.runtime import Key, MonitorRef
 from .api_client import connection_info
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,7 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 
 from .. import GROUP
-from ..sharding import Membership, live_members
+from ..locations.assignment import Membership, live_members
 from .api_client import KubeApi, describe_api_error
 
 log = logging.getLogger(__name__)

@@ -18,15 +18,15 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 
 from ..api import TcpMonitor
-from ..controller import Controller
-from ..metrics import Metrics
+from ..locations.assignment import Membership
+from ..locations.controller import Controller
 from ..reporting import EventSpec
-from ..runtime import Key, MonitorRef, MonitorRuntime
-from ..sharding import Membership
+from ..scheduling.runtime import Key, MonitorRef, MonitorRuntime
+from ..telemetry.metrics import Metrics
 from .api_client import KubeApi, describe_api_error, load_credentials
 from .leases import LOCATION_LABEL, ROLE_LABEL, LeaderElection, parse_time
+from .material_reader import ApiResolver
 from .process import ProcessOptions, run_watching
-from .secret_references import ApiResolver
 from .status_writer import KubeReporter
 
 log = logging.getLogger(__name__)

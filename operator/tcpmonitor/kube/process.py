@@ -14,9 +14,9 @@ from typing import Any
 import kopf
 
 from .. import GROUP
-from ..http_endpoints import start_http
-from ..metrics import Metrics
-from ..runtime import RuntimeSettings
+from ..scheduling.runtime import RuntimeSettings
+from ..telemetry.http_endpoints import start_http
+from ..telemetry.metrics import Metrics
 from .handlers import MonitorSink, build_registry
 
 log = logging.getLogger(__name__)

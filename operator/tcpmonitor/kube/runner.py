@@ -12,13 +12,13 @@ import asyncio
 import logging
 
 from ..api import TcpMonitor
-from ..metrics import Metrics
-from ..runtime import Key, MonitorRef, MonitorRuntime
-from ..shard import RunnerShard
+from ..locations.runner_share import RunnerShard
+from ..scheduling.runtime import Key, MonitorRef, MonitorRuntime
+from ..telemetry.metrics import Metrics
 from .api_client import KubeApi, load_credentials
 from .leases import RunnerLease
+from .material_reader import ApiResolver
 from .process import ProcessOptions, run_watching
-from .secret_references import ApiResolver
 from .status_writer import LocationReporter
 
 log = logging.getLogger(__name__)

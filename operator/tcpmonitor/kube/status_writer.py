@@ -29,9 +29,9 @@ from kubernetes.client.exceptions import ApiException
 
 from .. import GROUP, KIND, PLURAL, VERSION
 from ..api import LocationStatus, MonitorState, TcpMonitorStatus
-from ..metrics import Metrics
 from ..reporting import EventSpec, describe_result, status_body
-from ..runtime import MonitorRef
+from ..scheduling.runtime import MonitorRef
+from ..telemetry.metrics import Metrics
 from .api_client import KubeApi, describe_api_error
 
 log = logging.getLogger(__name__)

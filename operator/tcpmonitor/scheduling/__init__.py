@@ -1,4 +1,6 @@
-"""Scheduling: when each monitor is probed. No kopf, no Kubernetes (runners reuse it)."""
+"""When each monitor is probed (``scheduler``, ``fair_gate``) and the runtime that holds one
+process's monitors, folds their results and reports them (``runtime``). No kopf, no Kubernetes:
+the operator, runners and ``tcpmonitor run`` share it."""
 
 from .fair_gate import FairGate
 from .scheduler import (

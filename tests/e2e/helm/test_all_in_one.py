@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.controlplane import Cluster
-from tests.unit.test_argocd_health import argocd_health
+from tests.unit.gitops.test_argocd_health import argocd_health
 
 from ..operator_process import OperatorProcess, condition, eventually, get, reasons
 from .chart_release import Release, Targets, forbidden, identity, up

@@ -8,7 +8,7 @@ import shlex
 from pathlib import Path
 
 from tests.controlplane import Cluster
-from tests.unit.test_argocd_health import argocd_health
+from tests.unit.gitops.test_argocd_health import argocd_health
 
 from ..operator_process import OperatorProcess, condition, eventually, get, reasons, status
 from .chart_release import (

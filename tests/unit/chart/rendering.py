@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tcpmonitor.metrics import Metrics
+from tcpmonitor.telemetry.metrics import Metrics
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 CHART = REPO_ROOT / "charts" / "tcpmonitor-operator"

@@ -1,0 +1,95 @@
+"""A runner's share of the monitors: its location's, by rendezvous over the live runners.
+
+Kept apart from kopf and the API so the rules (which monitors, when to hand over, how to resume
+from the location's status entry) are tested without a cluster.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+
+from ..api import TcpMonitor, TcpMonitorStatus
+from ..scheduling.runtime import Key, MonitorRuntime
+from .assignment import owner
+
+log = logging.getLogger(__name__)
+
+
+def location_view(monitor: TcpMonitor, location: str, now: datetime | None = None) -> TcpMonitor:
+    """The monitor as a runner of ``location`` sees it: that location's entry as its status.
+
+    A fresh entry (probed within the last interval and a half) resumes on schedule; a stale one
+    (its runner died) keeps its counters but is probed at once by the new owner.
+    """
+    status = monitor.status
+    entry = next((e for e in status.locations if e.name == location), None) if status else None
+    if entry is None:
+        return monitor.model_copy(update={"status": None})
+    now = now or datetime.now(UTC)
+    fresh = entry.last_probe_time is not None and now - entry.last_probe_time < timedelta(
+        seconds=monitor.spec.interval_seconds * 1.5
+    )
+    view = TcpMonitorStatus(
+        observed_generation=monitor.metadata.generation if fresh else None,
+        state=entry.state,
+        last_probe_time=entry.last_probe_time,
+        last_transition_time=entry.last_transition_time,
+        consecutive_successes=entry.consecutive_successes,
+        consecutive_failures=entry.consecutive_failures,
+    )
+    return monitor.model_copy(update={"status": view})
+
+
+class RunnerShard:
+    def __init__(self, runtime: MonitorRuntime, location: str, identity: str) -> None:
+        self.runtime = runtime
+        self.location = location
+        self.identity = identity
+        # Unknown until the first Lease list: taking everything before knowing the others would
+        # probe their monitors twice and write their status entries.
+        self.members: list[str] | None = None
+        self.known: dict[Key, TcpMonitor] = {}
+        self.owned: set[Key] = set()
+
+    def _mine(self, key: Key) -> bool:
+        if self.members is None:
+            return False
+        return owner(f"{key[0]}/{key[1]}", self.members) == self.identity
+
+    async def observe(self, key: Key, monitor: TcpMonitor | None) -> None:
+        """A watch event: the monitor as it is now, or None when deleted."""
+        if monitor is None or self.location not in monitor.spec.locations:
+            self.forget(key)
+            return
+        self.known[key] = monitor
+        await self._reconcile(key)
+
+    async def set_members(self, members: list[str]) -> None:
+        """Membership changed: take over what is now ours, let go of what is not."""
+        self.members = sorted({*members, self.identity})
+        for key in list(self.known):
+            await self._reconcile(key)
+
+    async def _reconcile(self, key: Key) -> None:
+        monitor = self.known.get(key)
+        if monitor is None:
+            return
+        if self._mine(key):
+            if key not in self.owned:
+                log.debug("taking %s/%s", *key)
+            self.owned.add(key)
+            await self.runtime.apply(location_view(monitor, self.location))
+        else:
+            self._drop(key)
+
+    def forget(self, key: Key) -> None:
+        """The monitor was deleted."""
+        self.known.pop(key, None)
+        self._drop(key)
+
+    def _drop(self, key: Key) -> None:
+        if key in self.owned:
+            log.debug("handing over %s/%s", *key)
+            self.owned.discard(key)
+            self.runtime.remove(key)

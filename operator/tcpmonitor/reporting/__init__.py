@@ -1,0 +1,45 @@
+"""What to tell people, computed from what was observed. Pure: no I/O, no clock of its own.
+
+``record`` folds probe results into a monitor's state (the failure and success thresholds),
+``quorum`` combines locations, ``problems`` is the one spec check, and ``conditions``,
+``events``, ``messages`` and ``status`` say it the same way in every mode.
+"""
+
+from .conditions import conditions, make_condition
+from .events import (
+    EventSpec,
+    expiring_event,
+    invalid_spec_event,
+    probe_error_event,
+    skipped_event,
+    transition_event,
+)
+from .messages import describe_result, describe_skipped
+from .problems import (
+    INTERVAL_TOO_SHORT,
+    TIMEOUT_TOO_SHORT,
+    SpecProblem,
+    bounds_problem,
+    probe_error,
+)
+from .status import build_status, status_body
+
+__all__ = [
+    "INTERVAL_TOO_SHORT",
+    "TIMEOUT_TOO_SHORT",
+    "EventSpec",
+    "SpecProblem",
+    "bounds_problem",
+    "build_status",
+    "conditions",
+    "describe_result",
+    "describe_skipped",
+    "expiring_event",
+    "invalid_spec_event",
+    "make_condition",
+    "probe_error",
+    "probe_error_event",
+    "skipped_event",
+    "status_body",
+    "transition_event",
+]

@@ -1,0 +1,38 @@
+"""One-line descriptions of results for status messages, conditions and Events. Pure."""
+
+from __future__ import annotations
+
+from ..api import ProbeResult
+from ..api.result import MAX_MESSAGE
+from .record import MonitorRecord
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}ms"
+
+
+def describe_result(result: ProbeResult | None) -> str:
+    """One line with what went wrong (or how fast it went), for messages and Events."""
+    if result is None:
+        return "no probe result yet"
+    t = result.timings
+    timing = (
+        f"dns {_ms(t.dns)}, connect {_ms(t.connect)}, tls {_ms(t.tls)}, data {_ms(t.data)}, "
+        f"total {_ms(t.total)}"
+    )
+    address = result.remote_address or "no address"
+    problem = result.error or (result.warnings[0] if result.warnings else None)
+    if problem is not None:
+        # Most messages already start with the address; say it once.
+        where = "" if address in problem.message else f"{address}: "
+        head = f"{problem.code} {where}{problem.message}"
+    else:
+        head = f"{address} {result.state.value}"
+    return f"{head} ({timing})"[:MAX_MESSAGE]
+
+
+def describe_skipped(record: MonitorRecord) -> str:
+    return (
+        f"{record.skipped_probes} probe(s) in a row skipped: no probe slot was free before the "
+        "next was due (the prober is saturated)"
+    )

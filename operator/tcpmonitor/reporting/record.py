@@ -1,0 +1,119 @@
+"""A monitor's state over time: thresholds, counters, transitions. Pure, no I/O.
+
+Separated from both the scheduler and Kubernetes so that the rules users care about ("three
+failures before Down") are unit-tested directly and shared by operator, runners and standalone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from ..api import MonitorState, ProbeResult, TcpMonitorStatus, Verdict, WarningCode
+
+_SUCCESS = (MonitorState.UP, MonitorState.DEGRADED)
+
+
+@dataclass(frozen=True)
+class MonitorRecord:
+    """What survives between probes (and, through ``status``, operator restarts)."""
+
+    state: MonitorState = MonitorState.UNKNOWN
+    consecutive_successes: int = 0
+    consecutive_failures: int = 0
+    last_result: ProbeResult | None = None
+    last_probe_time: datetime | None = None
+    last_transition_time: datetime | None = None
+    last_success_time: datetime | None = None
+    last_failure_time: datetime | None = None
+    skipped_probes: int = 0  # dropped for want of a probe slot since the last result
+
+    @classmethod
+    def from_status(cls, status: TcpMonitorStatus | None) -> MonitorRecord:
+        """Resume from what a previous operator wrote, so counters and times survive."""
+        if status is None or status.state is None:
+            return cls()
+        return cls(
+            state=status.state,
+            consecutive_successes=status.consecutive_successes,
+            consecutive_failures=status.consecutive_failures,
+            last_result=status.last_result,
+            last_probe_time=status.last_probe_time,
+            last_transition_time=status.last_transition_time,
+            last_success_time=status.last_success_time,
+            last_failure_time=status.last_failure_time,
+            skipped_probes=status.skipped_probes,
+        )
+
+
+@dataclass(frozen=True)
+class Transition:
+    """A change of state, the reason for a status write and an Event."""
+
+    previous: MonitorState
+    current: MonitorState
+    at: datetime
+
+
+def _warning_codes(result: ProbeResult | None) -> set[str]:
+    return {w.code for w in result.warnings} if result else set()
+
+
+def advance(
+    record: MonitorRecord,
+    result: ProbeResult,
+    *,
+    failure_threshold: int,
+    success_threshold: int,
+    now: datetime,
+) -> tuple[MonitorRecord, Transition | None]:
+    """Fold one probe result into the record.
+
+    The first result after Unknown or Paused is taken as it is (users want to see something
+    at once); between known states a change needs ``failureThreshold`` consecutive failures or
+    ``successThreshold`` consecutive successes; Up and Degraded switch at once, both being
+    successes.
+    """
+    success = result.state is not Verdict.DOWN
+    successes = record.consecutive_successes + 1 if success else 0
+    failures = 0 if success else record.consecutive_failures + 1
+    verdict = MonitorState(result.state.value)
+    current = record.state
+    if current in (MonitorState.UNKNOWN, MonitorState.PAUSED) or (success and current in _SUCCESS):
+        new_state = verdict
+    elif success:
+        new_state = verdict if successes >= success_threshold else current
+    else:
+        new_state = verdict if failures >= failure_threshold else current
+    transition = Transition(current, new_state, now) if new_state != current else None
+    updated = replace(
+        record,
+        state=new_state,
+        consecutive_successes=successes,
+        consecutive_failures=failures,
+        last_result=result,
+        last_probe_time=result.started_at,
+        last_transition_time=now if transition else record.last_transition_time,
+        last_success_time=result.started_at if success else record.last_success_time,
+        last_failure_time=result.started_at if not success else record.last_failure_time,
+        skipped_probes=0,
+    )
+    return updated, transition
+
+
+def skip(record: MonitorRecord) -> MonitorRecord:
+    """A probe was dropped for want of a slot: the last result is getting stale."""
+    return replace(record, skipped_probes=record.skipped_probes + 1)
+
+
+def pause(record: MonitorRecord, now: datetime) -> tuple[MonitorRecord, Transition | None]:
+    if record.state is MonitorState.PAUSED:
+        return record, None
+    transition = Transition(record.state, MonitorState.PAUSED, now)
+    return replace(record, state=MonitorState.PAUSED, last_transition_time=now), transition
+
+
+def newly_expiring(previous: ProbeResult | None, current: ProbeResult) -> bool:
+    """Whether the certificate-expiry warning just appeared (an Event once, not every probe)."""
+    code = WarningCode.TLS_CERTIFICATE_EXPIRING.value
+    return code in _warning_codes(current) and code not in _warning_codes(previous)

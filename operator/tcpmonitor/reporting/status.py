@@ -1,0 +1,55 @@
+"""The status every mode writes, computed from a record. Pure, no I/O."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from ..api import Condition, MonitorState, TcpMonitorStatus
+from ..api.result import MAX_MESSAGE
+from .conditions import conditions
+from .messages import describe_result, describe_skipped
+from .problems import SpecProblem
+from .record import MonitorRecord
+
+
+def build_status(
+    record: MonitorRecord,
+    problem: SpecProblem | None,
+    generation: int | None,
+    previous: list[Condition],
+    now: datetime,
+) -> TcpMonitorStatus:
+    if problem is not None:
+        message = f"{problem.reason}: {problem.message}"
+    elif record.state is MonitorState.PAUSED:
+        message = "paused"
+    elif record.skipped_probes:
+        message = f"{describe_skipped(record)}; last: {describe_result(record.last_result)}"
+    else:
+        message = describe_result(record.last_result)
+    total = record.last_result.timings.total if record.last_result else None
+    return TcpMonitorStatus(
+        observed_generation=generation,
+        state=record.state,
+        message=message[:MAX_MESSAGE],
+        latency=None if total is None else f"{total:.1f}ms",
+        conditions=conditions(record, problem, generation, previous, now),
+        last_result=record.last_result,
+        last_probe_time=record.last_probe_time,
+        last_transition_time=record.last_transition_time,
+        last_success_time=record.last_success_time,
+        last_failure_time=record.last_failure_time,
+        consecutive_successes=record.consecutive_successes,
+        consecutive_failures=record.consecutive_failures,
+        skipped_probes=record.skipped_probes,
+    )
+
+
+def status_body(status: TcpMonitorStatus) -> dict[str, Any]:
+    """The wire form of the top-level status fields, times as RFC 3339 strings.
+
+    ``locations`` is left out: its entries belong to the runners (server-side apply, one field
+    manager per location), and a merge patch carrying the list would replace all of them.
+    """
+    return status.model_dump(mode="json", by_alias=True, exclude={"locations"})

@@ -1,0 +1,190 @@
+"""A runner's shard and the controller's aggregation, without a cluster."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from tcpmonitor.api import MonitorState, TcpMonitor
+from tcpmonitor.locations.assignment import owner
+from tcpmonitor.locations.controller import Controller
+from tcpmonitor.locations.runner_share import RunnerShard, location_view
+from tcpmonitor.scheduling.runtime import MonitorRuntime, RuntimeSettings
+from tcpmonitor.telemetry.metrics import Metrics
+
+from ..scheduling.test_runtime import DictResolver, MemoryReporter
+
+NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
+
+
+def monitor(
+    name: str,
+    locations: list[str],
+    entries: list[dict[str, Any]] | None = None,
+    generation: int = 1,
+    **spec: Any,
+) -> TcpMonitor:
+    body: dict[str, Any] = {
+        "apiVersion": "tcpmonitor.dev/v1alpha1",
+        "kind": "TcpMonitor",
+        "metadata": {"name": name, "namespace": "ns", "generation": generation, "uid": name},
+        "spec": {
+            "host": "127.0.0.1",
+            "port": 1,
+            "interval": "10s",
+            "timeout": "1s",
+            "locations": locations,
+            **spec,
+        },
+    }
+    if entries is not None:
+        body["status"] = {"locations": entries}
+    return TcpMonitor.model_validate(body)
+
+
+def entry(name: str, state: str, probed: datetime = NOW, **extra: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "state": state,
+        "lastProbeTime": probed.isoformat(),
+        "consecutiveFailures": 4,
+        **extra,
+    }
+
+
+def test_location_view_resumes_a_fresh_entry_and_reprobes_a_stale_one() -> None:
+    fresh = location_view(
+        monitor("m", ["eu"], [entry("eu", "Down")]), "eu", NOW + timedelta(seconds=5)
+    )
+    assert fresh.status is not None
+    assert fresh.status.observed_generation == 1 and fresh.status.state is MonitorState.DOWN
+    assert fresh.status.consecutive_failures == 4
+    stale = location_view(
+        monitor("m", ["eu"], [entry("eu", "Down")]), "eu", NOW + timedelta(seconds=60)
+    )
+    assert stale.status is not None and stale.status.observed_generation is None
+    assert stale.status.consecutive_failures == 4  # counters survive the handover
+    other = location_view(monitor("m", ["eu"], [entry("us", "Up")]), "eu", NOW)
+    assert other.status is None
+
+
+def test_shard_takes_only_its_location_and_its_share() -> None:
+    async def scenario() -> tuple[set[Any], set[Any], set[Any]]:
+        reporter = MemoryReporter()
+        runtime = MonitorRuntime(reporter, DictResolver(), Metrics(), RuntimeSettings())
+        shard = RunnerShard(runtime, "eu", "r1")
+        names = [f"m{i}" for i in range(40)]
+        for name in names:
+            await shard.observe(("ns", name), monitor(name, ["eu"]))
+        await shard.observe(("ns", "us-only"), monitor("us-only", ["us"]))
+        before_members = set(shard.owned)  # nothing before the first membership list
+        await shard.set_members(["r1", "r2"])
+        first = set(shard.owned)
+        await shard.set_members(["r1"])  # r2 died
+        everything = set(shard.owned)
+        await runtime.close()
+        return before_members, first, everything
+
+    before, first, everything = asyncio.run(scenario())
+    assert before == set()
+    expected = {("ns", f"m{i}") for i in range(40) if owner(f"ns/m{i}", ["r1", "r2"]) == "r1"}
+    assert first == expected and 10 < len(first) < 30
+    assert everything == {("ns", f"m{i}") for i in range(40)}
+
+
+def test_shard_lets_go_when_the_location_is_removed_or_the_monitor_deleted() -> None:
+    async def scenario() -> set[Any]:
+        runtime = MonitorRuntime(MemoryReporter(), DictResolver(), Metrics(), RuntimeSettings())
+        shard = RunnerShard(runtime, "eu", "r1")
+        await shard.set_members(["r1"])
+        await shard.observe(("ns", "a"), monitor("a", ["eu"]))
+        await shard.observe(("ns", "b"), monitor("b", ["eu"]))
+        await shard.observe(("ns", "a"), monitor("a", ["us"], generation=2))
+        shard.forget(("ns", "b"))
+        owned = set(shard.owned)
+        assert len(runtime) == 0
+        await runtime.close()
+        return owned
+
+    assert asyncio.run(scenario()) == set()
+
+
+def controller_run(*objects: TcpMonitor, live: set[str] | None = None) -> MemoryReporter:
+    reporter = MemoryReporter()
+
+    async def scenario() -> None:
+        ctl = Controller(reporter, DictResolver(), Metrics(), lambda: live)
+        for obj in objects:
+            await ctl.apply(obj)
+
+    asyncio.run(scenario())
+    return reporter
+
+
+def test_controller_writes_the_quorum_verdict_and_events_on_transitions() -> None:
+    reporter = controller_run(
+        monitor("m", ["eu", "us"], [entry("eu", "Up"), entry("us", "Up")], minFailedLocations=2),
+        monitor(
+            "m",
+            ["eu", "us"],
+            [entry("eu", "Down", errorCode="CONNECT_TIMEOUT"), entry("us", "Up")],
+            minFailedLocations=2,
+        ),
+        monitor(
+            "m",
+            ["eu", "us"],
+            [
+                entry("eu", "Down", errorCode="CONNECT_TIMEOUT"),
+                entry("us", "Down", errorCode="CONNECT_TIMEOUT"),
+            ],
+            minFailedLocations=2,
+        ),
+        live={"eu", "us"},
+    )
+    states = [s.state for _, s, _ in reporter.writes]
+    assert states == [MonitorState.UP, MonitorState.DEGRADED, MonitorState.DOWN]
+    assert reporter.reasons("m") == ["TargetUp", "TargetDegraded", "TargetDown"]
+    last = reporter.last("m")
+    assert "Down in 2 of 2 locations (quorum 2)" in (last.message or "")
+    assert last.consecutive_failures == 4
+
+
+def test_controller_does_not_rewrite_an_unchanged_verdict() -> None:
+    later = NOW + timedelta(seconds=10)
+    reporter = controller_run(
+        monitor("m", ["eu"], [entry("eu", "Up")]),
+        # a runner heartbeat: newer probe time, one more success
+        monitor("m", ["eu"], [entry("eu", "Up", probed=later, consecutiveSuccesses=9)]),
+        live={"eu"},
+    )
+    assert len(reporter.writes) == 1
+
+
+def test_controller_reports_a_location_without_runners_once() -> None:
+    reporter = controller_run(
+        monitor("m", ["eu", "ap"], [entry("eu", "Up")]),
+        monitor("m", ["eu", "ap"], [entry("eu", "Up", probed=NOW + timedelta(seconds=10))]),
+        live={"eu"},
+    )
+    assert reporter.reasons("m").count("LocationUnavailable") == 1
+    available = next(c for c in reporter.last("m").conditions if c.type == "LocationsAvailable")
+    assert (available.status, available.reason) == ("False", "NoLiveRunner")
+    assert "ap" in available.message
+
+
+def test_controller_flags_an_invalid_spec() -> None:
+    reporter = controller_run(
+        monitor(
+            "m",
+            ["eu"],
+            [],
+            assertions=[
+                {"source": "ResponseData", "comparison": "Matches", "target": r"\pL{1000}"}
+            ],
+        ),
+        live={"eu"},
+    )
+    ready = next(c for c in reporter.last("m").conditions if c.type == "Ready")
+    assert (ready.status, ready.reason) == ("False", "InvalidSpec")
+    assert reporter.reasons("m") == ["InvalidSpec"]

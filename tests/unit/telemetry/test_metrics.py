@@ -1,0 +1,71 @@
+"""Per-monitor series: what a probe sets, what a later probe or a removal takes away."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tcpmonitor.api import MonitorState, ProbeResult, Timings, Verdict
+from tcpmonitor.telemetry.metrics import Metrics
+
+KEY = ("shop", "web")
+
+
+def series(metrics: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    text = generate_latest(metrics.registry).decode()
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if not s.name.endswith("_created")
+    }
+
+
+def probe(state: Verdict, **timings: float) -> ProbeResult:
+    return ProbeResult(state=state, started_at=datetime.now(UTC), timings=Timings(**timings))
+
+
+def labels(**extra: str) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted({"namespace": "shop", "name": "web", **extra}.items()))
+
+
+def test_a_probe_sets_success_state_phases_and_counts() -> None:
+    metrics = Metrics()
+    metrics.observe(KEY, probe(Verdict.UP, connect=1.5, total=2.0), MonitorState.UP)
+    metrics.observe(KEY, probe(Verdict.DOWN, connect=3.0, total=4.0), MonitorState.DOWN)
+    got = series(metrics)
+    assert got[("tcpmonitor_probe_success", labels())] == 0
+    assert got[("tcpmonitor_state", labels(state="Down"))] == 1
+    assert got[("tcpmonitor_state", labels(state="Up"))] == 0
+    assert got[("tcpmonitor_probe_phase_duration_seconds", labels(phase="connect"))] == 0.003
+    assert got[("tcpmonitor_probes_total", labels(result="Up"))] == 1
+    assert got[("tcpmonitor_probes_total", labels(result="Down"))] == 1
+
+
+def test_a_phase_the_last_probe_did_not_perform_has_no_series() -> None:
+    metrics = Metrics()
+    metrics.observe(KEY, probe(Verdict.UP, dns=1.0, connect=1.5, total=2.0), MonitorState.UP)
+    metrics.observe(KEY, probe(Verdict.UP, connect=1.5, total=2.0), MonitorState.UP)
+    phases = {
+        dict(key[1])["phase"]
+        for key in series(metrics)
+        if key[0] == "tcpmonitor_probe_phase_duration_seconds"
+    }
+    assert phases == {"connect", "total"}
+
+
+def test_forgetting_a_monitor_removes_every_series_and_a_state_alone_is_exported() -> None:
+    metrics = Metrics()
+    metrics.observe(KEY, probe(Verdict.UP, connect=1.0, total=1.0), MonitorState.UP)
+    metrics.set_state(("shop", "paused"), MonitorState.PAUSED)
+    metrics.forget(KEY)
+    names = {dict(key[1])["name"] for key in series(metrics) if "name" in dict(key[1])}
+    assert names == {"paused"}
+    assert (
+        series(metrics)[
+            ("tcpmonitor_state", (("name", "paused"), ("namespace", "shop"), ("state", "Paused")))
+        ]
+        == 1
+    )
