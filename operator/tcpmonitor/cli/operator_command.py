@@ -62,8 +62,8 @@ def add_cluster_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--identity",
-        default=os.environ.get("POD_NAME"),
-        help="this process's name in Leases and Events ($POD_NAME or host-pid)",
+        default=None,
+        help="this process's name in Leases and Events (default: $POD_NAME, else host-pid)",
     )
     parser.add_argument(
         "--lease-duration",

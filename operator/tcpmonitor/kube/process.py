@@ -28,6 +28,12 @@ WATCH_INACTIVITY_TIMEOUT = 600  # seconds without any event or bookmark: reconne
 SHUTDOWN_GRACE = 8.0
 
 
+def default_identity() -> str:
+    """This process's name in Leases and Events: the pod name (downward API ``POD_NAME``), or
+    host and pid outside a pod, so two processes on one machine never share a Lease."""
+    return os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
+
+
 @dataclass
 class ProcessOptions:
     namespaces: list[str]
@@ -36,11 +42,7 @@ class ProcessOptions:
     metrics_port: int
     settings: RuntimeSettings
     lease_namespace: str = field(default_factory=lambda: os.environ.get("POD_NAMESPACE", "default"))
-    identity: str = field(
-        default_factory=lambda: (
-            os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
-        )
-    )
+    identity: str = field(default_factory=default_identity)
     lease_duration: float = 15.0
 
 

@@ -17,8 +17,6 @@ import asyncio
 import heapq
 import itertools
 import logging
-import os
-import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -29,6 +27,7 @@ from kubernetes.client.exceptions import ApiException
 
 from .. import GROUP, KIND, PLURAL, VERSION
 from ..api import LocationStatus, MonitorState, TcpMonitorStatus
+from ..api.result import MAX_MESSAGE
 from ..reporting import EventSpec, describe_result, status_body
 from ..scheduling.runtime import MonitorRef
 from ..telemetry.metrics import Metrics
@@ -38,11 +37,6 @@ log = logging.getLogger(__name__)
 
 REPORTING_CONTROLLER = f"{GROUP}/operator"
 Key = tuple[str, str]
-
-
-def reporting_instance() -> str:
-    """The pod name (downward API ``POD_NAME``) or the host name when run elsewhere."""
-    return os.environ.get("POD_NAME") or socket.gethostname()
 
 
 @dataclass
@@ -180,10 +174,10 @@ class KubeReporter:
         *,
         workers: int = 4,
         rate: float | None = None,
-        instance: str | None = None,
+        instance: str,
     ) -> None:
         self.api = api
-        self.instance = instance or reporting_instance()
+        self.instance = instance  # the process identity: Events say which replica saw it
         self.queue = WriteQueue(self._merge_patch, metrics, workers=workers, rate=rate)
         self._events: set[asyncio.Task[None]] = set()
 
@@ -221,7 +215,7 @@ class KubeReporter:
             "action": "Probe",
             "reason": event.reason,
             "type": event.type,
-            "note": event.message[:1024],
+            "note": event.message[:MAX_MESSAGE],
             "regarding": {
                 "apiVersion": f"{GROUP}/{VERSION}",
                 "kind": KIND,
@@ -256,7 +250,7 @@ def location_entry(status: TcpMonitorStatus, location: str, runner: str) -> Loca
         consecutive_failures=status.consecutive_failures,
         error_code=result.error.code if result and result.error else None,
         total_ms=result.timings.total if result else None,
-        message=message[:1024] if message else None,
+        message=message[:MAX_MESSAGE] if message else None,
     )
 
 
