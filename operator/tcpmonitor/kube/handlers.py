@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from .. import GROUP, PLURAL, VERSION
 from ..api import TcpMonitor
+from ..api.result import MAX_MESSAGE
 from ..api.rules import STORED
 from ..api.validation_messages import validation_problems
 from ..scheduling.runtime import Key, MonitorRef
@@ -66,7 +67,7 @@ def build_registry(sink: MonitorSink) -> kopf.OperatorRegistry:
             problems = "; ".join(f"{p.field}: {p.message}" for p in validation_problems(exc, "", 0))
             log.warning("TcpMonitor %s/%s is invalid: %s", *key, problems)
             sink.remove(key)
-            sink.invalid(MonitorRef(key[0], key[1], meta.get("uid")), problems[:1024])
+            sink.invalid(MonitorRef(key[0], key[1], meta.get("uid")), problems[:MAX_MESSAGE])
             return
         await sink.apply(monitor)
 

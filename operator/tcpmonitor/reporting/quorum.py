@@ -11,6 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from ..api import LocationStatus, MonitorState
+from ..api.result import MAX_MESSAGE
 
 
 @dataclass(frozen=True)
@@ -68,4 +69,4 @@ def aggregate(
         message += "; ".join(details)
     if unavailable:
         message += f" (no live runner in {', '.join(unavailable)})"
-    return QuorumVerdict(state, message[:1024], down, degraded, waiting, unavailable)
+    return QuorumVerdict(state, message[:MAX_MESSAGE], down, degraded, waiting, unavailable)
