@@ -26,10 +26,6 @@ def owner(key: str, members: Sequence[str]) -> str | None:
     return max(members, key=lambda member: (weight(key, member), member))
 
 
-def owned_by(keys: Iterable[str], members: Sequence[str], me: str) -> set[str]:
-    return {key for key in keys if owner(key, members) == me}
-
-
 @dataclass(frozen=True)
 class Membership:
     """One runner's Lease, as read from the API server."""

@@ -28,13 +28,11 @@ log = logging.getLogger("tcpmonitor.standalone.run")
 
 
 class LogReporter:
-    """Every Event becomes one line on stdout; statuses are kept for the health endpoint."""
-
-    def __init__(self) -> None:
-        self.statuses: dict[tuple[str, str], TcpMonitorStatus] = {}
+    """Every Event becomes one line on stdout. No status is kept: with no API server to hold
+    it, the log lines and the metrics are what a user of ``run`` sees."""
 
     def write_status(self, ref: MonitorRef, status: TcpMonitorStatus, *, urgent: bool) -> None:
-        self.statuses[ref.key] = status
+        pass
 
     def post_event(self, ref: MonitorRef, event: EventSpec) -> None:
         # Exactly one line per Event: a message quoting a target must not end it early and
@@ -47,7 +45,7 @@ class LogReporter:
         )
 
     def forget(self, ref: MonitorRef) -> None:
-        self.statuses.pop(ref.key, None)
+        pass
 
 
 class ManifestResolver:
