@@ -13,24 +13,8 @@ from kubernetes.client.exceptions import ApiException
 
 from ..api import TcpMonitorSpec
 from ..probe import ProbeMaterial
-from ..probe.material import ReferenceMap, resolve_material
+from ..probe.material import ReferenceMap, referenced_names, resolve_material
 from .api_client import KubeApi, describe_api_error
-
-
-def _names(spec: TcpMonitorSpec) -> tuple[set[str], set[str]]:
-    secrets: set[str] = set()
-    config_maps: set[str] = set()
-    if spec.send_from is not None:
-        secrets.add(spec.send_from.secret_key_ref.name)
-    tls = spec.tls
-    if tls is not None and tls.enabled:
-        if tls.ca_secret_ref is not None:
-            secrets.add(tls.ca_secret_ref.name)
-        if tls.ca_config_map_ref is not None:
-            config_maps.add(tls.ca_config_map_ref.name)
-        if tls.client_cert_secret_ref is not None:
-            secrets.add(tls.client_cert_secret_ref.name)
-    return secrets, config_maps
 
 
 class ApiResolver:
@@ -38,7 +22,7 @@ class ApiResolver:
         self.api = api
 
     async def resolve(self, spec: TcpMonitorSpec, namespace: str) -> ProbeMaterial:
-        secrets, config_maps = _names(spec)
+        secrets, config_maps = referenced_names(spec)
         store = ReferenceMap()
         for name in secrets:
             if (data := await self._secret(namespace, name)) is not None:

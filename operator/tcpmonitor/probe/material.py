@@ -48,14 +48,26 @@ def _secret_key(
     return data[key]
 
 
+def referenced_names(spec: TcpMonitorSpec) -> tuple[frozenset[str], frozenset[str]]:
+    """The Secrets and the ConfigMaps (names, in the monitor's namespace) a probe reads."""
+    secrets: set[str] = set()
+    config_maps: set[str] = set()
+    if spec.send_from is not None:
+        secrets.add(spec.send_from.secret_key_ref.name)
+    tls = spec.tls
+    if tls is not None and tls.enabled:
+        if tls.ca_secret_ref is not None:
+            secrets.add(tls.ca_secret_ref.name)
+        if tls.ca_config_map_ref is not None:
+            config_maps.add(tls.ca_config_map_ref.name)
+        if tls.client_cert_secret_ref is not None:
+            secrets.add(tls.client_cert_secret_ref.name)
+    return frozenset(secrets), frozenset(config_maps)
+
+
 def has_references(spec: TcpMonitorSpec) -> bool:
     """Whether probing needs anything outside the spec (and so a periodic re-read)."""
-    tls = spec.tls
-    return spec.send_from is not None or (
-        tls is not None
-        and tls.enabled
-        and bool(tls.ca_secret_ref or tls.ca_config_map_ref or tls.client_cert_secret_ref)
-    )
+    return any(referenced_names(spec))
 
 
 def resolve_material(
