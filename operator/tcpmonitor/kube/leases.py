@@ -69,6 +69,20 @@ def lease_body(
     }
 
 
+def membership(lease: Any) -> Membership | None:
+    """A runner's Lease as a membership; None for a Lease nobody holds or never renewed (a
+    released one): it counts for no location."""
+    renewed = parse_time(lease.spec.renew_time)
+    if renewed is None or not lease.spec.holder_identity:
+        return None
+    return Membership(
+        holder=lease.spec.holder_identity,
+        location=(lease.metadata.labels or {}).get(LOCATION_LABEL, ""),
+        renewed=renewed,
+        duration=timedelta(seconds=lease.spec.lease_duration_seconds or 0),
+    )
+
+
 async def read_lease(api: KubeApi, namespace: str, name: str) -> Any | None:
     """The Lease, or None when it does not exist."""
     try:
@@ -146,19 +160,7 @@ class RunnerLease:
             self.namespace,
             label_selector=f"{ROLE_LABEL}=runner,{LOCATION_LABEL}={self.location}",
         )
-        memberships = []
-        for lease in leases.items:
-            renewed = parse_time(lease.spec.renew_time)
-            if renewed is None or not lease.spec.holder_identity:
-                continue
-            memberships.append(
-                Membership(
-                    holder=lease.spec.holder_identity,
-                    location=lease.metadata.labels.get(LOCATION_LABEL, ""),
-                    renewed=renewed,
-                    duration=timedelta(seconds=lease.spec.lease_duration_seconds or 0),
-                )
-            )
+        memberships = [m for lease in leases.items if (m := membership(lease)) is not None]
         return live_members(memberships, self.location, datetime.now(UTC))
 
     async def run(self, on_change: Callable[[list[str]], None]) -> None:

@@ -11,20 +11,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime
 from typing import Any
 
+import urllib3
 from kubernetes.client.exceptions import ApiException
 
 from ..api import TcpMonitor
-from ..locations.assignment import Membership
 from ..locations.controller import Controller
 from ..reporting import EventSpec
 from ..scheduling.runtime import Key, MonitorRef, MonitorRuntime
 from ..telemetry.metrics import Metrics
 from .api_client import KubeApi, describe_api_error, load_credentials
-from .leases import LOCATION_LABEL, ROLE_LABEL, LeaderElection, parse_time
+from .leases import ROLE_LABEL, LeaderElection, membership
 from .material_reader import ApiResolver
 from .process import ProcessOptions, run_watching
 from .status_writer import KubeReporter
@@ -78,22 +78,10 @@ class LiveLocations:
             label_selector=f"{ROLE_LABEL}=runner",
         )
         now = datetime.now(UTC)
-        live = set()
-        for lease in leases.items:
-            renewed = parse_time(lease.spec.renew_time)
-            if renewed is None:
-                continue
-            member = Membership(
-                lease.spec.holder_identity or "",
-                lease.metadata.labels.get(LOCATION_LABEL, ""),
-                renewed,
-                timedelta(seconds=lease.spec.lease_duration_seconds or 0),
-            )
-            if member.alive(now):
-                live.add(member.location)
-        return live
+        members = (membership(lease) for lease in leases.items)
+        return {m.location for m in members if m is not None and m.alive(now)}
 
-    async def run(self, on_change: Any) -> None:
+    async def run(self, on_change: Callable[[], None]) -> None:
         while True:
             try:
                 live = await self.read()
@@ -103,6 +91,9 @@ class LiveLocations:
                     on_change()
             except ApiException as exc:
                 log.warning("listing runner leases failed: %s", describe_api_error(exc))
+            except (OSError, urllib3.exceptions.HTTPError) as exc:
+                # The API server is away (restart, network): keep the last view and try again.
+                log.warning("listing runner leases failed: %s", exc)
             await asyncio.sleep(self.period)
 
 
