@@ -8,9 +8,9 @@ expressions and internal type names, which help nobody fix a manifest.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from .durations import DURATION_PATTERN
 from .spec import (
@@ -62,7 +62,7 @@ _PATTERN_MESSAGES = {
 }
 
 
-def _message(error: Any) -> str:
+def _message(error: ErrorDetails) -> str:
     if error["type"] == "string_pattern_mismatch":
         pattern = (error.get("ctx") or {}).get("pattern", "")
         return _PATTERN_MESSAGES.get(pattern, f"does not match {pattern}")

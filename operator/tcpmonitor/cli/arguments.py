@@ -5,7 +5,23 @@ Pure functions raising ValueError with a message fit for ``tcpmonitor: error: ..
 
 from __future__ import annotations
 
+import argparse
 import re
+from typing import NoReturn, TypeAlias
+
+EXIT_USAGE = 2
+
+
+class OneLineErrorParser(argparse.ArgumentParser):
+    """Usage mistakes get one line naming the problem, not a usage dump ahead of it."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+# Where each command adds its parser (what ``add_subparsers()`` returns); a string because
+# the class is not subscriptable at run time, only in the type stubs.
+Commands: TypeAlias = "argparse._SubParsersAction[OneLineErrorParser]"
 
 _ESCAPES = {"n": "\n", "r": "\r", "t": "\t", "\\": "\\", "0": "\0"}
 _ESCAPE_RE = re.compile(r"\\(x[0-9A-Fa-f]{2}|.?)", re.DOTALL)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
 
 from ..api.crd import render_crd_yaml
+from .arguments import Commands
 
 
-def register(commands: Any) -> None:
+def register(commands: Commands) -> None:
     parser: argparse.ArgumentParser = commands.add_parser(
         "crd", help="print the TcpMonitor CustomResourceDefinition YAML"
     )

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
 
 from .. import __version__
 from . import (
@@ -20,17 +19,10 @@ from . import (
     runner_command,
     validate_command,
 )
+from .arguments import EXIT_USAGE, OneLineErrorParser
 
 EXIT_OK = 0
 EXIT_DOWN = 1
-EXIT_USAGE = 2
-
-
-class OneLineErrorParser(argparse.ArgumentParser):
-    """Usage mistakes get one line naming the problem, not a usage dump ahead of it."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -5,14 +5,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # kopf is imported only when the command runs
+    from ..kube.process import ProcessOptions
 
 from ..api import DurationError, parse_duration
+from .arguments import Commands
 from .logging_setup import configure_logging
 from .run_command import add_runtime_options, runtime_settings
 
 
-def register(commands: Any) -> None:
+def register(commands: Commands) -> None:
     parser: argparse.ArgumentParser = commands.add_parser(
         "operator",
         help="run the operator against a cluster",
@@ -74,7 +78,7 @@ def add_cluster_options(parser: argparse.ArgumentParser) -> None:
     add_runtime_options(parser, default_address="0.0.0.0")
 
 
-def process_options(args: argparse.Namespace) -> Any:
+def process_options(args: argparse.Namespace) -> ProcessOptions:
     from ..kube.process import ProcessOptions  # noqa: PLC0415
 
     try:

@@ -25,13 +25,13 @@ from ..probe import (
 from ..probe.material import resolve_material
 from ..standalone.bounded_yaml import FileRefused, read_bounded
 from ..standalone.manifests import LoadedMonitor, load_manifests
-from .arguments import parse_target, unescape
+from .arguments import Commands, parse_target, unescape
 from .render import render_result
 
 CONCURRENCY = 64
 
 
-def register(commands: Any) -> None:
+def register(commands: Commands) -> None:
     parser: argparse.ArgumentParser = commands.add_parser(
         "probe",
         help="probe a target once and print the result",

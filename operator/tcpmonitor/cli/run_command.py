@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 from pathlib import Path
-from typing import Any
 
 from ..api import DurationError, parse_duration
 from ..api.spec import MIN_INTERVAL_SECONDS
 from ..scheduling.runtime import RuntimeSettings
 from ..standalone.run import run_standalone
+from .arguments import Commands
 from .logging_setup import FORMATS, LEVELS, configure_logging
 
 
@@ -83,7 +83,7 @@ def runtime_settings(args: argparse.Namespace) -> RuntimeSettings:
     )
 
 
-def register(commands: Any) -> None:
+def register(commands: Commands) -> None:
     parser: argparse.ArgumentParser = commands.add_parser(
         "run",
         help="probe TcpMonitor manifests from disk continuously (no cluster)",

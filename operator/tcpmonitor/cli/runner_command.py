@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from typing import Any
 
+from .arguments import Commands
 from .logging_setup import configure_logging
 from .operator_command import add_cluster_options, process_options
 
 
-def register(commands: Any) -> None:
+def register(commands: Commands) -> None:
     parser: argparse.ArgumentParser = commands.add_parser(
         "runner",
         help="probe the monitors of one location (with an operator in --mode controller)",

@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
 
 from ..standalone.manifests import load_manifests
+from .arguments import Commands
 
 
-def register(commands: Any) -> None:
+def register(commands: Commands) -> None:
     parser: argparse.ArgumentParser = commands.add_parser(
         "validate",
         help="validate TcpMonitor manifests offline",
