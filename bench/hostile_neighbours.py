@@ -17,10 +17,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import selectors
 import signal
-import socket
-import ssl
 import sys
 import tempfile
 import threading
@@ -36,50 +33,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.hostile.bystander import Bystander
 from tests.hostile.certificates import forging_certificate
+from tests.hostile.listeners import Listener, close_at_once, never_answer, reply, tls_reply
 from tests.hostile.standalone import standalone, write_manifests
 
 Manifest = dict[str, Any]
-
-
-class Target:
-    """A loopback listener thread; ``on_accept`` gets each connection and keeps it or not."""
-
-    def __init__(self, on_accept: Callable[[socket.socket], bool], rcvbuf: int = 0) -> None:
-        self.on_accept = on_accept
-        self.sock = socket.socket()
-        if rcvbuf:
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(4096)
-        self.sock.setblocking(False)
-        self.held: list[socket.socket] = []
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    @property
-    def port(self) -> int:
-        return int(self.sock.getsockname()[1])
-
-    def _serve(self) -> None:
-        selector = selectors.DefaultSelector()
-        selector.register(self.sock, selectors.EVENT_READ)
-        while not self.stop.is_set():
-            for _ in selector.select(0.1):
-                with contextlib.suppress(BlockingIOError):
-                    conn, _ = self.sock.accept()
-                    conn.setblocking(True)
-                    if self.on_accept(conn):
-                        self.held.append(conn)
-                    else:
-                        conn.close()
-
-    def close(self) -> None:
-        self.stop.set()
-        self.thread.join(2)
-        for conn in self.held:
-            conn.close()
-        self.sock.close()
 
 
 def monitor(namespace: str, name: str, port: int, **spec: Any) -> Manifest:
@@ -89,28 +46,6 @@ def monitor(namespace: str, name: str, port: int, **spec: Any) -> Manifest:
         "metadata": {"name": name, "namespace": namespace},
         "spec": {"host": "127.0.0.1", "port": port} | spec,
     }
-
-
-def tls_handshake(context: ssl.SSLContext) -> Callable[[socket.socket], bool]:
-    def accept(conn: socket.socket) -> bool:
-        def shake() -> None:
-            conn.settimeout(5)
-            with contextlib.suppress(OSError), context.wrap_socket(conn, server_side=True) as tls:
-                tls.recv(1)
-
-        threading.Thread(target=shake, daemon=True).start()
-        return True  # the handshake thread owns it now
-
-    return accept
-
-
-def keep(greeting: bytes = b"") -> Callable[[socket.socket], bool]:
-    def accept(conn: socket.socket) -> bool:
-        if greeting:
-            conn.sendall(greeting)
-        return True
-
-    return accept
 
 
 def scrape_loop(port: int, stop: threading.Event, limit: int = 100_000) -> None:
@@ -185,18 +120,13 @@ def main() -> None:
     parser.add_argument("--only", default="", help="comma-separated attack names")
     args = parser.parse_args()
     only = set(filter(None, args.only.split(",")))
-    targets: list[Target] = []
-
-    def target(*a: Any, **k: Any) -> Target:
-        t = Target(*a, **k)
-        targets.append(t)
-        return t
-
-    silent = target(keep())
-    regex = target(keep(b"a" * 40 + b"!"))
-    sink = target(keep(), rcvbuf=4096)
-    tls = target(tls_handshake(forging_certificate().server_context(Path(tempfile.mkdtemp()))))
-    bulk = target(lambda _: False)
+    context = forging_certificate().server_context(Path(tempfile.mkdtemp()))
+    silent = Listener(never_answer)
+    regex = Listener(reply(b"a" * 40 + b"!"))
+    sink = Listener(never_answer, rcvbuf=4096)
+    tls = Listener(tls_reply(context))
+    bulk = Listener(close_at_once)
+    targets = [silent, regex, sink, tls, bulk]
     attacks: list[tuple[str, list[Manifest], Any]] = [
         ("none", [], None),
         (

@@ -7,10 +7,6 @@ and its status must keep moving while the hostile one is reported on itself.
 
 from __future__ import annotations
 
-import contextlib
-import socket
-import ssl
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +17,7 @@ import pytest
 from tests.controlplane import Cluster
 from tests.hostile.bystander import Bystander
 from tests.hostile.certificates import forging_certificate
+from tests.hostile.listeners import Listener, reply, tls_reply
 
 from .operator_process import (
     OperatorProcess,
@@ -63,46 +60,6 @@ def good(control_plane: Cluster, namespace: str) -> Iterator[Bystander]:
         yield bystander
 
 
-class Replier:
-    """A loopback server that sends ``greeting`` (optionally over TLS) and holds the line."""
-
-    def __init__(self, greeting: bytes, context: ssl.SSLContext | None = None) -> None:
-        self.greeting, self.context = greeting, context
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.sock.settimeout(0.2)
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    @property
-    def port(self) -> int:
-        return int(self.sock.getsockname()[1])
-
-    def _serve(self) -> None:
-        while not self.stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            threading.Thread(target=self._talk, args=(conn,), daemon=True).start()
-
-    def _talk(self, conn: socket.socket) -> None:
-        conn.settimeout(5)
-        with contextlib.suppress(OSError):
-            if self.context is not None:
-                conn = self.context.wrap_socket(conn, server_side=True)
-            conn.sendall(self.greeting)
-            conn.recv(1)
-        conn.close()
-
-    def close(self) -> None:
-        self.stop.set()
-        self.thread.join(2)
-        self.sock.close()
-
-
 def on_time(bystander: Bystander, since: float, seconds: float) -> dict[str, float]:
     time.sleep(max(0.0, since + seconds - time.monotonic()))
     return bystander.assert_on_time(INTERVAL, window=seconds, start=since, max_late=1.0)
@@ -137,7 +94,7 @@ def test_an_interval_below_the_platform_minimum_is_refused_on_that_monitor_only(
 def test_a_catastrophic_regular_expression_is_decided_and_hurts_nobody(
     control_plane: Cluster, operator: OperatorProcess, namespace: str, good: Bystander
 ) -> None:
-    target = Replier(b"a" * 40 + b"!")
+    target = Listener(reply(b"a" * 40 + b"!"))
     try:
         evil: dict[str, Any] = {"source": "ResponseData", "comparison": "Matches"}
         apply(
@@ -173,7 +130,7 @@ def test_a_hostile_certificate_is_reported_escaped_and_bounded(
     good: Bystander,
     tmp_path: Path,
 ) -> None:
-    target = Replier(b"hello\n", forging_certificate().server_context(tmp_path))
+    target = Listener(tls_reply(forging_certificate().server_context(tmp_path), b"hello\n"))
     try:
         apply(
             control_plane,

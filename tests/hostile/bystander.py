@@ -9,58 +9,20 @@ Connection times seen by the target are what a user would see, whatever the runt
 from __future__ import annotations
 
 import itertools
-import socket
-import threading
-import time
-from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any
 
+from .listeners import Listener, close_at_once
 
-@dataclass
-class Bystander:
-    """A counting listener on 127.0.0.1; ``accepts`` are monotonic times of each connection."""
 
-    accepts: list[float] = field(default_factory=list)
-    _sock: socket.socket | None = None
-    _thread: threading.Thread | None = None
-    _stop: threading.Event = field(default_factory=threading.Event)
+class Bystander(Listener):
+    """A counting listener on 127.0.0.1 that closes each connection at once; ``accepts`` are
+    the monotonic times of the probes it got."""
 
-    @property
-    def port(self) -> int:
-        assert self._sock is not None
-        return int(self._sock.getsockname()[1])
+    def __init__(self) -> None:
+        super().__init__(close_at_once, backlog=64)
 
     def __enter__(self) -> Bystander:
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.bind(("127.0.0.1", 0))
-        self._sock.listen(64)
-        self._sock.settimeout(0.1)
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
         return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=2)
-        if self._sock is not None:
-            self._sock.close()
-
-    def _serve(self) -> None:
-        assert self._sock is not None
-        while not self._stop.is_set():
-            try:
-                conn, _ = self._sock.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            self.accepts.append(time.monotonic())
-            conn.close()
 
     def monitor(
         self, name: str = "bystander", namespace: str = "good", **spec: Any

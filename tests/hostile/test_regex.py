@@ -10,64 +10,20 @@ from __future__ import annotations
 
 import re
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from .bystander import Bystander
+from .listeners import Listener, reply
 from .standalone import standalone, write_manifests
 
 EVIL_REPLY = b"a" * 40 + b"!"
 INTERVAL = 1.0
 WINDOW = 6.0
-
-
-class Replier:
-    """A loopback listener that answers every connection with ``reply`` and closes it."""
-
-    def __init__(self, reply: bytes) -> None:
-        self.reply = reply
-        self.connections = 0
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-
-    @property
-    def port(self) -> int:
-        return int(self._sock.getsockname()[1])
-
-    def __enter__(self) -> Replier:
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.bind(("127.0.0.1", 0))
-        self._sock.listen(16)
-        self._sock.settimeout(0.1)
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self._stop.set()
-        self._thread.join(timeout=2)
-        self._sock.close()
-
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self._sock.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            self.connections += 1
-            with conn:
-                conn.sendall(self.reply)
 
 
 def regex_monitor(name: str, port: int, pattern: str) -> dict[str, Any]:
@@ -93,7 +49,7 @@ def healthz_seconds(port: int) -> float:
 
 
 def test_catastrophic_backtracking_pattern_is_decided_and_hurts_nobody(tmp_path: Path) -> None:
-    with Bystander() as bystander, Replier(EVIL_REPLY) as target:
+    with Bystander() as bystander, Listener(reply(EVIL_REPLY, hold=False)) as target:
         manifests = write_manifests(
             tmp_path / "monitors.yaml",
             regex_monitor("regex", target.port, "(a+)+$"),
@@ -114,14 +70,14 @@ def test_catastrophic_backtracking_pattern_is_decided_and_hurts_nobody(tmp_path:
         output = logs.read_text()
     # The hostile monitor got its verdict, on every interval.
     assert re.search(r"TargetDown evil/regex: .*ASSERTION_FAILED", output), output
-    assert target.connections >= WINDOW / INTERVAL * 0.7, output
+    assert len(target.accepts) >= WINDOW / INTERVAL * 0.7, output
     assert max(health) < 1.0
     assert proc.returncode == 0, output
     assert stopped_in < 5.0
     print(
         f"\nbystander probes {figures['count']:.0f}, lateness p99 {figures['p99'] * 1000:.1f} ms "
         f"max {figures['max'] * 1000:.1f} ms; /healthz max {max(health) * 1000:.1f} ms; "
-        f"hostile probes {target.connections}; SIGTERM to exit {stopped_in:.2f} s"
+        f"hostile probes {len(target.accepts)}; SIGTERM to exit {stopped_in:.2f} s"
     )
 
 

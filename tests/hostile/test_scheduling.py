@@ -8,12 +8,9 @@ bounded in count and time.
 from __future__ import annotations
 
 import asyncio
-import socket
-import threading
 import time
 import urllib.request
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from tcpmonitor.api import ProbeResult, TcpMonitor, TcpMonitorSpec, TcpMonitorStatus
@@ -23,51 +20,11 @@ from tcpmonitor.scheduling.runtime import MonitorRef, MonitorRuntime, RuntimeSet
 from tcpmonitor.telemetry.metrics import Metrics
 
 from .bystander import Bystander
+from .listeners import Listener, never_answer
 from .standalone import standalone, write_manifests
 
 HOGS = 300  # more than the default --max-concurrency of 256
 WINDOW = 12.0  # seconds of bystander probing observed
-
-
-class Blackhole:
-    """A loopback listener that accepts every connection and never answers nor closes it."""
-
-    def __init__(self) -> None:
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._held: list[socket.socket] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-
-    @property
-    def port(self) -> int:
-        return int(self._sock.getsockname()[1])
-
-    def __enter__(self) -> Blackhole:
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.bind(("127.0.0.1", 0))
-        self._sock.listen(1024)
-        self._sock.settimeout(0.1)
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self._stop.set()
-        self._thread.join(timeout=2)
-        for conn in self._held:
-            conn.close()
-        self._sock.close()
-
-    def _serve(self) -> None:
-        while not self._stop.is_set() and len(self._held) < 4 * HOGS:
-            try:
-                conn, _ = self._sock.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            self._held.append(conn)
 
 
 def hog(name: str, port: int) -> dict[str, Any]:
@@ -88,7 +45,7 @@ def hog(name: str, port: int) -> dict[str, Any]:
 
 
 def test_hundreds_of_slot_hogs_in_one_namespace_do_not_starve_another(tmp_path: Path) -> None:
-    with Bystander() as bystander, Blackhole() as hole:
+    with Bystander() as bystander, Listener(never_answer, max_held=4 * HOGS) as hole:
         docs = [hog(f"hog-{i}", hole.port) for i in range(HOGS)]
         path = write_manifests(tmp_path / "monitors.yaml", *docs, bystander.monitor())
         with standalone("-f", str(path), logs=tmp_path / "run.log") as (_, port):
