@@ -17,16 +17,24 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from ..api import Condition, MonitorState, ProbeResult, TcpMonitor, TcpMonitorSpec, TcpMonitorStatus
+from ..api import (
+    Condition,
+    ConditionType,
+    MonitorState,
+    ProbeResult,
+    TcpMonitor,
+    TcpMonitorSpec,
+    TcpMonitorStatus,
+)
 from ..api.spec import MIN_INTERVAL_SECONDS
-from ..probe import PlanError, ProbeMaterial, ProbePlan, compile_plan, run_probe
+from ..probe import ProbeMaterial, ProbePlan, run_probe
 from ..probe.material import has_references
 from ..reporting import (
     INTERVAL_TOO_SHORT,
     EventSpec,
     SpecProblem,
-    bounds_problem,
     build_status,
+    check_spec,
     expiring_event,
     invalid_spec_event,
     probe_error,
@@ -211,17 +219,11 @@ class MonitorRuntime:
 
     async def _compile(self, m: _Monitor) -> None:
         version = m.version
-        plan: ProbePlan | None = None
-        problem = bounds_problem(m.spec, self.settings.min_interval)
-        try:
-            if problem is None:
-                material = await self.resolver.resolve(m.spec, m.ref.namespace)
-                plan = compile_plan(m.spec, material)
-        except PlanError as exc:
-            plan, problem = None, SpecProblem(exc.reason, f"{exc.field}: {exc.message}")
-        except Exception as exc:  # an API error must not take the other monitors down
-            log.warning("reading references of %s/%s failed: %s", *m.ref.key, exc)
-            plan, problem = None, SpecProblem("ReferenceUnreadable", str(exc)[:500])
+        plan, problem = await check_spec(
+            m.spec,
+            self.settings.min_interval,
+            lambda: self.resolver.resolve(m.spec, m.ref.namespace),
+        )
         if m.version != version:
             return  # a newer spec arrived while we were reading
         m.resolved_at = self._loop.time()
@@ -376,7 +378,8 @@ class MonitorRuntime:
         self.reporter.write_status(m.ref, status, urgent=urgent)
 
     def _event(self, m: _Monitor, event: EventSpec) -> None:
-        self.metrics.events_posted.labels(event.reason).inc()
+        # Counted by the reporter: only it knows whether the Event was posted, or (a runner)
+        # left to the controller.
         self.reporter.post_event(m.ref, event)
 
 
@@ -385,4 +388,4 @@ def _namespace(key: Key) -> str:
 
 
 def _ready_status(conditions: list[Condition]) -> str | None:
-    return next((c.status for c in conditions if c.type == "Ready"), None)
+    return next((c.status for c in conditions if c.type == ConditionType.READY), None)

@@ -30,8 +30,9 @@ log = logging.getLogger("tcpmonitor.standalone.run")
 class LogReporter:
     """Every Event becomes one line on stdout; statuses are kept for the health endpoint."""
 
-    def __init__(self) -> None:
+    def __init__(self, metrics: Metrics | None = None) -> None:
         self.statuses: dict[tuple[str, str], TcpMonitorStatus] = {}
+        self.metrics = metrics
 
     def write_status(self, ref: MonitorRef, status: TcpMonitorStatus, *, urgent: bool) -> None:
         self.statuses[ref.key] = status
@@ -45,6 +46,8 @@ class LogReporter:
             f"{stamp} {event.type} {event.reason} {ref.namespace}/{ref.name}: {message}",
             flush=True,
         )
+        if self.metrics is not None:
+            self.metrics.events_posted.labels(event.reason).inc()
 
     def forget(self, ref: MonitorRef) -> None:
         self.statuses.pop(ref.key, None)
@@ -74,8 +77,8 @@ async def run_standalone(
     if manifests is None:
         return 2
     resolver = ManifestResolver(manifests)
-    reporter = LogReporter()
     metrics = Metrics()
+    reporter = LogReporter(metrics)
     runtime = MonitorRuntime(reporter, resolver, metrics, settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -260,7 +260,15 @@ class Metrics:
         )
         self.events_posted = Counter(
             "tcpmonitor_events_posted",
-            "Kubernetes Events posted, by reason.",
+            "Kubernetes Events posted (accepted by the API server; standalone: printed), by "
+            "reason.",
+            ("reason",),
+            registry=r,
+        )
+        self.events_left_to_controller = Counter(
+            "tcpmonitor_events_left_to_controller",
+            "Events a runner only logged: the controller, which sees every location, posts "
+            "them for the aggregated verdict. By reason.",
             ("reason",),
             registry=r,
         )
