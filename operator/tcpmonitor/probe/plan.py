@@ -80,6 +80,8 @@ class ProbePlan:
     max_response_time: float | None = None
     tls: TlsPlan | None = None
     retries: int = 0
+    # How long the probe with all its re-tries may take (the interval); None: unbounded.
+    budget: float | None = None
     read_cap: int = field(default=READ_CAP)
 
 
@@ -170,4 +172,5 @@ def compile_plan(
         ),
         tls=_tls_plan(spec, material, require_material),
         retries=spec.retries,
+        budget=spec.interval_seconds,
     )

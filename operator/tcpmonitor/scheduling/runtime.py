@@ -15,6 +15,7 @@ import math
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, Protocol
 
 from ..api import (
@@ -123,13 +124,13 @@ class MonitorRuntime:
         metrics: Metrics,
         settings: RuntimeSettings | None = None,
         *,
-        probe: ProbeFunction = run_probe,
+        probe: ProbeFunction | None = None,
     ) -> None:
         self.settings = settings or RuntimeSettings()
         self.reporter = reporter
         self.resolver = resolver
         self.metrics = metrics
-        self._probe_fn = probe
+        self._probe_fn = probe or partial(run_probe, retries_dropped=metrics.retries_dropped.inc)
         self._loop = asyncio.get_running_loop()
         self._monitors: dict[Key, _Monitor] = {}
         self._background: set[asyncio.Task[None]] = set()

@@ -246,6 +246,12 @@ class Metrics:
             ("namespace", "name", "reason"),
             registry=r,
         )
+        self.retries_dropped = Counter(
+            "tcpmonitor_probe_retries_dropped",
+            "Re-tries (spec.retries) of failed probes not made because they could not have "
+            "ended within the monitor's interval.",
+            registry=r,
+        )
         self.probe_errors = Counter(
             "tcpmonitor_probe_errors",
             "Unexpected exceptions while probing a monitor or reporting its result (bugs).",

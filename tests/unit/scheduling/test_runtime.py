@@ -430,3 +430,32 @@ def test_liveness_fails_when_the_scheduler_timer_stops() -> None:
     healthy, ok, detail = asyncio.run(scenario())
     assert healthy and not ok
     assert "behind its earliest slot" in detail
+
+
+def test_a_probe_that_outlasts_its_interval_is_counted_as_overlap_skips() -> None:
+    """The probe is slower than its interval (e.g. a probe function without the budget):
+    the slots it covers are counted under reason overlap, not silently lost."""
+
+    async def slow(plan: ProbePlan) -> ProbeResult:
+        await asyncio.sleep(0.35)
+        return await run_probe(plan)
+
+    async def scenario() -> float:
+        async with serve(silent) as port:
+            metrics = Metrics()
+            rt = MonitorRuntime(
+                MemoryReporter(),
+                DictResolver(),
+                metrics,
+                RuntimeSettings(min_interval=0.05),
+                probe=slow,
+            )
+            await rt.apply(below_schema_minimum(monitor("slow", port=port), "100ms"))
+            await asyncio.sleep(0.6)
+            await rt.close()
+            value = metrics.registry.get_sample_value(
+                "tcpmonitor_probes_skipped_total", {"reason": "overlap"}
+            )
+            return value or 0.0
+
+    assert asyncio.run(scenario()) >= 2
