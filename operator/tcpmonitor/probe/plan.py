@@ -14,7 +14,7 @@ import socket
 import ssl
 from dataclasses import dataclass, field
 
-from ..api import IpFamily, TcpMonitorSpec, parse_duration
+from ..api import IpFamily, Reason, TcpMonitorSpec, parse_duration
 from .assertions import AssertionCompileError, DataCheck, TimeCheck, compile_assertions
 from .tls import ClientCertificate, TlsSetupError, build_contexts
 
@@ -34,7 +34,7 @@ class PlanError(ValueError):
     ``ReferenceNotFound`` when a Secret or ConfigMap (or a key of it) is missing.
     """
 
-    def __init__(self, field: str, message: str, reason: str = "InvalidSpec") -> None:
+    def __init__(self, field: str, message: str, reason: str = Reason.INVALID_SPEC.value) -> None:
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message

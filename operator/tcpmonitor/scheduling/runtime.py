@@ -23,6 +23,7 @@ from ..api import (
     ConditionType,
     MonitorState,
     ProbeResult,
+    Reason,
     TcpMonitor,
     TcpMonitorSpec,
     TcpMonitorStatus,
@@ -230,6 +231,8 @@ class MonitorRuntime:
         m.resolved_at = self._loop.time()
         previous, m.problem, m.plan = m.problem, problem, plan
         if problem is not None and problem != previous:
+            if problem.reason == Reason.REFERENCE_UNREADABLE:
+                log.warning("reading references of %s/%s failed: %s", *m.ref.key, problem.message)
             self._event(m, invalid_spec_event(problem))
 
     def _activate(self, m: _Monitor, *, immediate: bool, spec_changed: bool) -> None:
