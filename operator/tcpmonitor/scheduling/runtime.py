@@ -13,7 +13,7 @@ import asyncio
 import logging
 import math
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any, Protocol
@@ -305,6 +305,11 @@ class MonitorRuntime:
         plan, version = m.plan, m.version
         if plan is None:
             return
+        # Re-tries must end by the next slot, which after an immediate probe may come sooner
+        # than a whole interval.
+        next_slot = self.scheduler.until_next_slot(key)
+        if next_slot is not None and (plan.budget is None or next_slot < plan.budget):
+            plan = replace(plan, budget=next_slot)
         self.metrics.probes_in_flight.inc()
         try:
             result = await self._probe_fn(plan)

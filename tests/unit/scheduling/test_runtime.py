@@ -459,3 +459,29 @@ def test_a_probe_that_outlasts_its_interval_is_counted_as_overlap_skips() -> Non
             return value or 0.0
 
     assert asyncio.run(scenario()) >= 2
+
+
+def test_retries_that_would_overrun_the_interval_are_dropped_and_counted() -> None:
+    async def scenario() -> tuple[float, float]:
+        async with serve(silent) as port:
+            metrics = Metrics()
+            rt = MonitorRuntime(
+                MemoryReporter(), DictResolver(), metrics, RuntimeSettings(min_interval=0.05)
+            )
+            hello = [{"source": "ResponseData", "comparison": "Contains", "target": "hello"}]
+            slow = monitor("slow", port=port, retries=2, assertions=hello)
+            spec = slow.spec.model_copy(update={"interval": "300ms", "timeout": "200ms"})
+            await rt.apply(slow.model_copy(update={"spec": spec}))
+            await asyncio.sleep(1.2)
+            await rt.close()
+            dropped = metrics.registry.get_sample_value("tcpmonitor_probe_retries_dropped_total")
+            overlap = metrics.registry.get_sample_value(
+                "tcpmonitor_probes_skipped_total", {"reason": "overlap"}
+            )
+            return dropped or 0.0, overlap or 0.0
+
+    dropped, overlap = asyncio.run(scenario())
+    assert dropped >= 4  # both re-tries of every probe
+    # No slot found a probe's re-tries still running; the one overlap allowed is the first,
+    # immediate probe, whose own attempt may outlast the sooner slot that follows it.
+    assert overlap <= 1
