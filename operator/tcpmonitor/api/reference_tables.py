@@ -11,6 +11,7 @@ from typing import Any
 from .crd import build_crd
 from .durations import DURATION_PATTERN
 from .result import ERROR_CODE_DOCS, WARNING_CODE_DOCS
+from .status import CONDITION_REASONS, EVENT_DOCS
 
 BEGIN = "<!-- BEGIN GENERATED: {name} (tcpmonitor.api.reference_tables) -->"
 END = "<!-- END GENERATED: {name} -->"
@@ -56,6 +57,25 @@ def _table(schema: dict[str, Any], prefix: str, required: bool) -> str:
     return head + "\n".join(_rows(schema, prefix, required))
 
 
+def _conditions() -> str:
+    rows = []
+    for row in CONDITION_REASONS:
+        reason = (
+            f"`{row.reason.value}`"
+            if row.reason is not None
+            else "the error code in CamelCase (`ConnectionRefused`, see Error codes)"
+        )
+        rows.append(f"| `{row.type.value}` | `{row.status}` | {reason} | {row.meaning} |")
+    return "| Type | Status | Reason | Meaning |\n|---|---|---|---|\n" + "\n".join(rows)
+
+
+def _events() -> str:
+    rows = [
+        f"| `{kind}` | `{reason.value}` | {doc} |" for reason, (kind, doc) in EVENT_DOCS.items()
+    ]
+    return "| Type | Reason | When |\n|---|---|---|\n" + "\n".join(rows)
+
+
 def sections() -> dict[str, str]:
     """Generated markdown, by section name."""
     root = build_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]
@@ -77,6 +97,8 @@ def sections() -> dict[str, str]:
             "status",
             False,
         ),
+        "conditions": _conditions(),
+        "events": _events(),
         "error-codes": errors,
         "warning-codes": warnings,
     }

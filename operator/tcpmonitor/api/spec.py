@@ -382,7 +382,8 @@ class TcpMonitorSpec(ApiModel):
         default=0,
         ge=0,
         le=3,
-        description="Immediate re-tries of a failed probe before the failure counts.",
+        description="Immediate re-tries of a failed probe before the failure counts; only "
+        "those that can end within the interval are made.",
     )
     failure_threshold: int = Field(
         default=1,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
@@ -20,10 +21,184 @@ class MonitorState(StrEnum):
     PAUSED = "Paused"
 
 
+class ConditionType(StrEnum):
+    """The conditions a monitor carries; every mode writes the same ones."""
+
+    READY = "Ready"
+    REACHABLE = "Reachable"
+    DEGRADED = "Degraded"
+    LOCATIONS_AVAILABLE = "LocationsAvailable"  # runner deployments only
+
+
+class Reason(StrEnum):
+    """Condition reasons, the one list: conditions are built from it, the README shows it."""
+
+    PROBING = "Probing"
+    PAUSED = "Paused"
+    INVALID_SPEC = "InvalidSpec"
+    REFERENCE_NOT_FOUND = "ReferenceNotFound"
+    REFERENCE_UNREADABLE = "ReferenceUnreadable"
+    INTERVAL_TOO_SHORT = "IntervalTooShort"
+    TIMEOUT_TOO_SHORT = "TimeoutTooShort"
+    PROBE_ERROR = "ProbeError"
+    TARGET_REACHABLE = "TargetReachable"
+    TARGET_DOWN = "TargetDown"
+    NO_RESULT = "NoResult"
+    PROBES_SKIPPED = "ProbesSkipped"
+    TARGET_DEGRADED = "TargetDegraded"
+    NOT_DEGRADED = "NotDegraded"
+    RUNNERS_AVAILABLE = "RunnersAvailable"
+    NO_LIVE_RUNNER = "NoLiveRunner"
+
+
+class EventReason(StrEnum):
+    """The reasons of the Events the operator posts (standalone: prints)."""
+
+    TARGET_UP = "TargetUp"
+    TARGET_DOWN = "TargetDown"
+    TARGET_DEGRADED = "TargetDegraded"
+    CERTIFICATE_EXPIRING = "CertificateExpiring"
+    INVALID_SPEC = "InvalidSpec"
+    PROBE_ERROR = "ProbeError"
+    PROBES_SKIPPED = "ProbesSkipped"
+    LOCATION_UNAVAILABLE = "LocationUnavailable"
+
+
+@dataclass(frozen=True)
+class ConditionReason:
+    """One row of the reference: a condition status and the reason that comes with it.
+
+    ``reason`` None stands for the deciding error code in CamelCase (``ConnectionRefused``).
+    """
+
+    type: ConditionType
+    status: str
+    reason: Reason | None
+    meaning: str
+
+
+CONDITION_REASONS: tuple[ConditionReason, ...] = (
+    ConditionReason(
+        ConditionType.READY, "True", Reason.PROBING, "The spec is valid and the target is probed."
+    ),
+    ConditionReason(
+        ConditionType.READY, "True", Reason.PAUSED, "The spec is valid; probing is paused."
+    ),
+    ConditionReason(
+        ConditionType.READY,
+        "False",
+        Reason.INVALID_SPEC,
+        "The spec cannot be probed (a regex that does not compile, base64 that does not "
+        "decode, a CA bundle that does not load, ...).",
+    ),
+    ConditionReason(
+        ConditionType.READY,
+        "False",
+        Reason.REFERENCE_NOT_FOUND,
+        "A referenced Secret or ConfigMap, or its key, does not exist.",
+    ),
+    ConditionReason(
+        ConditionType.READY,
+        "False",
+        Reason.REFERENCE_UNREADABLE,
+        "A referenced Secret or ConfigMap could not be read.",
+    ),
+    ConditionReason(
+        ConditionType.READY,
+        "False",
+        Reason.INTERVAL_TOO_SHORT,
+        "spec.interval is below the installation's minimum.",
+    ),
+    ConditionReason(
+        ConditionType.READY,
+        "False",
+        Reason.TIMEOUT_TOO_SHORT,
+        "spec.timeout is below the minimum.",
+    ),
+    ConditionReason(
+        ConditionType.READY,
+        "False",
+        Reason.PROBE_ERROR,
+        "Probing raised an unexpected exception (a bug); the message names it.",
+    ),
+    ConditionReason(
+        ConditionType.REACHABLE,
+        "True",
+        Reason.TARGET_REACHABLE,
+        "The state is Up or Degraded.",
+    ),
+    ConditionReason(
+        ConditionType.REACHABLE,
+        "False",
+        None,
+        "The state is Down: the error code that decided it, in CamelCase.",
+    ),
+    ConditionReason(
+        ConditionType.REACHABLE,
+        "False",
+        Reason.TARGET_DOWN,
+        "The state is Down and no error code is known.",
+    ),
+    ConditionReason(ConditionType.REACHABLE, "Unknown", Reason.NO_RESULT, "No result yet."),
+    ConditionReason(ConditionType.REACHABLE, "Unknown", Reason.PAUSED, "Probing is paused."),
+    ConditionReason(
+        ConditionType.REACHABLE,
+        "Unknown",
+        Reason.PROBES_SKIPPED,
+        "Probes were dropped for want of a probe slot; the last result is stale.",
+    ),
+    ConditionReason(
+        ConditionType.DEGRADED, "True", Reason.TARGET_DEGRADED, "The state is Degraded."
+    ),
+    ConditionReason(
+        ConditionType.DEGRADED, "False", Reason.NOT_DEGRADED, "The state is Up or Down."
+    ),
+    ConditionReason(ConditionType.DEGRADED, "Unknown", Reason.NO_RESULT, "No result yet."),
+    ConditionReason(ConditionType.DEGRADED, "Unknown", Reason.PAUSED, "Probing is paused."),
+    ConditionReason(
+        ConditionType.LOCATIONS_AVAILABLE,
+        "True",
+        Reason.RUNNERS_AVAILABLE,
+        "Runner deployments: every listed location has a live runner.",
+    ),
+    ConditionReason(
+        ConditionType.LOCATIONS_AVAILABLE,
+        "False",
+        Reason.NO_LIVE_RUNNER,
+        "Runner deployments: a listed location has no live runner; the message names it.",
+    ),
+)
+
+EVENT_DOCS: dict[EventReason, tuple[str, str]] = {
+    EventReason.TARGET_UP: ("Normal", "The state became Up."),
+    EventReason.TARGET_DOWN: ("Warning", "The state became Down."),
+    EventReason.TARGET_DEGRADED: ("Warning", "The state became Degraded."),
+    EventReason.CERTIFICATE_EXPIRING: (
+        "Warning",
+        "The certificate-expiry warning appeared (once, not every probe).",
+    ),
+    EventReason.INVALID_SPEC: ("Warning", "The spec cannot be probed (once per distinct problem)."),
+    EventReason.PROBE_ERROR: ("Warning", "Probing raised an unexpected exception (once per type)."),
+    EventReason.PROBES_SKIPPED: (
+        "Warning",
+        "Probes started being dropped for want of a probe slot (once per run of skips).",
+    ),
+    EventReason.LOCATION_UNAVAILABLE: (
+        "Warning",
+        "Runner deployments: a listed location lost its last live runner.",
+    ),
+}
+
+
+def _types() -> str:
+    names = [t.value for t in ConditionType]
+    return ", ".join(names[:-1]) + " or " + names[-1]
+
+
 class Condition(ResultModel):
     """A condition as in metav1.Condition."""
 
-    type: str = Field(max_length=316, description="Ready, Reachable or Degraded.")
+    type: str = Field(max_length=316, description=f"{_types()}.")
     status: str = Field(max_length=16, description="True, False or Unknown.")
     observed_generation: int | None = Field(
         default=None, ge=0, description="The spec generation this condition describes."
@@ -63,7 +238,9 @@ class TcpMonitorStatus(ResultModel):
         default=None, max_length=32, description="Total time of the last reported probe."
     )
     conditions: list[Condition] = Field(
-        default_factory=list, max_length=16, description="Ready, Reachable, Degraded."
+        default_factory=list,
+        max_length=16,
+        description=f"One per type: {_types()} (runner deployments only).",
     )
     last_result: ProbeResult | None = Field(default=None, description="The last probe result.")
     last_probe_time: datetime | None = Field(default=None, description="Last probe start.")

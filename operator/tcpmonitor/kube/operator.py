@@ -20,7 +20,7 @@ from kubernetes.client.exceptions import ApiException
 
 from ..api import TcpMonitor
 from ..locations.controller import Controller
-from ..reporting import EventSpec
+from ..reporting import invalid_object_event
 from ..scheduling.runtime import Key, MonitorRef, MonitorRuntime
 from ..telemetry.metrics import Metrics
 from .api_client import KubeApi, describe_api_error, load_credentials
@@ -45,7 +45,7 @@ class RuntimeSink:
         self.runtime.remove(key)
 
     def invalid(self, ref: MonitorRef, message: str) -> None:
-        self.runtime.reporter.post_event(ref, EventSpec("Warning", "InvalidSpec", message))
+        self.runtime.reporter.post_event(ref, invalid_object_event(message))
 
 
 class ControllerSink:
@@ -59,7 +59,7 @@ class ControllerSink:
         self.controller.remove(key)
 
     def invalid(self, ref: MonitorRef, message: str) -> None:
-        self.controller.reporter.post_event(ref, EventSpec("Warning", "InvalidSpec", message))
+        self.controller.reporter.post_event(ref, invalid_object_event(message))
 
 
 class LiveLocations:
@@ -122,6 +122,7 @@ async def run_operator(
             metrics,
             lambda: live.current,
             heartbeat=options.settings.heartbeat * 5,
+            min_interval=options.settings.min_interval,
         )
         sink: Any = ControllerSink(controller)
         background.append(live.run(controller.refresh))

@@ -177,6 +177,7 @@ class KubeReporter:
         instance: str,
     ) -> None:
         self.api = api
+        self.metrics = metrics
         self.instance = instance  # the process identity: Events say which replica saw it
         self.queue = WriteQueue(self._merge_patch, metrics, workers=workers, rate=rate)
         self._events: set[asyncio.Task[None]] = set()
@@ -234,6 +235,8 @@ class KubeReporter:
                 ref.name,
                 describe_api_error(exc),
             )
+            return
+        self.metrics.events_posted.labels(event.reason).inc()
 
 
 def location_entry(status: TcpMonitorStatus, location: str, runner: str) -> LocationStatus:
@@ -271,6 +274,7 @@ class LocationReporter:
         workers: int = 4,
     ) -> None:
         self.api = api
+        self.metrics = metrics
         self.location = location
         self.runner = runner
         self.field_manager = f"tcpmonitor-runner-{location}"[:128]
@@ -287,6 +291,7 @@ class LocationReporter:
         self.queue.submit(ref, body, urgent=urgent)
 
     def post_event(self, ref: MonitorRef, event: EventSpec) -> None:
+        self.metrics.events_left_to_controller.labels(event.reason).inc()
         log.info(
             "%s/%s %s in %s: %s",
             ref.namespace,

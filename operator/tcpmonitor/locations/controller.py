@@ -17,12 +17,15 @@ from typing import Any
 
 from ..api import Condition, MonitorState, TcpMonitor, TcpMonitorSpec, TcpMonitorStatus
 from ..api.result import MAX_MESSAGE
-from ..probe import PlanError, compile_plan
+from ..api.spec import MIN_INTERVAL_SECONDS
 from ..reporting import (
     EventSpec,
     SpecProblem,
+    aggregated_conditions,
+    check_spec,
     invalid_spec_event,
-    make_condition,
+    location_unavailable_event,
+    state_event,
     status_body,
 )
 from ..reporting.quorum import QuorumVerdict, aggregate
@@ -31,11 +34,6 @@ from ..telemetry.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
-_EVENTS = {
-    MonitorState.UP: ("Normal", "TargetUp"),
-    MonitorState.DOWN: ("Warning", "TargetDown"),
-    MonitorState.DEGRADED: ("Warning", "TargetDegraded"),
-}
 # Fields that change with every probe (or every runner heartbeat); the controller's heartbeat
 # carries them, a change of them alone does not cause a write.
 _VOLATILE = ("lastProbeTime", "latency", "consecutiveSuccesses", "consecutiveFailures")
@@ -65,12 +63,14 @@ class Controller:
         live_locations: Callable[[], set[str] | None],
         *,
         heartbeat: float = 60.0,
+        min_interval: float = MIN_INTERVAL_SECONDS,
     ) -> None:
         self.reporter = reporter
         self.resolver = resolver
         self.metrics = metrics
         self.live_locations = live_locations
         self.heartbeat = heartbeat
+        self.min_interval = min_interval
         self._entries: dict[Key, _Entry] = {}
         self._loop = asyncio.get_running_loop()
 
@@ -111,14 +111,10 @@ class Controller:
 
     async def _check_spec(self, entry: _Entry) -> None:
         previous = entry.problem
-        try:
-            material = await self.resolver.resolve(entry.spec, entry.ref.namespace)
-            compile_plan(entry.spec, material)
-            entry.problem = None
-        except PlanError as exc:
-            entry.problem = SpecProblem(exc.reason, f"{exc.field}: {exc.message}")
-        except Exception as exc:
-            entry.problem = SpecProblem("ReferenceUnreadable", str(exc)[:500])
+        spec, namespace = entry.spec, entry.ref.namespace
+        _, entry.problem = await check_spec(
+            spec, self.min_interval, lambda: self.resolver.resolve(spec, namespace)
+        )
         if entry.problem is not None and entry.problem != previous:
             self._event(entry, invalid_spec_event(entry.problem))
 
@@ -129,69 +125,20 @@ class Controller:
             spec.locations, spec.min_failed_locations, entries, self.live_locations()
         )
         now = datetime.now(UTC)
-        if spec.paused:
-            state = MonitorState.PAUSED
-        elif entry.problem is not None:
-            state = MonitorState.UNKNOWN
-        else:
-            state = verdict.state
+        # A spec problem shows in Ready; the state stays what the locations last reported,
+        # as in the all-in-one mode (whose runners refuse the same spec and stop probing).
+        state = MonitorState.PAUSED if spec.paused else verdict.state
         if state != entry.state:
-            kind = _EVENTS.get(state)
-            if kind is not None:
-                self._event(
-                    entry,
-                    EventSpec(
-                        kind[0], kind[1], f"{entry.state.value} -> {state.value}: {verdict.message}"
-                    ),
-                )
+            event = state_event(entry.state, state, verdict.message)
+            if event is not None:
+                self._event(entry, event)
             entry.state, entry.last_transition = state, now
         newly = frozenset(verdict.unavailable) - entry.unavailable
         if newly and not spec.paused:
-            self._event(
-                entry,
-                EventSpec(
-                    "Warning",
-                    "LocationUnavailable",
-                    f"no live runner in {', '.join(sorted(newly))}: not probed there",
-                ),
-            )
+            self._event(entry, location_unavailable_event(newly))
         entry.unavailable = frozenset(verdict.unavailable)
         self.metrics.set_state(entry.ref.key, state)
         self._write(entry, verdict, now)
-
-    def _conditions(self, entry: _Entry, verdict: QuorumVerdict, now: datetime) -> list[Condition]:
-        gen, prev, state = entry.generation, entry.conditions, entry.state
-        if entry.problem is not None:
-            ready = ("False", entry.problem.reason, entry.problem.message)
-        elif state is MonitorState.PAUSED:
-            ready = ("True", "Paused", "probing is paused (spec.paused)")
-        else:
-            ready = ("True", "Probing", "the spec is valid and runners probe the target")
-        if state in (MonitorState.UP, MonitorState.DEGRADED):
-            reachable = ("True", "TargetReachable", verdict.message)
-        elif state is MonitorState.DOWN:
-            reachable = ("False", "TargetDown", verdict.message)
-        else:
-            reachable = ("Unknown", "NoResult", verdict.message)
-        degraded = (
-            ("True", "TargetDegraded", verdict.message)
-            if state is MonitorState.DEGRADED
-            else ("False", "NotDegraded", "")
-        )
-        if verdict.unavailable:
-            available = (
-                "False",
-                "NoLiveRunner",
-                f"no live runner in {', '.join(verdict.unavailable)}",
-            )
-        else:
-            available = ("True", "RunnersAvailable", "every location has a live runner")
-        return [
-            make_condition(prev, "Ready", *ready, gen, now),
-            make_condition(prev, "Reachable", *reachable, gen, now),
-            make_condition(prev, "Degraded", *degraded, gen, now),
-            make_condition(prev, "LocationsAvailable", *available, gen, now),
-        ]
 
     def _write(self, entry: _Entry, verdict: QuorumVerdict, now: datetime) -> None:
         entries = entry.status.locations if entry.status else []
@@ -205,7 +152,9 @@ class Controller:
             if entry.state is MonitorState.PAUSED
             else verdict.message
         )
-        conditions = self._conditions(entry, verdict, now)
+        conditions = aggregated_conditions(
+            verdict, entry.state, entry.problem, entry.generation, entry.conditions, now
+        )
         status = TcpMonitorStatus(
             observed_generation=entry.generation,
             state=entry.state,
@@ -227,5 +176,4 @@ class Controller:
             self.reporter.write_status(entry.ref, status, urgent=urgent)
 
     def _event(self, entry: _Entry, event: EventSpec) -> None:
-        self.metrics.events_posted.labels(event.reason).inc()
         self.reporter.post_event(entry.ref, event)

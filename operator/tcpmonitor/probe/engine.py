@@ -11,6 +11,7 @@ import asyncio
 import socket
 import ssl
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from ..api import (
@@ -553,11 +554,24 @@ async def probe_once(plan: ProbePlan) -> ProbeResult:
     return await _Attempt(plan).run()
 
 
-async def run_probe(plan: ProbePlan) -> ProbeResult:
-    """A probe with the plan's immediate re-tries: the first non-Down attempt wins."""
+async def run_probe(
+    plan: ProbePlan, *, retries_dropped: Callable[[int], None] | None = None
+) -> ProbeResult:
+    """A probe with the plan's immediate re-tries: the first non-Down attempt wins.
+
+    The probe with its re-tries never takes longer than ``plan.budget`` (the interval): a
+    re-try is made only if it would end in time even if it ran to its timeout, so the next
+    slot never finds this one still running. ``retries_dropped`` hears how many did not fit.
+    """
+    loop = asyncio.get_running_loop()
+    started = loop.time()
     result = await probe_once(plan)
-    for _ in range(plan.retries):
+    for attempt in range(plan.retries):
         if result.state is not Verdict.DOWN:
+            break
+        if plan.budget is not None and loop.time() - started + plan.timeout > plan.budget:
+            if retries_dropped is not None:
+                retries_dropped(plan.retries - attempt)
             break
         result = await probe_once(plan)
     return result

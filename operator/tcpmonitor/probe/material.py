@@ -9,9 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from ..api import TcpMonitorSpec
+from ..api import Reason, TcpMonitorSpec
 from .plan import PlanError, ProbeMaterial
 from .tls import ClientCertificate
+
+REFERENCE_NOT_FOUND = Reason.REFERENCE_NOT_FOUND.value
 
 
 class ReferenceStore(Protocol):
@@ -42,9 +44,9 @@ def _secret_key(
     if data is None:
         if lenient:
             return None
-        raise PlanError(field, f"Secret {namespace}/{name} not found", "ReferenceNotFound")
+        raise PlanError(field, f"Secret {namespace}/{name} not found", REFERENCE_NOT_FOUND)
     if key not in data:
-        raise PlanError(field, f"Secret {namespace}/{name} has no key {key}", "ReferenceNotFound")
+        raise PlanError(field, f"Secret {namespace}/{name} has no key {key}", REFERENCE_NOT_FOUND)
     return data[key]
 
 
@@ -98,14 +100,14 @@ def resolve_material(
                 raise PlanError(
                     "spec.tls.caConfigMapRef",
                     f"ConfigMap {namespace}/{cm_ref.name} not found",
-                    "ReferenceNotFound",
+                    REFERENCE_NOT_FOUND,
                 )
             if data is not None:
                 if cm_ref.key not in data:
                     raise PlanError(
                         "spec.tls.caConfigMapRef",
                         f"ConfigMap {namespace}/{cm_ref.name} has no key {cm_ref.key}",
-                        "ReferenceNotFound",
+                        REFERENCE_NOT_FOUND,
                     )
                 ca_pem = data[cm_ref.key]
         if tls.client_cert_secret_ref is not None:

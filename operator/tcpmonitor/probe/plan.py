@@ -14,7 +14,7 @@ import socket
 import ssl
 from dataclasses import dataclass, field
 
-from ..api import IpFamily, TcpMonitorSpec, parse_duration
+from ..api import IpFamily, Reason, TcpMonitorSpec, parse_duration
 from .assertions import AssertionCompileError, DataCheck, TimeCheck, compile_assertions
 from .tls import ClientCertificate, TlsSetupError, build_contexts
 
@@ -34,7 +34,7 @@ class PlanError(ValueError):
     ``ReferenceNotFound`` when a Secret or ConfigMap (or a key of it) is missing.
     """
 
-    def __init__(self, field: str, message: str, reason: str = "InvalidSpec") -> None:
+    def __init__(self, field: str, message: str, reason: str = Reason.INVALID_SPEC.value) -> None:
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
@@ -80,6 +80,8 @@ class ProbePlan:
     max_response_time: float | None = None
     tls: TlsPlan | None = None
     retries: int = 0
+    # How long the probe with all its re-tries may take (the interval); None: unbounded.
+    budget: float | None = None
     read_cap: int = field(default=READ_CAP)
 
 
@@ -170,4 +172,5 @@ def compile_plan(
         ),
         tls=_tls_plan(spec, material, require_material),
         retries=spec.retries,
+        budget=spec.interval_seconds,
     )

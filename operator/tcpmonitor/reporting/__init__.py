@@ -5,13 +5,16 @@
 ``events``, ``messages`` and ``status`` say it the same way in every mode.
 """
 
-from .conditions import conditions, make_condition
+from .conditions import aggregated_conditions, conditions, make_condition
 from .events import (
     EventSpec,
     expiring_event,
+    invalid_object_event,
     invalid_spec_event,
+    location_unavailable_event,
     probe_error_event,
     skipped_event,
+    state_event,
     transition_event,
 )
 from .messages import describe_result, describe_skipped
@@ -20,6 +23,7 @@ from .problems import (
     TIMEOUT_TOO_SHORT,
     SpecProblem,
     bounds_problem,
+    check_spec,
     probe_error,
 )
 from .status import build_status, status_body
@@ -29,17 +33,22 @@ __all__ = [
     "TIMEOUT_TOO_SHORT",
     "EventSpec",
     "SpecProblem",
+    "aggregated_conditions",
     "bounds_problem",
     "build_status",
+    "check_spec",
     "conditions",
     "describe_result",
     "describe_skipped",
     "expiring_event",
+    "invalid_object_event",
     "invalid_spec_event",
+    "location_unavailable_event",
     "make_condition",
     "probe_error",
     "probe_error_event",
     "skipped_event",
+    "state_event",
     "status_body",
     "transition_event",
 ]

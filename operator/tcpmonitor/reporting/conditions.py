@@ -3,22 +3,41 @@
 Conditions follow the Kubernetes API conventions. ``Ready`` means "the spec is valid and the
 monitor is being probed", not "the target is up": GitOps tools wait for Ready, and a down
 target must not stall a deployment; ``Reachable`` carries the target's health.
+
+The all-in-one runtime (and each runner) builds them from its record (``conditions``); the
+controller of a runner deployment from the quorum verdict over the locations
+(``aggregated_conditions``). Both go through ``verdict_conditions``, so a state gets the same
+type, status and reason in every mode; only the controller adds ``LocationsAvailable``.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
-from ..api import Condition, MonitorState
+from ..api import Condition, ConditionType, MonitorState, Reason
 from ..api.result import MAX_MESSAGE
 from .messages import describe_result, describe_skipped
 from .problems import SpecProblem
+from .quorum import QuorumVerdict
 from .record import MonitorRecord
+
+_Parts = tuple[str, str, str]  # status, reason, message
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What the conditions are built from, whichever mode observed it."""
+
+    state: MonitorState
+    detail: str  # one line on the deciding result(s)
+    error_code: str | None = None  # the deciding error code, when Down
+    skipped: str | None = None  # why the result is stale (probes dropped), or None
 
 
 def make_condition(
     previous: list[Condition],
-    type_: str,
+    type_: ConditionType,
     status: str,
     reason: str,
     message: str,
@@ -28,12 +47,75 @@ def make_condition(
     old = next((c for c in previous if c.type == type_), None)
     changed = old is None or old.status != status
     return Condition(
-        type=type_,
+        type=type_.value,
         status=status,
         observed_generation=generation,
         last_transition_time=now if changed or old is None else old.last_transition_time,
-        reason=reason,
+        reason=str(reason),
         message=message[:MAX_MESSAGE],
+    )
+
+
+def ready_parts(problem: SpecProblem | None, state: MonitorState) -> _Parts:
+    if problem is not None:
+        return "False", problem.reason, problem.message
+    if state is MonitorState.PAUSED:
+        return "True", Reason.PAUSED, "probing is paused (spec.paused)"
+    return "True", Reason.PROBING, "the spec is valid and the target is being probed"
+
+
+def reachable_parts(seen: Observation) -> _Parts:
+    state = seen.state
+    if seen.skipped and state is not MonitorState.PAUSED:
+        return "Unknown", Reason.PROBES_SKIPPED, f"{seen.skipped}; last: {seen.detail}"
+    if state in (MonitorState.UP, MonitorState.DEGRADED):
+        return "True", Reason.TARGET_REACHABLE, seen.detail
+    if state is MonitorState.DOWN:
+        return "False", down_reason(seen.error_code), seen.detail
+    if state is MonitorState.PAUSED:
+        return "Unknown", Reason.PAUSED, seen.detail
+    return "Unknown", Reason.NO_RESULT, seen.detail
+
+
+def degraded_parts(seen: Observation) -> _Parts:
+    if seen.state is MonitorState.DEGRADED:
+        return "True", Reason.TARGET_DEGRADED, seen.detail
+    if seen.state in (MonitorState.UP, MonitorState.DOWN):
+        return "False", Reason.NOT_DEGRADED, ""
+    if seen.state is MonitorState.PAUSED:
+        return "Unknown", Reason.PAUSED, ""
+    return "Unknown", Reason.NO_RESULT, ""
+
+
+def down_reason(code: str | None) -> str:
+    """Reachable=False's reason: the deciding error code in CamelCase, else TargetDown."""
+    return _camel(code) if code else Reason.TARGET_DOWN.value
+
+
+def verdict_conditions(
+    seen: Observation,
+    problem: SpecProblem | None,
+    generation: int | None,
+    previous: list[Condition],
+    now: datetime,
+) -> list[Condition]:
+    """Ready, Reachable and Degraded: the conditions of every mode."""
+    return [
+        make_condition(
+            previous, ConditionType.READY, *ready_parts(problem, seen.state), generation, now
+        ),
+        make_condition(previous, ConditionType.REACHABLE, *reachable_parts(seen), generation, now),
+        make_condition(previous, ConditionType.DEGRADED, *degraded_parts(seen), generation, now),
+    ]
+
+
+def record_observation(record: MonitorRecord) -> Observation:
+    result = record.last_result
+    return Observation(
+        state=record.state,
+        detail=describe_result(result),
+        error_code=result.error.code if result and result.error else None,
+        skipped=describe_skipped(record) if record.skipped_probes else None,
     )
 
 
@@ -44,37 +126,32 @@ def conditions(
     previous: list[Condition],
     now: datetime,
 ) -> list[Condition]:
-    state = record.state
-    if problem is not None:
-        ready = ("False", problem.reason, problem.message)
-    elif state is MonitorState.PAUSED:
-        ready = ("True", "Paused", "probing is paused (spec.paused)")
-    else:
-        ready = ("True", "Probing", "the spec is valid and the target is being probed")
-    detail = describe_result(record.last_result)
-    if record.skipped_probes and state is not MonitorState.PAUSED:
-        reachable = ("Unknown", "ProbesSkipped", f"{describe_skipped(record)}; last: {detail}")
-    elif state in (MonitorState.UP, MonitorState.DEGRADED):
-        reachable = ("True", "TargetReachable", detail)
-    elif state is MonitorState.DOWN:
-        code = (
-            record.last_result.error.code
-            if record.last_result and record.last_result.error
-            else None
+    """One process's view (all-in-one, a runner, standalone): from its record."""
+    return verdict_conditions(record_observation(record), problem, generation, previous, now)
+
+
+def aggregated_conditions(
+    verdict: QuorumVerdict,
+    state: MonitorState,
+    problem: SpecProblem | None,
+    generation: int | None,
+    previous: list[Condition],
+    now: datetime,
+) -> list[Condition]:
+    """The controller's view: the quorum verdict (``state`` is Paused when the spec says so),
+    plus ``LocationsAvailable``."""
+    seen = Observation(state, verdict.message, verdict.error_code)
+    if verdict.unavailable:
+        available: _Parts = (
+            "False",
+            Reason.NO_LIVE_RUNNER,
+            f"no live runner in {', '.join(verdict.unavailable)}",
         )
-        reachable = ("False", _camel(code) if code else "TargetDown", detail)
     else:
-        reachable = ("Unknown", "Paused" if state is MonitorState.PAUSED else "NoResult", detail)
-    if state is MonitorState.DEGRADED:
-        degraded = ("True", "TargetDegraded", detail)
-    elif state in (MonitorState.UP, MonitorState.DOWN):
-        degraded = ("False", "NotDegraded", "")
-    else:
-        degraded = ("Unknown", "NoResult", "")
+        available = ("True", Reason.RUNNERS_AVAILABLE, "every location has a live runner")
     return [
-        make_condition(previous, "Ready", *ready, generation, now),
-        make_condition(previous, "Reachable", *reachable, generation, now),
-        make_condition(previous, "Degraded", *degraded, generation, now),
+        *verdict_conditions(seen, problem, generation, previous, now),
+        make_condition(previous, ConditionType.LOCATIONS_AVAILABLE, *available, generation, now),
     ]
 
 

@@ -6,11 +6,13 @@ in runners and in ``tcpmonitor run``, so every mode refuses the same specs in th
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from ..api import DurationError, TcpMonitorSpec, format_duration
+from ..api import DurationError, Reason, TcpMonitorSpec, format_duration
 from ..api.result import MAX_MESSAGE
 from ..api.spec import MIN_TIMEOUT_SECONDS
+from ..probe import PlanError, ProbeMaterial, ProbePlan, compile_plan
 
 
 @dataclass(frozen=True)
@@ -21,8 +23,8 @@ class SpecProblem:
     message: str
 
 
-INTERVAL_TOO_SHORT = "IntervalTooShort"
-TIMEOUT_TOO_SHORT = "TimeoutTooShort"
+INTERVAL_TOO_SHORT = Reason.INTERVAL_TOO_SHORT.value
+TIMEOUT_TOO_SHORT = Reason.TIMEOUT_TOO_SHORT.value
 
 
 def bounds_problem(spec: TcpMonitorSpec, min_interval: float) -> SpecProblem | None:
@@ -34,7 +36,7 @@ def bounds_problem(spec: TcpMonitorSpec, min_interval: float) -> SpecProblem | N
     try:
         interval, timeout = spec.interval_seconds, spec.timeout_seconds
     except DurationError as exc:
-        return SpecProblem("InvalidSpec", str(exc))
+        return SpecProblem(Reason.INVALID_SPEC.value, str(exc))
     if not interval >= min_interval:  # also NaN
         return SpecProblem(
             INTERVAL_TOO_SHORT,
@@ -52,4 +54,32 @@ def bounds_problem(spec: TcpMonitorSpec, min_interval: float) -> SpecProblem | N
 
 def probe_error(exc: BaseException) -> SpecProblem:
     """An unexpected exception while probing one monitor (a bug): Ready=False ProbeError."""
-    return SpecProblem("ProbeError", f"{type(exc).__name__}: {exc}"[:MAX_MESSAGE])
+    return SpecProblem(Reason.PROBE_ERROR.value, f"{type(exc).__name__}: {exc}"[:MAX_MESSAGE])
+
+
+def plan_problem(exc: Exception) -> SpecProblem:
+    """Why compiling a spec (or reading what it references) failed: Ready=False's reason.
+
+    A PlanError carries its reason (InvalidSpec, ReferenceNotFound); any other error is the
+    API failing to give us a reference (ReferenceUnreadable).
+    """
+    if isinstance(exc, PlanError):
+        return SpecProblem(exc.reason, f"{exc.field}: {exc.message}")
+    return SpecProblem(Reason.REFERENCE_UNREADABLE.value, str(exc)[:500])
+
+
+async def check_spec(
+    spec: TcpMonitorSpec, min_interval: float, resolve: Callable[[], Awaitable[ProbeMaterial]]
+) -> tuple[ProbePlan | None, SpecProblem | None]:
+    """The one spec check: the bounds, the references (read by ``resolve``), the plan.
+
+    Every mode runs it: the all-in-one runtime and runners before probing, the controller of a
+    runner deployment for Ready. The only I/O is the caller's ``resolve``.
+    """
+    problem = bounds_problem(spec, min_interval)
+    if problem is not None:
+        return None, problem
+    try:
+        return compile_plan(spec, await resolve()), None
+    except Exception as exc:  # an API error must not take the other monitors down
+        return None, plan_problem(exc)

@@ -22,6 +22,7 @@ class QuorumVerdict:
     degraded: tuple[str, ...] = ()
     waiting: tuple[str, ...] = ()  # locations with no result yet
     unavailable: tuple[str, ...] = field(default=())  # locations with no live runner
+    error_code: str | None = None  # the first Down location's error code, when Down
 
 
 def aggregate(
@@ -69,4 +70,13 @@ def aggregate(
         message += "; ".join(details)
     if unavailable:
         message += f" (no live runner in {', '.join(unavailable)})"
-    return QuorumVerdict(state, message[:MAX_MESSAGE], down, degraded, waiting, unavailable)
+    code = next((by_name[n].error_code for n in down if by_name[n].error_code), None)
+    return QuorumVerdict(
+        state,
+        message[:MAX_MESSAGE],
+        down,
+        degraded,
+        waiting,
+        unavailable,
+        code if state is MonitorState.DOWN else None,
+    )

@@ -13,20 +13,30 @@ import asyncio
 import logging
 import math
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, Protocol
 
-from ..api import Condition, MonitorState, ProbeResult, TcpMonitor, TcpMonitorSpec, TcpMonitorStatus
+from ..api import (
+    Condition,
+    ConditionType,
+    MonitorState,
+    ProbeResult,
+    Reason,
+    TcpMonitor,
+    TcpMonitorSpec,
+    TcpMonitorStatus,
+)
 from ..api.spec import MIN_INTERVAL_SECONDS
-from ..probe import PlanError, ProbeMaterial, ProbePlan, compile_plan, run_probe
+from ..probe import ProbeMaterial, ProbePlan, run_probe
 from ..probe.material import has_references
 from ..reporting import (
     INTERVAL_TOO_SHORT,
     EventSpec,
     SpecProblem,
-    bounds_problem,
     build_status,
+    check_spec,
     expiring_event,
     invalid_spec_event,
     probe_error,
@@ -115,13 +125,13 @@ class MonitorRuntime:
         metrics: Metrics,
         settings: RuntimeSettings | None = None,
         *,
-        probe: ProbeFunction = run_probe,
+        probe: ProbeFunction | None = None,
     ) -> None:
         self.settings = settings or RuntimeSettings()
         self.reporter = reporter
         self.resolver = resolver
         self.metrics = metrics
-        self._probe_fn = probe
+        self._probe_fn = probe or partial(run_probe, retries_dropped=metrics.retries_dropped.inc)
         self._loop = asyncio.get_running_loop()
         self._monitors: dict[Key, _Monitor] = {}
         self._background: set[asyncio.Task[None]] = set()
@@ -211,22 +221,18 @@ class MonitorRuntime:
 
     async def _compile(self, m: _Monitor) -> None:
         version = m.version
-        plan: ProbePlan | None = None
-        problem = bounds_problem(m.spec, self.settings.min_interval)
-        try:
-            if problem is None:
-                material = await self.resolver.resolve(m.spec, m.ref.namespace)
-                plan = compile_plan(m.spec, material)
-        except PlanError as exc:
-            plan, problem = None, SpecProblem(exc.reason, f"{exc.field}: {exc.message}")
-        except Exception as exc:  # an API error must not take the other monitors down
-            log.warning("reading references of %s/%s failed: %s", *m.ref.key, exc)
-            plan, problem = None, SpecProblem("ReferenceUnreadable", str(exc)[:500])
+        plan, problem = await check_spec(
+            m.spec,
+            self.settings.min_interval,
+            lambda: self.resolver.resolve(m.spec, m.ref.namespace),
+        )
         if m.version != version:
             return  # a newer spec arrived while we were reading
         m.resolved_at = self._loop.time()
         previous, m.problem, m.plan = m.problem, problem, plan
         if problem is not None and problem != previous:
+            if problem.reason == Reason.REFERENCE_UNREADABLE:
+                log.warning("reading references of %s/%s failed: %s", *m.ref.key, problem.message)
             self._event(m, invalid_spec_event(problem))
 
     def _activate(self, m: _Monitor, *, immediate: bool, spec_changed: bool) -> None:
@@ -299,6 +305,11 @@ class MonitorRuntime:
         plan, version = m.plan, m.version
         if plan is None:
             return
+        # Re-tries must end by the next slot, which after an immediate probe may come sooner
+        # than a whole interval.
+        next_slot = self.scheduler.until_next_slot(key)
+        if next_slot is not None and (plan.budget is None or next_slot < plan.budget):
+            plan = replace(plan, budget=next_slot)
         self.metrics.probes_in_flight.inc()
         try:
             result = await self._probe_fn(plan)
@@ -376,7 +387,8 @@ class MonitorRuntime:
         self.reporter.write_status(m.ref, status, urgent=urgent)
 
     def _event(self, m: _Monitor, event: EventSpec) -> None:
-        self.metrics.events_posted.labels(event.reason).inc()
+        # Counted by the reporter: only it knows whether the Event was posted, or (a runner)
+        # left to the controller.
         self.reporter.post_event(m.ref, event)
 
 
@@ -385,4 +397,4 @@ def _namespace(key: Key) -> str:
 
 
 def _ready_status(conditions: list[Condition]) -> str | None:
-    return next((c.status for c in conditions if c.type == "Ready"), None)
+    return next((c.status for c in conditions if c.type == ConditionType.READY), None)

@@ -48,6 +48,7 @@ class _Entry(Generic[Key]):
     version: int = 0
     task: asyncio.Task[None] | None = field(default=None, repr=False)
     waiting: bool = False  # the task has not got a probe slot yet
+    next_due: float = float("inf")  # the slot after the one being probed
 
     def next_slot(self, after: float) -> float:
         """The first time >= ``after`` that falls on this key's phase."""
@@ -138,6 +139,13 @@ class Scheduler(Generic[Key]):
         now = self._loop.time()
         self._push(now if immediate else entry.next_slot(now), entry)
 
+    def until_next_slot(self, key: Key) -> float | None:
+        """Seconds until ``key``'s next slot, for a probe that must be done by then."""
+        entry = self._entries.get(key)
+        if entry is None or not math.isfinite(entry.next_due):
+            return None
+        return max(0.0, entry.next_due - self._loop.time())
+
     def overdue(self) -> float:
         """Seconds the earliest due slot has waited for the timer: about 0 while it fires."""
         if self._closed or not self._heap:
@@ -204,6 +212,7 @@ class Scheduler(Generic[Key]):
         # Back on this key's phase: after an immediate probe the next one waits between half
         # and one and a half intervals; after a stall the slots are rejoined, not replayed.
         following = entry.next_slot(max(due, now) + entry.interval / 2)
+        entry.next_due = following
         self._seq += 1
         heapq.heappush(self._heap, (following, self._seq, key, version))
         if entry.task is not None and not entry.task.done():

@@ -31,6 +31,9 @@ class LogReporter:
     """Every Event becomes one line on stdout. No status is kept: with no API server to hold
     it, the log lines and the metrics are what a user of ``run`` sees."""
 
+    def __init__(self, metrics: Metrics | None = None) -> None:
+        self.metrics = metrics
+
     def write_status(self, ref: MonitorRef, status: TcpMonitorStatus, *, urgent: bool) -> None:
         pass
 
@@ -43,6 +46,8 @@ class LogReporter:
             f"{stamp} {event.type} {event.reason} {ref.namespace}/{ref.name}: {message}",
             flush=True,
         )
+        if self.metrics is not None:
+            self.metrics.events_posted.labels(event.reason).inc()
 
     def forget(self, ref: MonitorRef) -> None:
         pass
@@ -72,8 +77,8 @@ async def run_standalone(
     if manifests is None:
         return 2
     resolver = ManifestResolver(manifests)
-    reporter = LogReporter()
     metrics = Metrics()
+    reporter = LogReporter(metrics)
     runtime = MonitorRuntime(reporter, resolver, metrics, settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -246,6 +246,12 @@ class Metrics:
             ("namespace", "name", "reason"),
             registry=r,
         )
+        self.retries_dropped = Counter(
+            "tcpmonitor_probe_retries_dropped",
+            "Re-tries (spec.retries) of failed probes not made because they could not have "
+            "ended within the monitor's interval.",
+            registry=r,
+        )
         self.probe_errors = Counter(
             "tcpmonitor_probe_errors",
             "Unexpected exceptions while probing a monitor or reporting its result (bugs).",
@@ -260,7 +266,15 @@ class Metrics:
         )
         self.events_posted = Counter(
             "tcpmonitor_events_posted",
-            "Kubernetes Events posted, by reason.",
+            "Kubernetes Events posted (accepted by the API server; standalone: printed), by "
+            "reason.",
+            ("reason",),
+            registry=r,
+        )
+        self.events_left_to_controller = Counter(
+            "tcpmonitor_events_left_to_controller",
+            "Events a runner only logged: the controller, which sees every location, posts "
+            "them for the aggregated verdict. By reason.",
             ("reason",),
             registry=r,
         )

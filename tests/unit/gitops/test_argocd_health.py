@@ -21,7 +21,7 @@ from celpy.adapter import json_to_cel
 from celpy.evaluation import CELEvalError
 from lupa import lua51
 
-from tcpmonitor.api import ProbeResult
+from tcpmonitor.api import CONDITION_REASONS, ConditionType, ProbeResult
 from tcpmonitor.reporting import SpecProblem, build_status, status_body
 from tcpmonitor.reporting.record import MonitorRecord, advance, pause
 
@@ -284,3 +284,18 @@ def test_every_yaml_block_of_the_gitops_page_parses() -> None:
         for document in block:
             assert isinstance(document, dict)
             assert {"apiVersion", "kind", "metadata"} <= document.keys()
+
+
+def test_the_condition_table_names_every_condition_type_and_reason() -> None:
+    """docs/gitops.md's table agrees with the one vocabulary (tcpmonitor.api.status)."""
+    text = GITOPS_DOC.read_text()
+    table = text[text.index("| Condition |") : text.index("`status.observedGeneration`")]
+    rows = {
+        line.split("|")[1].strip().split()[0].strip("`"): line
+        for line in table.splitlines()
+        if line.startswith("| `")
+    }
+    assert set(rows) == {t.value for t in ConditionType}
+    for row in CONDITION_REASONS:
+        if row.reason is not None:
+            assert f"`{row.reason.value}`" in rows[row.type.value], (row.type, row.reason)

@@ -474,3 +474,39 @@ def test_a_runner_applies_only_its_locations_entry_under_its_own_field_manager()
     [entry] = body["status"]["locations"]
     assert (entry["name"], entry["state"], entry["runner"]) == ("eu-west", "Down", "runner-1")
     assert entry["consecutiveFailures"] == 2
+
+
+def events_counted(metrics: Metrics, name: str, reason: str) -> float:
+    value = metrics.registry.get_sample_value(f"{name}_total", {"reason": reason})
+    return value or 0.0
+
+
+def test_only_events_the_api_server_accepted_count_as_posted() -> None:
+    metrics = Metrics()
+
+    async def scenario() -> None:
+        api = RecordingApi()
+        reporter = KubeReporter(cast(KubeApi, api), metrics, instance="op-0")
+        reporter.post_event(ref("m"), EventSpec("Warning", "TargetDown", "down"))
+        await until(lambda: len(api.posted) == 1)
+        api.event_error = ApiException(status=403, reason="Forbidden")
+        reporter.post_event(ref("m"), EventSpec("Normal", "TargetUp", "up"))
+        await settle()
+        await reporter.close()
+
+    run(scenario)
+    assert events_counted(metrics, "tcpmonitor_events_posted", "TargetDown") == 1
+    assert events_counted(metrics, "tcpmonitor_events_posted", "TargetUp") == 0
+
+
+def test_a_runner_counts_the_events_it_leaves_to_the_controller_not_as_posted() -> None:
+    metrics = Metrics()
+
+    async def scenario() -> None:
+        reporter = LocationReporter(cast(KubeApi, RecordingApi()), metrics, "eu", "runner-1")
+        reporter.post_event(ref("m"), EventSpec("Warning", "TargetDown", "down"))
+        await reporter.close()
+
+    run(scenario)
+    assert events_counted(metrics, "tcpmonitor_events_posted", "TargetDown") == 0
+    assert events_counted(metrics, "tcpmonitor_events_left_to_controller", "TargetDown") == 1

@@ -148,6 +148,8 @@ def test_controller_writes_the_quorum_verdict_and_events_on_transitions() -> Non
     last = reporter.last("m")
     assert "Down in 2 of 2 locations (quorum 2)" in (last.message or "")
     assert last.consecutive_failures == 4
+    reachable = next(c for c in last.conditions if c.type == "Reachable")
+    assert (reachable.status, reachable.reason) == ("False", "ConnectTimeout")  # as all-in-one
 
 
 def test_controller_does_not_rewrite_an_unchanged_verdict() -> None:

@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
+from dataclasses import replace
 
 import pytest
 
-from tcpmonitor.api import ErrorCode, Verdict
+from tcpmonitor.api import ErrorCode, TcpMonitorSpec, Verdict
+from tcpmonitor.probe import compile_plan, run_probe
 
 from ..probing import contains, probe
 from ..servers import close_at_once, closed_port, drip, echo, greet, reset_after, serve, silent
@@ -268,3 +270,43 @@ def test_probe_never_exceeds_its_timeout_by_more_than_100ms(timeout: str) -> Non
 
     for elapsed in run(scenario()):
         assert limit - 0.01 <= elapsed < limit + 0.1
+
+
+def test_retries_never_make_a_probe_overrun_its_interval() -> None:
+    """Three re-tries of a 200 ms read timeout do not fit a 500 ms interval: one does."""
+    dropped: list[int] = []
+
+    async def scenario(port: int) -> tuple[float, Verdict]:
+        spec = TcpMonitorSpec.model_validate(
+            {
+                "host": "127.0.0.1",
+                "port": port,
+                "timeout": "1s",
+                "retries": 3,
+                "assertions": [contains("hello")],
+            }
+        )
+        plan = replace(compile_plan(spec), timeout=0.2, budget=0.5)
+        began = time.monotonic()
+        result = await run_probe(plan, retries_dropped=dropped.append)
+        return time.monotonic() - began, result.state
+
+    async def with_server() -> tuple[float, Verdict]:
+        async with serve(silent) as port:
+            return await scenario(port)
+
+    took, state = run(with_server())
+    assert state is Verdict.DOWN
+    assert took < 0.5
+    assert dropped == [2]  # two attempts ran (the probe and one re-try), two did not fit
+
+
+def test_fast_failing_retries_all_run_within_the_interval() -> None:
+    dropped: list[int] = []
+    spec = TcpMonitorSpec.model_validate(
+        {"host": "127.0.0.1", "port": closed_port(), "timeout": "1s", "retries": 3}
+    )
+    plan = replace(compile_plan(spec), timeout=0.2, budget=1.0)
+    result = run(run_probe(plan, retries_dropped=dropped.append))
+    assert result.error is not None and result.error.code == ErrorCode.CONNECTION_REFUSED
+    assert dropped == []

@@ -53,3 +53,13 @@ def test_locations_without_a_live_runner_are_reported() -> None:
     verdict = aggregate(["eu", "us"], 1, entries(eu=UP), live_locations={"eu"})
     assert verdict.unavailable == ("us",)
     assert "no live runner in us" in verdict.message
+
+
+def test_the_deciding_error_code_is_the_first_down_locations_and_only_when_down() -> None:
+    locs = ["eu", "us"]
+    down = [
+        LocationStatus(name="eu", state=UP),
+        LocationStatus(name="us", state=DOWN, error_code="CONNECTION_REFUSED"),
+    ]
+    assert aggregate(locs, 1, down).error_code == "CONNECTION_REFUSED"
+    assert aggregate(locs, 2, down).error_code is None  # below the quorum: Degraded

@@ -430,3 +430,58 @@ def test_liveness_fails_when_the_scheduler_timer_stops() -> None:
     healthy, ok, detail = asyncio.run(scenario())
     assert healthy and not ok
     assert "behind its earliest slot" in detail
+
+
+def test_a_probe_that_outlasts_its_interval_is_counted_as_overlap_skips() -> None:
+    """The probe is slower than its interval (e.g. a probe function without the budget):
+    the slots it covers are counted under reason overlap, not silently lost."""
+
+    async def slow(plan: ProbePlan) -> ProbeResult:
+        await asyncio.sleep(0.35)
+        return await run_probe(plan)
+
+    async def scenario() -> float:
+        async with serve(silent) as port:
+            metrics = Metrics()
+            rt = MonitorRuntime(
+                MemoryReporter(),
+                DictResolver(),
+                metrics,
+                RuntimeSettings(min_interval=0.05),
+                probe=slow,
+            )
+            await rt.apply(below_schema_minimum(monitor("slow", port=port), "100ms"))
+            await asyncio.sleep(0.6)
+            await rt.close()
+            value = metrics.registry.get_sample_value(
+                "tcpmonitor_probes_skipped_total", {"reason": "overlap"}
+            )
+            return value or 0.0
+
+    assert asyncio.run(scenario()) >= 2
+
+
+def test_retries_that_would_overrun_the_interval_are_dropped_and_counted() -> None:
+    async def scenario() -> tuple[float, float]:
+        async with serve(silent) as port:
+            metrics = Metrics()
+            rt = MonitorRuntime(
+                MemoryReporter(), DictResolver(), metrics, RuntimeSettings(min_interval=0.05)
+            )
+            hello = [{"source": "ResponseData", "comparison": "Contains", "target": "hello"}]
+            slow = monitor("slow", port=port, retries=2, assertions=hello)
+            spec = slow.spec.model_copy(update={"interval": "300ms", "timeout": "200ms"})
+            await rt.apply(slow.model_copy(update={"spec": spec}))
+            await asyncio.sleep(1.2)
+            await rt.close()
+            dropped = metrics.registry.get_sample_value("tcpmonitor_probe_retries_dropped_total")
+            overlap = metrics.registry.get_sample_value(
+                "tcpmonitor_probes_skipped_total", {"reason": "overlap"}
+            )
+            return dropped or 0.0, overlap or 0.0
+
+    dropped, overlap = asyncio.run(scenario())
+    assert dropped >= 4  # both re-tries of every probe
+    # No slot found a probe's re-tries still running; the one overlap allowed is the first,
+    # immediate probe, whose own attempt may outlast the sooner slot that follows it.
+    assert overlap <= 1
