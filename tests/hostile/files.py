@@ -111,6 +111,21 @@ class Measured:
     peak_rss_mb: float
 
 
+# The child reports its own peak: VmHWM of the memory it mapped after exec. wait4's ru_maxrss
+# would not do: Linux carries the parent's high-water mark across fork and exec, so a child of
+# a large test process "peaks" at its parent's size.
+_REPORT_PEAK = """
+import atexit, runpy, sys
+def _peak(path=sys.argv[1]):
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            open(path, "w").write(line.split()[1])
+atexit.register(_peak)
+sys.argv = ["tcpmonitor", *sys.argv[2:]]
+runpy.run_module("tcpmonitor", run_name="__main__")
+"""
+
+
 def run_measured(
     argv: list[str],
     *,
@@ -119,7 +134,7 @@ def run_measured(
     max_memory: int | None = None,
 ) -> Measured:
     """Run ``python -m tcpmonitor ARGV`` with its output in files; its exit status, output,
-    wall time and peak RSS (from wait4, so only this child counts). ``pythonpath`` runs
+    wall time and peak RSS (as the child saw it; NaN when it was killed). ``pythonpath`` runs
     another copy of the package (an older commit); ``max_memory`` caps its address space."""
 
     cap = [] if max_memory is None else ["prlimit", f"--as={max_memory}", "--"]  # execs: same pid
@@ -128,27 +143,26 @@ def run_measured(
         env["PYTHONPATH"] = pythonpath
     with tempfile.TemporaryDirectory() as tmp:
         out_path, err_path = Path(tmp) / "out", Path(tmp) / "err"
+        peak_path = Path(tmp) / "peak"
         started = time.monotonic()
         with out_path.open("wb") as out, err_path.open("wb") as err:
             proc = subprocess.Popen(
-                [*cap, sys.executable, "-m", "tcpmonitor", *argv], stdout=out, stderr=err, env=env
+                [*cap, sys.executable, "-c", _REPORT_PEAK, str(peak_path), *argv],
+                stdout=out,
+                stderr=err,
+                env=env,
             )
-        while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                code = os.waitstatus_to_exitcode(status)
-                break
-            if time.monotonic() - started > timeout:
-                proc.kill()
-                _, _, usage = os.wait4(proc.pid, 0)
-                code = -9
-                break
-            time.sleep(0.01)
-        proc.returncode = code  # reaped here, not by Popen
+        try:
+            code = proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            code = -9
+        peak = peak_path.read_text() if peak_path.exists() else ""
         return Measured(
             code,
             out_path.read_text(errors="replace"),
             err_path.read_text(errors="replace"),
             time.monotonic() - started,
-            usage.ru_maxrss / 1024,
+            int(peak) / 1024 if peak else float("nan"),
         )
