@@ -9,8 +9,9 @@ import kopf
 import pytest
 from pydantic import ValidationError
 
-from tcpmonitor.api import MonitorState
+from tcpmonitor.api import MonitorState, TcpMonitor
 from tcpmonitor.kube.handlers import parse_monitor
+from tcpmonitor.probe import PlanError, ProbeMaterial, compile_plan
 
 WATCHED: dict[str, Any] = {
     "apiVersion": "tcpmonitor.dev/v1alpha1",
@@ -130,3 +131,19 @@ def test_a_missing_or_foreign_part_raises(
     changes: dict[str, Any], error: tuple[tuple[str, ...], str]
 ) -> None:
     assert error in errors_of(watched(**changes))
+
+
+def test_a_stored_pattern_re2_refuses_is_read_for_the_runtime_to_report() -> None:
+    # Stored before the RE2 rule (a lookahead Python's re accepted): the API server still
+    # serves it, so the operator must read it and report it on the monitor, not drop it.
+    lookahead = {"source": "ResponseData", "comparison": "Matches", "target": "(?=x)"}
+    spec = WATCHED["spec"] | {"assertions": [lookahead]}
+    monitor = parse_monitor(watched(spec=spec))
+    with pytest.raises(PlanError) as refused:
+        compile_plan(monitor.spec, ProbeMaterial())
+    assert (refused.value.reason, refused.value.field) == (
+        "InvalidSpec",
+        "spec.assertions[0].target",
+    )
+    with pytest.raises(ValidationError):  # a new object with it is refused, as by the API server
+        TcpMonitor.model_validate(watched(spec=spec))
