@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.hostile.bystander import Bystander
 from tests.hostile.certificates import forging_certificate
+from tests.hostile.files import MONITOR_BOMB
 from tests.hostile.listeners import Listener, close_at_once, never_answer, reply, tls_reply
 from tests.hostile.standalone import standalone, write_manifests
 
@@ -101,13 +102,11 @@ def run_attack(
 
 
 def sighup_bomb(pid: int, _: int, file: Path) -> contextlib.AbstractContextManager[None]:
-    """A billion-laughs document appended to the running file, then SIGHUP: a reload."""
+    """A TcpMonitor carrying a billion laughs appended to the running file, then SIGHUP."""
 
     @contextlib.contextmanager
     def attack() -> Iterator[None]:
-        lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
-        lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 9)]
-        file.write_text(file.read_text() + "---\n" + "\n".join(lines) + "\n")
+        file.write_text(file.read_text() + "---\n" + MONITOR_BOMB)
         os.kill(pid, signal.SIGHUP)
         yield
 
