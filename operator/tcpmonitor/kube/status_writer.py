@@ -28,9 +28,10 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 
 from .. import GROUP, KIND, PLURAL, VERSION
-from ..api import LocationStatus, MonitorState, TcpMonitorStatus
-from ..reporting import EventSpec, describe_result, status_body
-from ..scheduling.runtime import MonitorRef
+from ..api import TcpMonitorStatus
+from ..reporting import EventSpec, status_body
+from ..reporting.locations import location_entry
+from ..scheduling.runtime import MonitorRef, StatusReport
 from ..telemetry.metrics import Metrics
 from .api_client import KubeApi, describe_api_error
 
@@ -187,7 +188,11 @@ class KubeReporter:
         self.queue = WriteQueue(self._merge_patch, metrics, workers=workers, rate=rate)
         self._events: set[asyncio.Task[None]] = set()
 
-    def write_status(self, ref: MonitorRef, status: TcpMonitorStatus, *, urgent: bool) -> None:
+    def write_status(
+        self, ref: MonitorRef, report: StatusReport | TcpMonitorStatus, *, urgent: bool
+    ) -> None:
+        """The top-level status: the runtime's report (operator) or the controller's verdict."""
+        status = report.status if isinstance(report, StatusReport) else report
         self.queue.submit(ref, {"status": status_body(status)}, urgent=urgent)
 
     def post_event(self, ref: MonitorRef, event: EventSpec) -> None:
@@ -242,24 +247,6 @@ class KubeReporter:
             )
 
 
-def location_entry(status: TcpMonitorStatus, location: str, runner: str) -> LocationStatus:
-    """A runner's full view of a monitor, reduced to its location's entry."""
-    result = status.last_result
-    message = describe_result(result) if result is not None else status.message
-    return LocationStatus(
-        name=location,
-        state=status.state or MonitorState.UNKNOWN,
-        runner=runner,
-        last_probe_time=status.last_probe_time,
-        last_transition_time=status.last_transition_time,
-        consecutive_successes=status.consecutive_successes,
-        consecutive_failures=status.consecutive_failures,
-        error_code=result.error.code if result and result.error else None,
-        total_ms=result.timings.total if result else None,
-        message=message[:1024] if message else None,
-    )
-
-
 class LocationReporter:
     """A runner's Reporter: server-side apply of its location's entry, within a write budget.
 
@@ -282,8 +269,8 @@ class LocationReporter:
         self.field_manager = f"tcpmonitor-runner-{location}"[:128]
         self.queue = WriteQueue(self._apply, metrics, workers=workers, rate=rate)
 
-    def write_status(self, ref: MonitorRef, status: TcpMonitorStatus, *, urgent: bool) -> None:
-        entry = location_entry(status, self.location, self.runner)
+    def write_status(self, ref: MonitorRef, report: StatusReport, *, urgent: bool) -> None:
+        entry = location_entry(report.record, report.problem, self.location, self.runner)
         body = {
             "apiVersion": f"{GROUP}/{VERSION}",
             "kind": KIND,

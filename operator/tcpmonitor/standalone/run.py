@@ -19,7 +19,7 @@ from ..api.result import MAX_MESSAGE
 from ..probe import ProbeMaterial
 from ..probe.material import resolve_material
 from ..reporting import EventSpec
-from ..scheduling.runtime import MonitorRef, MonitorRuntime, RuntimeSettings
+from ..scheduling.runtime import MonitorRef, MonitorRuntime, RuntimeSettings, StatusReport
 from ..telemetry.http_endpoints import start_http
 from ..telemetry.metrics import Metrics
 from .manifests import ManifestSet, load_manifests
@@ -33,8 +33,8 @@ class LogReporter:
     def __init__(self) -> None:
         self.statuses: dict[tuple[str, str], TcpMonitorStatus] = {}
 
-    def write_status(self, ref: MonitorRef, status: TcpMonitorStatus, *, urgent: bool) -> None:
-        self.statuses[ref.key] = status
+    def write_status(self, ref: MonitorRef, report: StatusReport, *, urgent: bool) -> None:
+        self.statuses[ref.key] = report.status
 
     def post_event(self, ref: MonitorRef, event: EventSpec) -> None:
         # Exactly one line per Event: a message quoting a target must not end it early and

@@ -20,8 +20,8 @@ from prometheus_client import CollectorRegistry, Enum, Info, Summary, generate_l
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.parser import text_string_to_metric_families
 
-from tcpmonitor.telemetry import http_endpoints
 from tcpmonitor.api import MonitorState, ProbeResult, Timings, TlsInfo, Verdict
+from tcpmonitor.telemetry import http_endpoints
 from tcpmonitor.telemetry.http_endpoints import start_http
 from tcpmonitor.telemetry.metrics import Metrics
 
