@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import json
 import logging
 import os
 import socket
@@ -144,6 +145,9 @@ class WriteQueue:
 
     async def _write(self, pending: _Pending) -> None:
         ref = pending.ref
+        # What the API server receives, as the client serialises it: the cost of a write.
+        size = len(json.dumps(pending.body, separators=(",", ":"), default=str))
+        self.metrics.status_patch_bytes.inc(size)
         try:
             await self._send(ref, pending.body)
         except Exception as exc:
