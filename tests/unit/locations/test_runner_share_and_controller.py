@@ -271,3 +271,10 @@ def test_controller_does_not_write_when_only_the_results_details_change() -> Non
     assert len(reporter.writes) == 2
     certificate = reporter.last("m").last_result.tls.certificate  # type: ignore[union-attr]
     assert certificate is not None and certificate.not_after == renewed
+
+
+def test_a_new_owner_resumes_the_locations_last_result() -> None:
+    view = location_view(monitor("m", ["eu"], [probed("eu", "Down")]), "eu", NOW)
+    assert view.status is not None and view.status.last_result is not None
+    assert view.status.last_result.remote_address == "10.0.0.1:443"
+    assert view.status.last_result.location == "eu"
