@@ -70,6 +70,12 @@ def main() -> None:
     parser.add_argument("--interval", type=float, default=30)
     parser.add_argument("--lease", type=float, default=15)
     parser.add_argument("--settle", type=float, default=240, help="seconds before measuring")
+    parser.add_argument(
+        "--window",
+        type=float,
+        default=60,
+        help="seconds measured; 300 spans the controller's heartbeat (five runner heartbeats)",
+    )
     args = parser.parse_args()
     result: dict[str, Any] = vars(args).copy()
     target = Listener().start()
@@ -129,15 +135,18 @@ def main() -> None:
             # write budget) drain, then a full heartbeat passes.
             time.sleep(args.settle)
 
-            window = 60.0
+            window = args.window
+            c_w0 = writes(controller)
             w0 = sum(writes(r) for r in runners.values()) + writes(controller)
             b0 = sum(bytes_written(r) for r in [*runners.values(), controller])
             c0 = {n: probe_counts(r) for n, r in runners.items()}
             time.sleep(window)
             w1 = sum(writes(r) for r in runners.values()) + writes(controller)
+            c_w1 = writes(controller)
             b1 = sum(bytes_written(r) for r in [*runners.values(), controller])
             c1 = {n: probe_counts(r) for n, r in runners.items()}
             result["steady_status_writes_per_minute"] = round((w1 - w0) * 60 / window, 1)
+            result["controller_writes_per_minute"] = round((c_w1 - c_w0) * 60 / window, 1)
             result["status_writes_per_monitor_per_minute"] = round(
                 (w1 - w0) * 60 / window / args.monitors, 3
             )

@@ -279,7 +279,11 @@ class LocationReporter:
             "apiVersion": f"{GROUP}/{VERSION}",
             "kind": KIND,
             "metadata": {"name": ref.name, "namespace": ref.namespace},
-            "status": {"locations": [entry.model_dump(mode="json", by_alias=True)]},
+            # Without nulls: a field this location's manager no longer applies is removed by
+            # the API server, and kubectl describe shows no "<nil>" rows.
+            "status": {
+                "locations": [entry.model_dump(mode="json", by_alias=True, exclude_none=True)]
+            },
         }
         self.queue.submit(ref, body, urgent=urgent)
 
