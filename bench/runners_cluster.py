@@ -1,6 +1,7 @@
 """Runners at scale on the real control plane: 5,000 monitors at 30 s across 3 runners.
 
-Measures what issue 6 asks, in one run: status writes per minute in steady state, the time
+Measures what issue 6 asks, in one run: status writes per minute in steady state (and the bytes
+they send, the sum of the request bodies), the time
 until a SIGKILLed runner's monitors are probed again, the fraction of monitors that move when a
 fourth runner joins, duplicate probes in steady state, and RSS per runner. Ownership and probe
 counts are read from the runners' own /metrics (a runner exports series only for the monitors
@@ -51,6 +52,12 @@ def writes(process: OperatorProcess) -> float:
     return process.metric("tcpmonitor_status_patches_total", result="success") or 0.0
 
 
+def bytes_written(process: OperatorProcess) -> float:
+    name = "tcpmonitor_status_patch_bytes_total "  # no labels
+    lines = process.metrics().splitlines()
+    return next((float(row[len(name) :]) for row in lines if row.startswith(name)), 0.0)
+
+
 def rss_mb(process: OperatorProcess) -> float:
     status = Path(f"/proc/{process.process.pid}/status").read_text()
     line = next(row for row in status.splitlines() if row.startswith("VmRSS:"))
@@ -63,6 +70,12 @@ def main() -> None:
     parser.add_argument("--interval", type=float, default=30)
     parser.add_argument("--lease", type=float, default=15)
     parser.add_argument("--settle", type=float, default=240, help="seconds before measuring")
+    parser.add_argument(
+        "--window",
+        type=float,
+        default=60,
+        help="seconds measured; 300 spans the controller's heartbeat (five runner heartbeats)",
+    )
     args = parser.parse_args()
     result: dict[str, Any] = vars(args).copy()
     target = Listener().start()
@@ -122,13 +135,24 @@ def main() -> None:
             # write budget) drain, then a full heartbeat passes.
             time.sleep(args.settle)
 
-            window = 60.0
+            window = args.window
+            c_w0 = writes(controller)
             w0 = sum(writes(r) for r in runners.values()) + writes(controller)
+            b0 = sum(bytes_written(r) for r in [*runners.values(), controller])
             c0 = {n: probe_counts(r) for n, r in runners.items()}
             time.sleep(window)
             w1 = sum(writes(r) for r in runners.values()) + writes(controller)
+            c_w1 = writes(controller)
+            b1 = sum(bytes_written(r) for r in [*runners.values(), controller])
             c1 = {n: probe_counts(r) for n, r in runners.items()}
             result["steady_status_writes_per_minute"] = round((w1 - w0) * 60 / window, 1)
+            result["controller_writes_per_minute"] = round((c_w1 - c_w0) * 60 / window, 1)
+            result["status_writes_per_monitor_per_minute"] = round(
+                (w1 - w0) * 60 / window / args.monitors, 3
+            )
+            # The sum of the status request bodies: what a write costs, not only how many.
+            result["status_bytes_written_per_minute"] = round((b1 - b0) * 60 / window)
+            result["status_bytes_per_write"] = round((b1 - b0) / max(1.0, w1 - w0))
             probed_by: dict[str, int] = {}
             for name, counts in c1.items():
                 for monitor, value in counts.items():

@@ -21,10 +21,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from loopback_listener import LoopbackListener
-from tcpmonitor.api import MonitorState, TcpMonitor, TcpMonitorSpec, TcpMonitorStatus
+from tcpmonitor.api import MonitorState, TcpMonitor, TcpMonitorSpec
 from tcpmonitor.probe import ProbeMaterial
 from tcpmonitor.reporting import EventSpec
-from tcpmonitor.scheduling.runtime import MonitorRef, MonitorRuntime, RuntimeSettings
+from tcpmonitor.scheduling.runtime import MonitorRef, MonitorRuntime, RuntimeSettings, StatusReport
 from tcpmonitor.telemetry.metrics import Metrics
 
 
@@ -33,7 +33,7 @@ class CountingReporter:
         self.writes = 0
         self.events = 0
 
-    def write_status(self, ref: MonitorRef, status: TcpMonitorStatus, *, urgent: bool) -> None:
+    def write_status(self, ref: MonitorRef, report: StatusReport, *, urgent: bool) -> None:
         self.writes += 1
 
     def post_event(self, ref: MonitorRef, event: EventSpec) -> None:

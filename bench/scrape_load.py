@@ -37,10 +37,10 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from loopback_listener import LoopbackListener
-from tcpmonitor.api import ProbeResult, TcpMonitor, TcpMonitorSpec, TcpMonitorStatus, Verdict
+from tcpmonitor.api import ProbeResult, TcpMonitor, TcpMonitorSpec, Verdict
 from tcpmonitor.probe import ProbeMaterial, ProbePlan, run_probe
 from tcpmonitor.reporting import EventSpec
-from tcpmonitor.scheduling.runtime import MonitorRef, MonitorRuntime, RuntimeSettings
+from tcpmonitor.scheduling.runtime import MonitorRef, MonitorRuntime, RuntimeSettings, StatusReport
 from tcpmonitor.telemetry.http_endpoints import start_http
 from tcpmonitor.telemetry.metrics import Metrics
 
@@ -48,7 +48,7 @@ UNRELATED_INTERVAL = 1.0
 
 
 class QuietReporter:
-    def write_status(self, ref: MonitorRef, status: TcpMonitorStatus, *, urgent: bool) -> None:
+    def write_status(self, ref: MonitorRef, report: StatusReport, *, urgent: bool) -> None:
         pass
 
     def post_event(self, ref: MonitorRef, event: EventSpec) -> None:

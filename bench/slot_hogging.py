@@ -23,10 +23,10 @@ import time
 from multiprocessing.connection import Connection
 from typing import Any
 
-from tcpmonitor.api import ProbeResult, TcpMonitor, TcpMonitorSpec, TcpMonitorStatus
+from tcpmonitor.api import ProbeResult, TcpMonitor, TcpMonitorSpec
 from tcpmonitor.probe import ProbeMaterial, ProbePlan, run_probe
 from tcpmonitor.reporting import EventSpec
-from tcpmonitor.scheduling.runtime import MonitorRef, MonitorRuntime, RuntimeSettings
+from tcpmonitor.scheduling.runtime import MonitorRef, MonitorRuntime, RuntimeSettings, StatusReport
 from tcpmonitor.telemetry.metrics import Metrics
 
 INTERVAL = 1.0
@@ -67,7 +67,7 @@ def _serve(ready: Connection) -> None:
 
 
 class Reporter:
-    def write_status(self, ref: MonitorRef, status: TcpMonitorStatus, *, urgent: bool) -> None:
+    def write_status(self, ref: MonitorRef, report: StatusReport, *, urgent: bool) -> None:
         pass
 
     def post_event(self, ref: MonitorRef, event: EventSpec) -> None:

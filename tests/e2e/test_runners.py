@@ -8,13 +8,18 @@ bench (bench/runners_cluster.py) measures the same things at scale.
 from __future__ import annotations
 
 import json
+import os
 import signal
+import socket
+import ssl
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
 
 from tests.controlplane import Cluster
 
@@ -99,6 +104,41 @@ def target() -> Iterator[Listener]:
     listener = Listener().start()
     yield listener
     listener.stop()
+
+
+class TlsListener:
+    """A loopback TLS server in a thread: reads the request, answers ``hello``, closes."""
+
+    def __init__(self, ca: trustme.CA) -> None:
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ca.issue_cert("localhost", "127.0.0.1").configure_cert(self.context)
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.running = True
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while self.running:
+            try:
+                conn, _ = self.sock.accept()
+            except (TimeoutError, OSError):
+                continue
+            try:
+                conn.settimeout(2)
+                with self.context.wrap_socket(conn, server_side=True) as tls:
+                    tls.recv(64)
+                    tls.sendall(b"hello\r\n")
+            except (OSError, ssl.SSLError):
+                pass
+            finally:
+                conn.close()
+
+    def stop(self) -> None:
+        self.running = False
+        self.thread.join(2)
+        self.sock.close()
 
 
 def location(st: dict[str, Any], name: str) -> dict[str, Any]:
@@ -313,3 +353,77 @@ def test_standby_controller_takes_over(
     lease = get(control_plane, namespace, "tcpmonitor-controller", kind="lease")
     assert lease["spec"]["holderIdentity"] == "controller-b"
     assert took < 6 + 6, took  # lease duration + the standby's retry period and a probe
+
+
+def test_every_location_reports_the_full_result_and_the_deciding_one_is_last_result(
+    control_plane: Cluster, namespace: str, fleet: Fleet
+) -> None:
+    ca = trustme.CA()
+    server = TlsListener(ca)
+    try:
+        fleet.controller("controller-a")
+        fleet.runner("eu", "eu-1")
+        fleet.runner("us", "us-1")
+        apply(
+            control_plane,
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": "ca", "namespace": namespace},
+                "data": {"ca.crt": ca.cert_pem.bytes().decode()},
+            },
+            tcpmonitor(
+                namespace,
+                "payments-db",
+                port=server.port,
+                locations=["eu", "us"],
+                interval="2s",
+                timeout="1s",
+                send="PING\r\n",
+                assertions=[
+                    {"source": "ResponseData", "comparison": "Contains", "target": "hello"}
+                ],
+                tls={"enabled": True, "caConfigMapRef": {"name": "ca", "key": "ca.crt"}},
+            ),
+        )
+        st = eventually(
+            lambda: (
+                (st := status(control_plane, namespace, "payments-db")).get("state") == "Up"
+                and all(location(st, n).get("lastResult") for n in ("eu", "us"))
+                and (st.get("lastResult") or {}).get("tls")
+                and st
+            ),
+            30,
+            message="Up in both locations, each with its result, and lastResult written",
+        )
+        for name in ("eu", "us"):
+            result = location(st, name)["lastResult"]
+            assert result["location"] == name and result["state"] == "Up"
+            assert result["remoteAddress"] == f"127.0.0.1:{server.port}"
+            assert result["timings"]["tls"] > 0 and result["timings"]["total"] > 0
+            assert result["request"] == {"bytes": 6, "excerpt": "PING\\r\\n", "fromSecret": False}
+            assert result["response"]["excerpt"] == "hello\\r\\n"
+            assert [a["passed"] for a in result["assertions"]] == [True]
+            assert result["tls"]["verified"] is True
+            assert result["tls"]["certificate"]["dnsNames"] == ["localhost"]
+        last = st["lastResult"]
+        assert last["location"] in ("eu", "us")
+        not_after = last["tls"]["certificate"]["notAfter"]
+        assert st["latency"] == f"{last['timings']['total']:.1f}ms"
+
+        wide = control_plane.kubectl(
+            "get", "tcpm", "payments-db", "-n", namespace, "-o", "wide", check=True
+        ).stdout
+        header, row = wide.splitlines()[:2]
+        assert "CERTIFICATE EXPIRY" in header and not_after in row, wide
+        assert " Up " in row and "ms " in row, wide
+
+        described = control_plane.kubectl(
+            "describe", "tcpm", "payments-db", "-n", namespace, check=True
+        ).stdout
+        assert "Last Result:" in described and "Not After:" in described, described
+        out = os.environ.get("TCPMONITOR_DESCRIBE_OUT")
+        if out:  # for the README's example
+            Path(out).write_text(wide + "\n" + described)
+    finally:
+        server.stop()

@@ -16,7 +16,7 @@ from typing import Any
 from tcpmonitor.api import ProbeResult, TcpMonitor, TcpMonitorSpec, TcpMonitorStatus
 from tcpmonitor.probe import ProbeMaterial, ProbePlan, run_probe
 from tcpmonitor.reporting import EventSpec
-from tcpmonitor.scheduling.runtime import MonitorRef, MonitorRuntime, RuntimeSettings
+from tcpmonitor.scheduling.runtime import MonitorRef, MonitorRuntime, RuntimeSettings, StatusReport
 from tcpmonitor.telemetry.metrics import Metrics
 
 from .bystander import Bystander
@@ -68,8 +68,8 @@ class MemoryReporter:
         self.statuses: dict[str, TcpMonitorStatus] = {}
         self.events: list[tuple[str, EventSpec]] = []
 
-    def write_status(self, ref: MonitorRef, status: TcpMonitorStatus, *, urgent: bool) -> None:
-        self.statuses[ref.name] = status
+    def write_status(self, ref: MonitorRef, report: StatusReport, *, urgent: bool) -> None:
+        self.statuses[ref.name] = report.status
 
     def post_event(self, ref: MonitorRef, event: EventSpec) -> None:
         self.events.append((ref.name, event))

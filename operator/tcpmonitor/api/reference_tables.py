@@ -36,6 +36,9 @@ def _yaml_scalar(value: Any) -> str:
     return json.dumps(value) if isinstance(value, bool) else str(value)
 
 
+_RESULT = "lastResult"
+
+
 def _rows(schema: dict[str, Any], prefix: str, required: bool) -> list[str]:
     rows = []
     wanted = set(schema.get("required", []))
@@ -44,6 +47,9 @@ def _rows(schema: dict[str, Any], prefix: str, required: bool) -> list[str]:
         default = f"`{_yaml_scalar(sub['default'])}`" if "default" in sub else ""
         need = "yes" if required and name in wanted else ""
         desc = str(sub.get("description", "")).replace("|", "\\|")
+        if name == _RESULT:  # one table of its own (Probe result), not repeated per place
+            rows.append(f"| `{path}` | [probe result](#probe-result) | | | {desc} |")
+            continue
         rows.append(f"| `{path}` | {_type(sub)} | {default} | {need} | {desc} |")
         inner = sub["items"] if sub.get("type") == "array" else sub
         if inner.get("properties"):
@@ -88,15 +94,7 @@ def sections() -> dict[str, str]:
     return {
         "spec": _table(root["spec"], "spec", True),
         "result": _table(root["status"]["properties"]["lastResult"], "", False),
-        "status": _table(
-            {
-                "properties": {
-                    k: v for k, v in root["status"]["properties"].items() if k != "lastResult"
-                }
-            },
-            "status",
-            False,
-        ),
+        "status": _table(root["status"], "status", False),
         "conditions": _conditions(),
         "events": _events(),
         "error-codes": errors,

@@ -142,13 +142,37 @@ class ResponseSummary(ResultModel):
     )
 
 
+class RequestSummary(ResultModel):
+    """What was sent to the target: never the bytes of a payload read from a Secret."""
+
+    bytes: int = Field(ge=0, description="Number of payload bytes handed to the connection.")
+    excerpt: str | None = Field(
+        default=None,
+        max_length=MAX_EXCERPT,
+        description="Start of the payload, escaped like the response excerpt; null when the "
+        "payload came from a Secret.",
+    )
+    from_secret: bool = Field(
+        default=False,
+        description="The payload came from a Secret (spec.sendFrom): only its size is shown.",
+    )
+
+
 class AssertionOutcome(ResultModel):
     """One assertion with the value it saw."""
 
     source: AssertionSource = Field(description="ResponseData or ResponseTime.")
     comparison: Comparison = Field(description="The comparison from the spec.")
-    target: str | None = Field(default=None, max_length=1024, description="Expected value.")
-    actual: str = Field(max_length=MAX_EXCERPT, description="Observed value (excerpt).")
+    target: str | None = Field(
+        default=None,
+        max_length=1024,
+        description="Expected value; null for IsEmpty and NotEmpty, and in locations[].lastResult.",
+    )
+    actual: str | None = Field(
+        default=None,
+        max_length=MAX_EXCERPT,
+        description="Observed value (excerpt); null in locations[].lastResult.",
+    )
     passed: bool = Field(description="Whether the assertion held.")
 
 
@@ -193,6 +217,12 @@ class ProbeResult(ResultModel):
     """Everything one probe learned."""
 
     state: Verdict = Field(description="Up, Degraded or Down.")
+    location: str | None = Field(
+        default=None,
+        max_length=63,
+        description="The location that probed (distributed mode); null when the operator or "
+        "tcpmonitor run probed.",
+    )
     started_at: datetime = Field(description="When the probe started (RFC 3339).")
     remote_address: str | None = Field(
         default=None, max_length=64, description="ip:port actually connected to."
@@ -202,6 +232,7 @@ class ProbeResult(ResultModel):
     warnings: list[Problem] = Field(
         default_factory=list, max_length=8, description="Why the probe is Degraded."
     )
+    request: RequestSummary | None = Field(default=None, description="What was sent.")
     response: ResponseSummary | None = Field(default=None, description="What was read.")
     assertions: list[AssertionOutcome] = Field(
         default_factory=list, max_length=16, description="Each assertion with its outcome."

@@ -10,6 +10,11 @@ from pydantic import Field
 
 from .result import MAX_MESSAGE, ProbeResult, ResultModel
 
+# What one location's copy of a result may carry: sixteen full results would make a status of
+# more than half a megabyte (tests/unit/reporting/test_status_size.py).
+LOCATION_TEXT = 256
+LOCATION_DNS_NAMES = 4
+
 
 class MonitorState(StrEnum):
     """A monitor's state: a probe verdict, or why there is none."""
@@ -221,6 +226,12 @@ class LocationStatus(ResultModel):
     error_code: str | None = Field(default=None, max_length=64, description="Last error code.")
     total_ms: float | None = Field(default=None, description="Total time of the last probe, ms.")
     message: str | None = Field(default=None, max_length=MAX_MESSAGE, description="One line.")
+    last_result: ProbeResult | None = Field(
+        default=None,
+        description="This location's last probe result, as lastResult; to keep the status "
+        "small, assertions[].target and .actual are left out, texts are cut to "
+        f"{LOCATION_TEXT} characters and certificate names to {LOCATION_DNS_NAMES}.",
+    )
 
 
 class TcpMonitorStatus(ResultModel):
@@ -242,7 +253,11 @@ class TcpMonitorStatus(ResultModel):
         max_length=16,
         description=f"One per type: {_types()} (runner deployments only).",
     )
-    last_result: ProbeResult | None = Field(default=None, description="The last probe result.")
+    last_result: ProbeResult | None = Field(
+        default=None,
+        description="The last probe result; with runners, the result that decided the state "
+        "(the worst location's, the most recent among equals), its location named.",
+    )
     last_probe_time: datetime | None = Field(default=None, description="Last probe start.")
     last_transition_time: datetime | None = Field(default=None, description="Last state change.")
     last_success_time: datetime | None = Field(default=None, description="Last Up or Degraded.")

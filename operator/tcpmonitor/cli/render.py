@@ -28,12 +28,17 @@ def render_result(result: ProbeResult, title: str) -> str:
         row("error", f"{result.error.code}: {result.error.message}")
     for warning in result.warnings:
         row("warning", f"{warning.code}: {warning.message}")
+    if result.request is not None:
+        request = result.request
+        shown = "from a Secret" if request.from_secret else f'"{request.excerpt or ""}"'
+        row("request", f"{request.bytes} bytes {shown}")
     if result.response is not None:
         row("response", f'{result.response.bytes} bytes "{result.response.excerpt}"')
     for a in result.assertions:
         verdict = "passed" if a.passed else "FAILED"
         target = "" if a.target is None else f' "{a.target}"'
-        row("assert", f'{a.source} {a.comparison}{target}: {verdict} (actual "{a.actual}")')
+        actual = "" if a.actual is None else f' (actual "{a.actual}")'
+        row("assert", f"{a.source} {a.comparison}{target}: {verdict}{actual}")
     if result.tls is not None:
         tls = result.tls
         session = " ".join(v for v in (tls.version, tls.cipher) if v)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -26,10 +27,11 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 
 from .. import GROUP, KIND, PLURAL, VERSION
-from ..api import LocationStatus, MonitorState, TcpMonitorStatus
+from ..api import TcpMonitorStatus
 from ..api.result import MAX_MESSAGE
-from ..reporting import EventSpec, describe_result, status_body
-from ..scheduling.runtime import MonitorRef
+from ..reporting import EventSpec, status_body
+from ..reporting.locations import location_entry
+from ..scheduling.runtime import MonitorRef, StatusReport
 from ..telemetry.metrics import Metrics
 from .api_client import KubeApi, describe_api_error
 
@@ -137,6 +139,9 @@ class WriteQueue:
 
     async def _write(self, pending: _Pending) -> None:
         ref = pending.ref
+        # What the API server receives, as the client serialises it: the cost of a write.
+        size = len(json.dumps(pending.body, separators=(",", ":"), default=str))
+        self.metrics.status_patch_bytes.inc(size)
         try:
             await self._send(ref, pending.body)
         except Exception as exc:
@@ -182,7 +187,11 @@ class KubeReporter:
         self.queue = WriteQueue(self._merge_patch, metrics, workers=workers, rate=rate)
         self._events: set[asyncio.Task[None]] = set()
 
-    def write_status(self, ref: MonitorRef, status: TcpMonitorStatus, *, urgent: bool) -> None:
+    def write_status(
+        self, ref: MonitorRef, report: StatusReport | TcpMonitorStatus, *, urgent: bool
+    ) -> None:
+        """The top-level status: the runtime's report (operator) or the controller's verdict."""
+        status = report.status if isinstance(report, StatusReport) else report
         self.queue.submit(ref, {"status": status_body(status)}, urgent=urgent)
 
     def post_event(self, ref: MonitorRef, event: EventSpec) -> None:
@@ -239,24 +248,6 @@ class KubeReporter:
         self.metrics.events_posted.labels(event.reason).inc()
 
 
-def location_entry(status: TcpMonitorStatus, location: str, runner: str) -> LocationStatus:
-    """A runner's full view of a monitor, reduced to its location's entry."""
-    result = status.last_result
-    message = describe_result(result) if result is not None else status.message
-    return LocationStatus(
-        name=location,
-        state=status.state or MonitorState.UNKNOWN,
-        runner=runner,
-        last_probe_time=status.last_probe_time,
-        last_transition_time=status.last_transition_time,
-        consecutive_successes=status.consecutive_successes,
-        consecutive_failures=status.consecutive_failures,
-        error_code=result.error.code if result and result.error else None,
-        total_ms=result.timings.total if result else None,
-        message=message[:MAX_MESSAGE] if message else None,
-    )
-
-
 class LocationReporter:
     """A runner's Reporter: server-side apply of its location's entry, within a write budget.
 
@@ -280,13 +271,17 @@ class LocationReporter:
         self.field_manager = f"tcpmonitor-runner-{location}"[:128]
         self.queue = WriteQueue(self._apply, metrics, workers=workers, rate=rate)
 
-    def write_status(self, ref: MonitorRef, status: TcpMonitorStatus, *, urgent: bool) -> None:
-        entry = location_entry(status, self.location, self.runner)
+    def write_status(self, ref: MonitorRef, report: StatusReport, *, urgent: bool) -> None:
+        entry = location_entry(report.record, report.problem, self.location, self.runner)
         body = {
             "apiVersion": f"{GROUP}/{VERSION}",
             "kind": KIND,
             "metadata": {"name": ref.name, "namespace": ref.namespace},
-            "status": {"locations": [entry.model_dump(mode="json", by_alias=True)]},
+            # Without nulls: a field this location's manager no longer applies is removed by
+            # the API server, and kubectl describe shows no "<nil>" rows.
+            "status": {
+                "locations": [entry.model_dump(mode="json", by_alias=True, exclude_none=True)]
+            },
         }
         self.queue.submit(ref, body, urgent=urgent)
 

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from ..api import Condition, MonitorState, TcpMonitor, TcpMonitorSpec, TcpMonitorStatus
 from ..api.result import MAX_MESSAGE
@@ -28,8 +28,9 @@ from ..reporting import (
     state_event,
     status_body,
 )
+from ..reporting.locations import deciding_result
 from ..reporting.quorum import QuorumVerdict, aggregate
-from ..scheduling.runtime import Key, MaterialResolver, MonitorRef, Reporter
+from ..scheduling.runtime import Key, MaterialResolver, MonitorRef
 from ..telemetry.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,31 @@ log = logging.getLogger(__name__)
 # Fields that change with every probe (or every runner heartbeat); the controller's heartbeat
 # carries them, a change of them alone does not cause a write.
 _VOLATILE = ("lastProbeTime", "latency", "consecutiveSuccesses", "consecutiveFailures")
+# Of lastResult (a new one with each runner write), only these are a change worth a write: the
+# rest (timings, addresses, which location among equals) rides along with the next write.
+_RESULT_CHANGE = (("state",), ("error", "code"), ("tls", "certificate", "notAfter"))
+
+
+def _stable(body: dict[str, Any]) -> dict[str, Any]:
+    """The part of a status body whose change is worth a write."""
+    stable = {k: v for k, v in body.items() if k not in _VOLATILE and k != "lastResult"}
+    result = body.get("lastResult")
+    for path in _RESULT_CHANGE:
+        value: Any = result
+        for key in path:
+            value = value.get(key) if isinstance(value, dict) else None
+        stable["lastResult." + ".".join(path)] = value
+    return stable
+
+
+class StatusWriter(Protocol):
+    """Where the controller's verdicts go. Calls must not block."""
+
+    def write_status(self, ref: MonitorRef, status: TcpMonitorStatus, *, urgent: bool) -> None: ...
+
+    def post_event(self, ref: MonitorRef, event: EventSpec) -> None: ...
+
+    def forget(self, ref: MonitorRef) -> None: ...
 
 
 @dataclass
@@ -57,7 +83,7 @@ class _Entry:
 class Controller:
     def __init__(
         self,
-        reporter: Reporter,
+        reporter: StatusWriter,
         resolver: MaterialResolver,
         metrics: Metrics,
         live_locations: Callable[[], set[str] | None],
@@ -144,7 +170,8 @@ class Controller:
         entries = entry.status.locations if entry.status else []
         mine = [e for e in entries if e.name in entry.spec.locations]
         probes = [e.last_probe_time for e in mine if e.last_probe_time]
-        totals = [e.total_ms for e in mine if e.total_ms is not None]
+        result = deciding_result(entry.spec.locations, mine)
+        total = result.timings.total if result else None
         message = (
             f"{entry.problem.reason}: {entry.problem.message}"
             if entry.problem
@@ -159,17 +186,18 @@ class Controller:
             observed_generation=entry.generation,
             state=entry.state,
             message=message[:MAX_MESSAGE],
-            latency=f"{max(totals):.1f}ms" if totals else None,
+            latency=None if total is None else f"{total:.1f}ms",
             conditions=conditions,
+            last_result=result,
             last_probe_time=max(probes) if probes else None,
             last_transition_time=entry.last_transition,
             consecutive_successes=min((e.consecutive_successes for e in mine), default=0),
             consecutive_failures=max((e.consecutive_failures for e in mine), default=0),
         )
         body = status_body(status)
-        stable = {k: v for k, v in body.items() if k not in _VOLATILE}
+        stable = _stable(body)
         heartbeat_due = self._loop.time() - entry.written_at >= self.heartbeat
-        changed = stable != {k: v for k, v in entry.written.items() if k not in _VOLATILE}
+        changed = stable != _stable(entry.written)
         if changed or (heartbeat_due and body != entry.written):
             urgent = stable.get("state") != entry.written.get("state")
             entry.written, entry.written_at, entry.conditions = body, self._loop.time(), conditions

@@ -37,6 +37,7 @@ def location_view(monitor: TcpMonitor, location: str, now: datetime | None = Non
         last_transition_time=entry.last_transition_time,
         consecutive_successes=entry.consecutive_successes,
         consecutive_failures=entry.consecutive_failures,
+        last_result=entry.last_result,
     )
     return monitor.model_copy(update={"status": view})
 

@@ -19,6 +19,7 @@ from ..api import (
     ErrorCode,
     ProbeResult,
     Problem,
+    RequestSummary,
     ResponseSummary,
     Timings,
     TlsInfo,
@@ -478,9 +479,21 @@ class _Attempt:
             ),
             error=_problem(error.code, error.message) if error else None,
             warnings=warnings,
+            request=self._request(),
             response=response,
             assertions=outcomes,
             tls=self.tls,
+        )
+
+    def _request(self) -> RequestSummary | None:
+        payload = self.plan.payload
+        if payload is None:
+            return None
+        sent = len(payload) - self.payload_left if self.reader is not None else 0
+        if self.plan.payload_secret:
+            return RequestSummary.model_construct(bytes=sent, excerpt=None, from_secret=True)
+        return RequestSummary.model_construct(
+            bytes=sent, excerpt=printable_excerpt(payload), from_secret=False
         )
 
     def _data_failure(self, received: bytes) -> ProbeFailure:

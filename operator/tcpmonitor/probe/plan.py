@@ -74,6 +74,8 @@ class ProbePlan:
     ip_literal: bool
     timeout: float
     payload: bytes | None = None
+    # Read from a Secret (spec.sendFrom): results show its size, never its bytes.
+    payload_secret: bool = False
     data_checks: tuple[DataCheck, ...] = ()
     time_checks: tuple[TimeCheck, ...] = ()
     degraded_after: float | None = None
@@ -162,6 +164,7 @@ def compile_plan(
         ip_literal=_ip_literal_family(spec.host, family),
         timeout=spec.timeout_seconds,
         payload=_payload(spec, material, require_material),
+        payload_secret=spec.send_from is not None,
         data_checks=data_checks,
         time_checks=time_checks,
         degraded_after=(

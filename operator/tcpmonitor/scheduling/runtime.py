@@ -66,10 +66,20 @@ class MonitorRef:
         return (self.namespace, self.name)
 
 
+@dataclass(frozen=True)
+class StatusReport:
+    """One status write: the record it is made of, the spec problem if any, and the status the
+    operator and standalone mode write; a runner writes its location's entry from the record."""
+
+    record: MonitorRecord
+    problem: SpecProblem | None
+    status: TcpMonitorStatus
+
+
 class Reporter(Protocol):
     """Where results go. Calls must not block: implementations queue and write elsewhere."""
 
-    def write_status(self, ref: MonitorRef, status: TcpMonitorStatus, *, urgent: bool) -> None: ...
+    def write_status(self, ref: MonitorRef, report: StatusReport, *, urgent: bool) -> None: ...
 
     def post_event(self, ref: MonitorRef, event: EventSpec) -> None: ...
 
@@ -384,7 +394,7 @@ class MonitorRuntime:
         status = build_status(m.record, problem, m.generation, m.conditions, datetime.now(UTC))
         m.conditions = status.conditions
         m.last_write = self._loop.time()
-        self.reporter.write_status(m.ref, status, urgent=urgent)
+        self.reporter.write_status(m.ref, StatusReport(m.record, problem, status), urgent=urgent)
 
     def _event(self, m: _Monitor, event: EventSpec) -> None:
         # Counted by the reporter: only it knows whether the Event was posted, or (a runner)

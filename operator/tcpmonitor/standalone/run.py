@@ -13,13 +13,13 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ..api import TcpMonitorSpec, TcpMonitorStatus
+from ..api import TcpMonitorSpec
 from ..api.printable import printable
 from ..api.result import MAX_MESSAGE
 from ..probe import ProbeMaterial
 from ..probe.material import resolve_material
 from ..reporting import EventSpec
-from ..scheduling.runtime import MonitorRef, MonitorRuntime, RuntimeSettings
+from ..scheduling.runtime import MonitorRef, MonitorRuntime, RuntimeSettings, StatusReport
 from ..telemetry.http_endpoints import start_http
 from ..telemetry.metrics import Metrics
 from .manifests import ManifestSet, load_manifests
@@ -34,7 +34,7 @@ class LogReporter:
     def __init__(self, metrics: Metrics | None = None) -> None:
         self.metrics = metrics
 
-    def write_status(self, ref: MonitorRef, status: TcpMonitorStatus, *, urgent: bool) -> None:
+    def write_status(self, ref: MonitorRef, report: StatusReport, *, urgent: bool) -> None:
         pass
 
     def post_event(self, ref: MonitorRef, event: EventSpec) -> None:

@@ -264,6 +264,11 @@ class Metrics:
             ("result",),
             registry=r,
         )
+        self.status_patch_bytes = Counter(
+            "tcpmonitor_status_patch_bytes",
+            "Bytes of the status writes sent to the API server (request bodies as JSON).",
+            registry=r,
+        )
         self.events_posted = Counter(
             "tcpmonitor_events_posted",
             "Kubernetes Events posted (accepted by the API server; standalone: printed), by "

@@ -19,11 +19,19 @@ import kubernetes_validate
 import pytest
 from kubernetes.client.exceptions import ApiException
 
-from tcpmonitor.api import MonitorState, TcpMonitorStatus
+from tcpmonitor.api import (
+    MonitorState,
+    ProbeResult,
+    Problem,
+    TcpMonitorStatus,
+    Timings,
+    Verdict,
+)
 from tcpmonitor.kube.api_client import KubeApi
 from tcpmonitor.kube.status_writer import KubeReporter, LocationReporter, WriteQueue
 from tcpmonitor.reporting import EventSpec
-from tcpmonitor.scheduling.runtime import MonitorRef
+from tcpmonitor.reporting.record import MonitorRecord
+from tcpmonitor.scheduling.runtime import MonitorRef, StatusReport
 from tcpmonitor.telemetry.metrics import Metrics
 
 T = TypeVar("T")
@@ -388,6 +396,15 @@ DOWN = TcpMonitorStatus(
 )
 
 
+CONNECT_TIMEOUT = ProbeResult(
+    state=Verdict.DOWN,
+    started_at=datetime(2026, 11, 21, 12, 0, tzinfo=UTC),
+    remote_address="10.0.0.1:443",
+    timings=Timings(connect=3.0, total=3.5),
+    error=Problem(code="CONNECT_TIMEOUT", message="10.0.0.1:443: connect timed out"),
+)
+
+
 def test_the_operator_merge_patches_only_the_top_level_status() -> None:
     async def scenario() -> RecordingApi:
         api = RecordingApi()
@@ -451,7 +468,13 @@ def test_a_runner_applies_only_its_locations_entry_under_its_own_field_manager()
     async def scenario() -> RecordingApi:
         api = RecordingApi()
         reporter = LocationReporter(cast(KubeApi, api), Metrics(), "eu-west", "runner-1")
-        reporter.write_status(ref("m"), DOWN, urgent=False)
+        record = MonitorRecord(
+            state=MonitorState.DOWN,
+            consecutive_failures=2,
+            last_result=CONNECT_TIMEOUT,
+            last_probe_time=CONNECT_TIMEOUT.started_at,
+        )
+        reporter.write_status(ref("m"), StatusReport(record, None, DOWN), urgent=False)
         reporter.post_event(ref("m"), EventSpec("Warning", "TargetDown", "down"))
         await until(lambda: len(api.patches) == 1)
         await settle()
@@ -474,6 +497,11 @@ def test_a_runner_applies_only_its_locations_entry_under_its_own_field_manager()
     [entry] = body["status"]["locations"]
     assert (entry["name"], entry["state"], entry["runner"]) == ("eu-west", "Down", "runner-1")
     assert entry["consecutiveFailures"] == 2
+    # Built from the record, the full result included; the top-level status is not read.
+    assert (entry["errorCode"], entry["totalMs"]) == ("CONNECT_TIMEOUT", 3.5)
+    assert entry["message"].startswith("CONNECT_TIMEOUT 10.0.0.1:443")
+    assert entry["lastResult"]["location"] == "eu-west"
+    assert entry["lastResult"]["remoteAddress"] == "10.0.0.1:443"
 
 
 def events_counted(metrics: Metrics, name: str, reason: str) -> float:

@@ -25,16 +25,15 @@ from tcpmonitor.api import (
     ProbeResult,
     Problem,
     TcpMonitor,
-    TcpMonitorStatus,
     Timings,
     Verdict,
 )
-from tcpmonitor.kube.status_writer import location_entry
 from tcpmonitor.locations.controller import Controller
 from tcpmonitor.locations.runner_share import location_view
 from tcpmonitor.probe import ProbePlan
 from tcpmonitor.reporting import EventSpec
-from tcpmonitor.scheduling.runtime import MonitorRef, MonitorRuntime, RuntimeSettings
+from tcpmonitor.reporting.locations import location_entry
+from tcpmonitor.scheduling.runtime import MonitorRef, MonitorRuntime, RuntimeSettings, StatusReport
 from tcpmonitor.telemetry.metrics import Metrics
 
 from ..scheduling.test_runtime import DictResolver, MemoryReporter
@@ -115,8 +114,8 @@ class EntryReporter:
         self.entry: LocationStatus | None = None
         self.logged: list[EventSpec] = []  # left to the controller
 
-    def write_status(self, ref: MonitorRef, status: TcpMonitorStatus, *, urgent: bool) -> None:
-        self.entry = location_entry(status, LOCATION, "runner-1")
+    def write_status(self, ref: MonitorRef, report: StatusReport, *, urgent: bool) -> None:
+        self.entry = location_entry(report.record, report.problem, LOCATION, "runner-1")
 
     def post_event(self, ref: MonitorRef, event: EventSpec) -> None:
         self.logged.append(event)

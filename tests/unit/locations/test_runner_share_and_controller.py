@@ -6,10 +6,14 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from tcpmonitor.api import MonitorState, TcpMonitor
+from tcpmonitor.api import MonitorState, ProbeResult, Problem, TcpMonitor, Timings, Verdict
+from tcpmonitor.api.result import Certificate, TlsInfo
 from tcpmonitor.locations.assignment import owner
 from tcpmonitor.locations.controller import Controller
 from tcpmonitor.locations.runner_share import RunnerShard, location_view
+from tcpmonitor.reporting import status_body
+from tcpmonitor.reporting.locations import location_entry
+from tcpmonitor.reporting.record import MonitorRecord
 from tcpmonitor.scheduling.runtime import MonitorRuntime, RuntimeSettings
 from tcpmonitor.telemetry.metrics import Metrics
 
@@ -190,3 +194,89 @@ def test_controller_flags_an_invalid_spec() -> None:
     ready = next(c for c in reporter.last("m").conditions if c.type == "Ready")
     assert (ready.status, ready.reason) == ("False", "InvalidSpec")
     assert reporter.reasons("m") == ["InvalidSpec"]
+
+
+def probed(
+    name: str,
+    state: str,
+    at: datetime = NOW,
+    total: float = 3.0,
+    address: str = "10.0.0.1:443",
+    not_after: datetime = NOW + timedelta(days=60),
+) -> dict[str, Any]:
+    """A location entry as a runner writes it, its full result included."""
+    result = ProbeResult(
+        state=Verdict(state),
+        started_at=at,
+        remote_address=address,
+        timings=Timings(connect=1.0, tls=total - 1.0, total=total),
+        error=Problem(code="CONNECT_TIMEOUT", message="timed out") if state == "Down" else None,
+        tls=TlsInfo(
+            version="TLSv1.3",
+            verified=True,
+            certificate=Certificate(
+                subject="CN=db",
+                issuer="CN=ca",
+                dns_names=["db"],
+                not_before=NOW - timedelta(days=30),
+                not_after=not_after,
+                days_remaining=60.0,
+                sha256_fingerprint="AB:CD",
+            ),
+        ),
+    )
+    record = MonitorRecord(
+        state=MonitorState(state), last_result=result, last_probe_time=at, consecutive_successes=1
+    )
+    return location_entry(record, None, name, "r").model_dump(mode="json", by_alias=True)
+
+
+def test_controller_writes_the_deciding_locations_result_as_last_result() -> None:
+    reporter = controller_run(
+        monitor(
+            "m",
+            ["eu", "us"],
+            [probed("eu", "Up", NOW + timedelta(seconds=2)), probed("us", "Down", NOW, total=9.5)],
+            minFailedLocations=2,
+        ),
+        live={"eu", "us"},
+    )
+    last = reporter.last("m")
+    assert last.state is MonitorState.DEGRADED
+    assert last.last_result is not None and last.last_result.location == "us"
+    assert last.last_result.error is not None and last.last_result.error.code == "CONNECT_TIMEOUT"
+    assert last.latency == "9.5ms"  # the same result as lastResult, as in the operator mode
+    body = status_body(last)
+    assert body["lastResult"]["tls"]["certificate"]["notAfter"] == "2027-01-20T12:00:00Z"
+
+
+def test_controller_does_not_write_when_only_the_results_details_change() -> None:
+    later = NOW + timedelta(seconds=10)
+    reporter = controller_run(
+        monitor("m", ["eu", "us"], [probed("eu", "Up"), probed("us", "Up", NOW, total=2.0)]),
+        # new probes everywhere: new times, timings, addresses, and the other location is now
+        # the most recent: all of it rides along with the next heartbeat
+        monitor(
+            "m",
+            ["eu", "us"],
+            [probed("eu", "Up", later, total=7.0, address="10.0.0.2:443"), probed("us", "Up")],
+        ),
+        live={"eu", "us"},
+    )
+    assert len(reporter.writes) == 1
+    renewed = NOW + timedelta(days=90)
+    reporter = controller_run(
+        monitor("m", ["eu"], [probed("eu", "Up")]),
+        monitor("m", ["eu"], [probed("eu", "Up", later, not_after=renewed)]),  # renewed
+        live={"eu"},
+    )
+    assert len(reporter.writes) == 2
+    certificate = reporter.last("m").last_result.tls.certificate  # type: ignore[union-attr]
+    assert certificate is not None and certificate.not_after == renewed
+
+
+def test_a_new_owner_resumes_the_locations_last_result() -> None:
+    view = location_view(monitor("m", ["eu"], [probed("eu", "Down")]), "eu", NOW)
+    assert view.status is not None and view.status.last_result is not None
+    assert view.status.last_result.remote_address == "10.0.0.1:443"
+    assert view.status.last_result.location == "eu"

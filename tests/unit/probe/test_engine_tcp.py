@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import time
 from dataclasses import replace
@@ -10,7 +11,9 @@ from dataclasses import replace
 import pytest
 
 from tcpmonitor.api import ErrorCode, TcpMonitorSpec, Verdict
-from tcpmonitor.probe import compile_plan, run_probe
+from tcpmonitor.api.result import MAX_EXCERPT
+from tcpmonitor.cli.render import render_result
+from tcpmonitor.probe import ProbeMaterial, compile_plan, run_probe
 
 from ..probing import contains, probe
 from ..servers import close_at_once, closed_port, drip, echo, greet, reset_after, serve, silent
@@ -106,6 +109,53 @@ def test_payload_is_sent_byte_for_byte_and_echo_is_checked() -> None:
     result = run(scenario())
     assert result.state is Verdict.UP, result.error
     assert result.response is not None and result.response.excerpt.startswith("\\x00\\x01\\x02")
+
+
+def test_the_result_shows_what_was_sent_escaped_and_bounded() -> None:
+    async def scenario():  # type: ignore[no-untyped-def]
+        async with serve(echo) as port:
+            plain = await probe(port, sendBase64="AAEC/w==", assertions=[contains("\x00")])
+            long = await probe(port, send="PING\r\n" + "x" * 1000, assertions=[contains("PING")])
+            quiet = await probe(port)
+            return plain, long, quiet
+
+    plain, long, quiet = run(scenario())
+    assert plain.request is not None
+    assert (plain.request.bytes, plain.request.excerpt) == (4, "\\x00\\x01\\x02\\xff")
+    assert plain.request.from_secret is False
+    assert long.request is not None and long.request.bytes == 1006
+    assert long.request.excerpt == ("PING\\r\\n" + "x" * 1000)[:MAX_EXCERPT]
+    assert quiet.request is None  # nothing sent, nothing to show
+    assert plain.to_json_dict()["request"] == {
+        "bytes": 4,
+        "excerpt": "\\x00\\x01\\x02\\xff",
+        "fromSecret": False,
+    }
+
+
+def test_a_payload_from_a_secret_shows_its_size_never_its_bytes() -> None:
+    secret = b"AUTH hunter2-top-secret\r\n"
+
+    async def scenario():  # type: ignore[no-untyped-def]
+        async with serve(silent) as port:  # an echo would show it in the response
+            return await probe(
+                port,
+                ProbeMaterial(payload=secret),
+                sendFrom={"secretKeyRef": {"name": "s", "key": "payload"}},
+            )
+
+    result = run(scenario())
+    assert result.state is Verdict.UP, result.error
+    assert result.request is not None
+    assert (result.request.bytes, result.request.excerpt, result.request.from_secret) == (
+        len(secret),
+        None,
+        True,
+    )
+    dumped = json.dumps(result.to_json_dict())
+    assert "hunter2" not in dumped and "AUTH" not in dumped
+    shown = render_result(result, "ns/m")
+    assert f"request    {len(secret)} bytes from a Secret" in shown
 
 
 def test_failed_assertion_is_down_with_actual_value() -> None:

@@ -17,7 +17,7 @@ from tcpmonitor.api import (
 from tcpmonitor.probe import ProbeMaterial, ProbePlan, run_probe
 from tcpmonitor.probe.material import ReferenceMap, resolve_material
 from tcpmonitor.reporting import EventSpec, status_body
-from tcpmonitor.scheduling.runtime import MonitorRef, MonitorRuntime, RuntimeSettings
+from tcpmonitor.scheduling.runtime import MonitorRef, MonitorRuntime, RuntimeSettings, StatusReport
 from tcpmonitor.telemetry.metrics import Metrics
 
 from ..servers import closed_port, greet, serve, silent
@@ -29,7 +29,10 @@ class MemoryReporter:
         self.events: list[tuple[str, EventSpec]] = []
         self.forgotten: list[str] = []
 
-    def write_status(self, ref: MonitorRef, status: TcpMonitorStatus, *, urgent: bool) -> None:
+    def write_status(
+        self, ref: MonitorRef, report: StatusReport | TcpMonitorStatus, *, urgent: bool
+    ) -> None:
+        status = report.status if isinstance(report, StatusReport) else report
         self.writes.append((ref.name, status, urgent))
 
     def post_event(self, ref: MonitorRef, event: EventSpec) -> None:
