@@ -40,15 +40,14 @@ MODE_SPECIFIC_COLUMNS = {
     "AGE": "timing",
     "MESSAGE": "all-in-one describes its last result; the controller summarises the locations "
     "('Up in 1 of 1 locations')",
-    "CERTIFICATE EXPIRY": "read from status.lastResult, which only the all-in-one writes "
-    "(the controller's top-level lastResult is issue 10 part 1, worked on in parallel)",
 }
 MODE_SPECIFIC_CONDITIONS = {"LocationsAvailable"}  # runner deployments only
 # Runner deployments only; here posted when the controller's first look at the Leases came
 # before the runner's.
 MODE_SPECIFIC_EVENTS = {"LocationUnavailable"}
-# status.locations: written by runners only; status.lastResult, lastSuccessTime,
-# lastFailureTime, skippedProbes: written by the all-in-one from its record only; message,
+# status.locations: written by runners only; lastSuccessTime, lastFailureTime, skippedProbes:
+# written by the all-in-one from its record only (status.lastResult is written by both, and
+# the Certificate Expiry column read from it is compared); message,
 # latency, lastProbeTime, counters: timing or per-mode summaries. Compared: state, conditions
 # (type, status, reason) and Event reasons.
 
