@@ -29,6 +29,7 @@ from ..reporting import (
     status_body,
 )
 from ..reporting.locations import deciding_result
+from ..reporting.messages import verdict_detail
 from ..reporting.quorum import QuorumVerdict, aggregate
 from ..scheduling.runtime import Key, MaterialResolver, MonitorRef
 from ..telemetry.metrics import Metrics
@@ -37,7 +38,11 @@ log = logging.getLogger(__name__)
 
 # Fields that change with every probe (or every runner heartbeat); the controller's heartbeat
 # carries them, a change of them alone does not cause a write.
-_VOLATILE = ("lastProbeTime", "latency", "consecutiveSuccesses", "consecutiveFailures")
+# Messages are volatile too: they quote the deciding result's timings, new with every runner
+# write; what they say that matters (state, error code, reasons) is compared on its own.
+_VOLATILE = frozenset(
+    ("lastProbeTime", "latency", "consecutiveSuccesses", "consecutiveFailures", "message")
+)
 # Of lastResult (a new one with each runner write), only these are a change worth a write: the
 # rest (timings, addresses, which location among equals) rides along with the next write.
 _RESULT_CHANGE = (("state",), ("error", "code"), ("tls", "certificate", "notAfter"))
@@ -45,7 +50,10 @@ _RESULT_CHANGE = (("state",), ("error", "code"), ("tls", "certificate", "notAfte
 
 def _stable(body: dict[str, Any]) -> dict[str, Any]:
     """The part of a status body whose change is worth a write."""
-    stable = {k: v for k, v in body.items() if k not in _VOLATILE and k != "lastResult"}
+    stable = {k: v for k, v in body.items() if k not in _VOLATILE | {"lastResult", "conditions"}}
+    stable["conditions"] = [
+        {k: v for k, v in c.items() if k != "message"} for c in body.get("conditions", [])
+    ]
     result = body.get("lastResult")
     for path in _RESULT_CHANGE:
         value: Any = result
@@ -172,15 +180,16 @@ class Controller:
         probes = [e.last_probe_time for e in mine if e.last_probe_time]
         result = deciding_result(entry.spec.locations, mine)
         total = result.timings.total if result else None
+        detail = verdict_detail(verdict.message, result, len(entry.spec.locations))
         message = (
             f"{entry.problem.reason}: {entry.problem.message}"
             if entry.problem
             else "paused"
             if entry.state is MonitorState.PAUSED
-            else verdict.message
+            else detail
         )
         conditions = aggregated_conditions(
-            verdict, entry.state, entry.problem, entry.generation, entry.conditions, now
+            verdict, entry.state, detail, entry.problem, entry.generation, entry.conditions, now
         )
         status = TcpMonitorStatus(
             observed_generation=entry.generation,

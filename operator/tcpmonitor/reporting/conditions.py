@@ -133,14 +133,15 @@ def conditions(
 def aggregated_conditions(
     verdict: QuorumVerdict,
     state: MonitorState,
+    detail: str,
     problem: SpecProblem | None,
     generation: int | None,
     previous: list[Condition],
     now: datetime,
 ) -> list[Condition]:
-    """The controller's view: the quorum verdict (``state`` is Paused when the spec says so),
-    plus ``LocationsAvailable``."""
-    seen = Observation(state, verdict.message, verdict.error_code)
+    """The controller's view: the quorum verdict (``state`` is Paused when the spec says so)
+    described by ``detail`` (``verdict_detail``), plus ``LocationsAvailable``."""
+    seen = Observation(state, detail, verdict.error_code)
     if verdict.unavailable:
         available: _Parts = (
             "False",

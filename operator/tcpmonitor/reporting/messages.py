@@ -31,6 +31,12 @@ def describe_result(result: ProbeResult | None) -> str:
     return f"{head} ({timing})"[:MAX_MESSAGE]
 
 
+def verdict_detail(summary: str, deciding: ProbeResult | None, locations: int) -> str:
+    """What the controller says of a monitor: for one location, exactly what the all-in-one
+    says (its deciding result described); for several, the quorum summary naming them."""
+    return describe_result(deciding) if locations == 1 else summary
+
+
 def describe_skipped(record: MonitorRecord) -> str:
     return (
         f"{record.skipped_probes} probe(s) in a row skipped: no probe slot was free before the "

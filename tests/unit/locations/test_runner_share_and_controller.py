@@ -11,7 +11,7 @@ from tcpmonitor.api.result import Certificate, TlsInfo
 from tcpmonitor.locations.assignment import owner
 from tcpmonitor.locations.controller import Controller
 from tcpmonitor.locations.runner_share import RunnerShard, location_view
-from tcpmonitor.reporting import status_body
+from tcpmonitor.reporting import describe_result, status_body
 from tcpmonitor.reporting.locations import location_entry
 from tcpmonitor.reporting.record import MonitorRecord
 from tcpmonitor.scheduling.runtime import MonitorRuntime, RuntimeSettings
@@ -280,3 +280,25 @@ def test_a_new_owner_resumes_the_locations_last_result() -> None:
     assert view.status is not None and view.status.last_result is not None
     assert view.status.last_result.remote_address == "10.0.0.1:443"
     assert view.status.last_result.location == "eu"
+
+
+def test_one_location_reads_as_the_all_in_one_reads() -> None:
+    reporter = controller_run(monitor("m", ["eu"], [probed("eu", "Down", total=4.0)]), live={"eu"})
+    last = reporter.last("m")
+    assert last.last_result is not None
+    described = describe_result(last.last_result)
+    assert last.message == described and described.startswith("CONNECT_TIMEOUT")
+    reachable = next(c for c in last.conditions if c.type == "Reachable")
+    assert (reachable.reason, reachable.message) == ("ConnectTimeout", described)
+
+
+def test_a_down_location_with_new_timings_is_not_a_write() -> None:
+    # The message and the Reachable condition quote the timings; a runner heartbeat with new
+    # ones, same state and error code, rides along with the next heartbeat.
+    later = NOW + timedelta(seconds=10)
+    reporter = controller_run(
+        monitor("m", ["eu"], [probed("eu", "Down", total=4.0)]),
+        monitor("m", ["eu"], [probed("eu", "Down", later, total=7.5)]),
+        live={"eu"},
+    )
+    assert len(reporter.writes) == 1
