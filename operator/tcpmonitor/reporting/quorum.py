@@ -8,7 +8,7 @@ the message says where.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ..api import LocationStatus, MonitorState
 from ..api.result import MAX_MESSAGE
@@ -18,10 +18,7 @@ from ..api.result import MAX_MESSAGE
 class QuorumVerdict:
     state: MonitorState
     message: str
-    down: tuple[str, ...] = ()
-    degraded: tuple[str, ...] = ()
-    waiting: tuple[str, ...] = ()  # locations with no result yet
-    unavailable: tuple[str, ...] = field(default=())  # locations with no live runner
+    unavailable: tuple[str, ...] = ()  # locations with no live runner
     error_code: str | None = None  # the first Down location's error code, when Down
 
 
@@ -38,12 +35,6 @@ def aggregate(
         n for n in locations if n in by_name and by_name[n].state is MonitorState.DEGRADED
     )
     up = tuple(n for n in locations if n in by_name and by_name[n].state is MonitorState.UP)
-    waiting = tuple(
-        n
-        for n in locations
-        if n not in by_name
-        or by_name[n].state not in (MonitorState.UP, MonitorState.DEGRADED, MonitorState.DOWN)
-    )
     unavailable = tuple(
         n for n in locations if live_locations is not None and n not in live_locations
     )
@@ -72,11 +63,5 @@ def aggregate(
         message += f" (no live runner in {', '.join(unavailable)})"
     code = next((by_name[n].error_code for n in down if by_name[n].error_code), None)
     return QuorumVerdict(
-        state,
-        message[:MAX_MESSAGE],
-        down,
-        degraded,
-        waiting,
-        unavailable,
-        code if state is MonitorState.DOWN else None,
+        state, message[:MAX_MESSAGE], unavailable, code if state is MonitorState.DOWN else None
     )

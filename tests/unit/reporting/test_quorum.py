@@ -24,9 +24,10 @@ def test_down_needs_the_quorum() -> None:
     locs = ["eu", "us", "ap"]
     assert aggregate(locs, 2, entries(eu=DOWN, us=UP, ap=UP)).state is DEG
     verdict = aggregate(locs, 2, entries(eu=DOWN, us=DOWN, ap=UP))
-    assert verdict.state is DOWN and verdict.down == ("eu", "us")
+    assert verdict.state is DOWN and verdict.error_code == "CONNECT_TIMEOUT"
     assert "Down in 2 of 3 locations (quorum 2)" in verdict.message
-    assert "eu: CONNECT_TIMEOUT" in verdict.message
+    assert "eu: CONNECT_TIMEOUT" in verdict.message and "us: CONNECT_TIMEOUT" in verdict.message
+    assert "ap" not in verdict.message
 
 
 def test_default_quorum_of_one() -> None:
@@ -38,11 +39,11 @@ def test_degraded_anywhere_is_degraded() -> None:
     assert aggregate(["eu", "us"], 1, entries(eu=UP, us=DEG)).state is DEG
 
 
-def test_no_result_is_unknown_and_waiting_is_listed() -> None:
+def test_no_result_is_unknown_and_a_location_still_waiting_shows_in_the_count() -> None:
     verdict = aggregate(["eu", "us"], 1, entries(eu=UNK))
-    assert verdict.state is UNK and verdict.waiting == ("eu", "us")
+    assert verdict.state is UNK and verdict.message == "no location has reported yet"
     partial = aggregate(["eu", "us"], 1, entries(eu=UP))
-    assert partial.state is UP and partial.waiting == ("us",)
+    assert partial.state is UP and partial.message == "Up in 1 of 2 locations"
 
 
 def test_entries_of_locations_no_longer_wanted_are_ignored() -> None:
