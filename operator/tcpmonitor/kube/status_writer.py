@@ -51,8 +51,19 @@ class _Pending:
 Sender = Callable[[MonitorRef, dict[str, Any]], Awaitable[None]]
 
 
+RETRY_FIRST = 0.5
+RETRY_MAX = 30.0
+"""A failed write is tried again after 0.5 s, doubling to at most 30 s while it keeps failing:
+soon enough that a short API server hiccup costs a second, slow enough that an outage costs a
+request per monitor per half minute, not a storm. A newer body for the monitor replaces the
+failed one (newest wins); an urgent one keeps its priority."""
+
+
 class WriteQueue:
-    """Coalescing, prioritised, per-key ordered, rate-limited writes."""
+    """Coalescing, prioritised, per-key ordered, rate-limited writes; failed ones are retried.
+
+    Memory is bounded by the number of monitors: one pending body per monitor, whatever the
+    number of failures or of statuses submitted while the API server is away."""
 
     def __init__(
         self, send: Sender, metrics: Metrics, *, workers: int = 4, rate: float | None = None
@@ -70,9 +81,11 @@ class WriteQueue:
         self._burst = max(1.0, rate or 0.0)
         self._tokens = self._burst
         self._refilled = time.monotonic()
-        self._tasks = [
-            asyncio.get_running_loop().create_task(self._worker()) for _ in range(workers)
-        ]
+        self._failures: dict[Key, int] = {}  # writes in a row that failed, per monitor
+        self._retry: dict[Key, asyncio.TimerHandle] = {}  # monitors backing off
+        self._loop = asyncio.get_running_loop()
+        self._tasks = [self._loop.create_task(self._worker()) for _ in range(workers)]
+        metrics.status_writes_queued.set_function(self.backlog)
 
     def submit(self, ref: MonitorRef, body: dict[str, Any], *, urgent: bool) -> None:
         key = ref.key
@@ -85,16 +98,26 @@ class WriteQueue:
                 heapq.heappush(self._order, (0, next(self._seq), key))
             return
         self._pending[key] = _Pending(ref, body, urgent)
+        if key not in self._retry:  # a monitor backing off is queued again by its timer
+            self._queue(key, urgent)
+
+    def _queue(self, key: Key, urgent: bool) -> None:
         heapq.heappush(self._order, (0 if urgent else 1, next(self._seq), key))
         self._wakeup.set()
 
     def forget(self, key: Key) -> None:
         self._pending.pop(key, None)
+        self._failures.pop(key, None)
+        timer = self._retry.pop(key, None)
+        if timer is not None:
+            timer.cancel()
 
     def backlog(self) -> int:
         return len(self._pending)
 
     async def close(self) -> None:
+        for timer in self._retry.values():
+            timer.cancel()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -117,8 +140,8 @@ class WriteQueue:
                 self._wakeup.clear()
                 await self._wakeup.wait()
             _, _, key = heapq.heappop(self._order)
-            if key in self._in_flight:
-                continue  # re-queued when the write in flight finishes
+            if key in self._in_flight or key in self._retry:
+                continue  # re-queued when the write in flight finishes, or by the retry timer
             if key not in self._pending:
                 continue  # already written through an earlier queue entry
             await self._take_token()
@@ -129,15 +152,33 @@ class WriteQueue:
                 continue
             self._in_flight.add(key)
             try:
-                await self._write(pending)
+                written = await self._write(pending)
             finally:
                 self._in_flight.discard(key)
-                newer = self._pending.get(key)
-                if newer is not None:
-                    heapq.heappush(self._order, (0 if newer.urgent else 1, next(self._seq), key))
-                    self._wakeup.set()
+            if not written:
+                self._back_off(key, pending)
+                continue
+            self._failures.pop(key, None)
+            newer = self._pending.get(key)
+            if newer is not None:
+                self._queue(key, newer.urgent)
 
-    async def _write(self, pending: _Pending) -> None:
+    def _back_off(self, key: Key, failed: _Pending) -> None:
+        """Keep the failed body unless a newer one came meanwhile, and try again later."""
+        self._pending.setdefault(key, failed)
+        failures = self._failures[key] = self._failures.get(key, 0) + 1
+        delay = min(RETRY_MAX, RETRY_FIRST * 2 ** (failures - 1))
+        self._retry[key] = self._loop.call_later(delay, self._retry_now, key)
+
+    def _retry_now(self, key: Key) -> None:
+        self._retry.pop(key, None)
+        pending = self._pending.get(key)
+        if pending is not None:
+            self.metrics.status_write_retries.inc()
+            self._queue(key, pending.urgent)
+
+    async def _write(self, pending: _Pending) -> bool:
+        """Send one body; False when it failed and is worth retrying."""
         ref = pending.ref
         # What the API server receives, as the client serialises it: the cost of a write.
         size = len(json.dumps(pending.body, separators=(",", ":"), default=str))
@@ -146,13 +187,17 @@ class WriteQueue:
             await self._send(ref, pending.body)
         except Exception as exc:
             if isinstance(exc, ApiException) and exc.status == 404:
-                return  # deleted meanwhile; the watch will tell the runtime
+                return True  # deleted meanwhile; the watch will tell the runtime
             self.metrics.status_patches.labels("error").inc()
             log.warning(
-                "status write of %s/%s failed: %s", ref.namespace, ref.name, describe_api_error(exc)
+                "status write of %s/%s failed (will retry): %s",
+                ref.namespace,
+                ref.name,
+                describe_api_error(exc),
             )
-            return
+            return False
         self.metrics.status_patches.labels("success").inc()
+        return True
 
 
 async def patch_status(api: KubeApi, ref: MonitorRef, body: dict[str, Any], **options: Any) -> None:

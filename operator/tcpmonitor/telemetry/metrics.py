@@ -264,6 +264,17 @@ class Metrics:
             ("result",),
             registry=r,
         )
+        self.status_writes_queued = Gauge(
+            "tcpmonitor_status_writes_queued",
+            "Status writes waiting to be sent (one per monitor at most; grows while the API "
+            "server refuses or is away).",
+            registry=r,
+        )
+        self.status_write_retries = Counter(
+            "tcpmonitor_status_write_retries",
+            "Failed status writes tried again (with back-off, the newest body of the monitor).",
+            registry=r,
+        )
         self.status_patch_bytes = Counter(
             "tcpmonitor_status_patch_bytes",
             "Bytes of the status writes sent to the API server (request bodies as JSON).",
