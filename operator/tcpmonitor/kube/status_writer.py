@@ -59,6 +59,13 @@ request per monitor per half minute, not a storm. A newer body for the monitor r
 failed one (newest wins); an urgent one keeps its priority."""
 
 
+MAX_PENDING_EVENTS = 5000
+EVENT_MAX_AGE = 600.0
+"""An Event that cannot be posted is tried again with the same back-off as status writes, for
+up to ten minutes (an API server outage, etcd restarting, throttling); at most 5,000 Events wait
+at once, a few megabytes. Its eventTime stays the moment it happened."""
+
+
 class WriteQueue:
     """Coalescing, prioritised, per-key ordered, rate-limited writes; failed ones are retried.
 
@@ -240,6 +247,12 @@ class KubeReporter:
         self.queue.submit(ref, {"status": status_body(status)}, urgent=urgent)
 
     def post_event(self, ref: MonitorRef, event: EventSpec) -> None:
+        if len(self._events) >= MAX_PENDING_EVENTS:
+            # An outage with thousands of transitions: memory stays bounded; what is dropped
+            # is counted and logged, and the status (retried, newest wins) still tells.
+            self.metrics.events_dropped.labels(event.reason).inc()
+            log.warning("dropping %s event for %s/%s: too many unposted", event.reason, *ref.key)
+            return
         task = asyncio.get_running_loop().create_task(self._post(ref, event))
         self._events.add(task)
         task.add_done_callback(self._events.discard)
@@ -279,17 +292,32 @@ class KubeReporter:
                 "uid": ref.uid,
             },
         }
-        try:
-            await self.api.call(self.api.events.create_namespaced_event, ref.namespace, body)
-        except Exception as exc:
-            log.warning(
-                "posting %s event for %s/%s failed: %s",
-                event.reason,
-                ref.namespace,
-                ref.name,
-                describe_api_error(exc),
-            )
-            return
+        deadline = time.monotonic() + EVENT_MAX_AGE
+        delay = RETRY_FIRST
+        while True:
+            try:
+                await self.api.call(self.api.events.create_namespaced_event, ref.namespace, body)
+                break
+            except Exception as exc:
+                if isinstance(exc, ApiException) and exc.status == 409:
+                    break  # an earlier try got through after all: the name is ours
+                # Refusals that a retry cannot change (forbidden, invalid, namespace gone) end
+                # it; the API server being away, overloaded or throttling us does not.
+                final = isinstance(exc, ApiException) and exc.status in (400, 403, 404, 409, 422)
+                final = final or time.monotonic() + delay > deadline
+                log.warning(
+                    "posting %s event for %s/%s failed%s: %s",
+                    event.reason,
+                    ref.namespace,
+                    ref.name,
+                    "" if final else " (will retry)",
+                    describe_api_error(exc),
+                )
+                if final:
+                    self.metrics.events_dropped.labels(event.reason).inc()
+                    return
+            await asyncio.sleep(delay)
+            delay = min(RETRY_MAX, delay * 2)
         self.metrics.events_posted.labels(event.reason).inc()
 
 

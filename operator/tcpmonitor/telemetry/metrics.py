@@ -280,6 +280,13 @@ class Metrics:
             "Bytes of the status writes sent to the API server (request bodies as JSON).",
             registry=r,
         )
+        self.events_dropped = Counter(
+            "tcpmonitor_events_dropped",
+            "Events given up: refused for good, unposted after ten minutes, or over the bound "
+            "of Events waiting to be posted.",
+            ("reason",),
+            registry=r,
+        )
         self.events_posted = Counter(
             "tcpmonitor_events_posted",
             "Kubernetes Events posted (accepted by the API server; standalone: printed), by "

@@ -546,6 +546,36 @@ def test_only_events_the_api_server_accepted_count_as_posted() -> None:
     assert events_counted(metrics, "tcpmonitor_events_posted", "TargetUp") == 0
 
 
+def test_an_event_the_api_server_could_not_take_is_posted_once_it_can() -> None:
+    """An outage (503, connection refused) delays an Event, it does not lose it; a refusal that
+    a retry cannot change (403) is given up at once and counted."""
+    metrics = Metrics()
+
+    async def scenario() -> tuple[list[str], float]:
+        loop = asyncio.get_running_loop()
+        api = RecordingApi()
+        reporter = KubeReporter(cast(KubeApi, api), metrics, instance="op-0")
+        api.event_error = ApiException(status=503, reason="Service Unavailable")
+        began = loop.time()
+        reporter.post_event(ref("m"), EventSpec("Warning", "TargetDown", "down"))
+        await asyncio.sleep(RETRY_FIRST * 2)  # two tries have failed by now
+        assert api.posted == []
+        api.event_error = None  # the API server is back
+        await until(lambda: len(api.posted) == 1, within=5)
+        took = loop.time() - began
+        api.event_error = ApiException(status=403, reason="Forbidden")
+        reporter.post_event(ref("m"), EventSpec("Normal", "TargetUp", "up"))
+        await settle()
+        await reporter.close()
+        return [body["reason"] for _, body in api.posted], took
+
+    reasons, took = run(scenario)
+    assert reasons == ["TargetDown"] and took >= RETRY_FIRST
+    assert events_counted(metrics, "tcpmonitor_events_posted", "TargetDown") == 1
+    assert events_counted(metrics, "tcpmonitor_events_dropped", "TargetDown") == 0
+    assert events_counted(metrics, "tcpmonitor_events_dropped", "TargetUp") == 1
+
+
 def test_a_runner_counts_the_events_it_leaves_to_the_controller_not_as_posted() -> None:
     metrics = Metrics()
 
