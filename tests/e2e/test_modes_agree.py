@@ -42,9 +42,9 @@ MODE_SPECIFIC_COLUMNS = {
     "MESSAGE": "compared without its timings below: each mode describes its own last probe",
 }
 MODE_SPECIFIC_CONDITIONS = {"LocationsAvailable"}  # runner deployments only
-# Runner deployments only; here posted when the controller's first look at the Leases came
-# before the runner's.
-MODE_SPECIFIC_EVENTS = {"LocationUnavailable"}
+# None: a runner started with the controller has a lease duration to write its Lease before
+# its location is called unavailable, so no LocationUnavailable is posted here.
+MODE_SPECIFIC_EVENTS: set[str] = set()
 # status.locations: written by runners only; lastSuccessTime, lastFailureTime, skippedProbes:
 # written by the all-in-one from its record only (status.lastResult is written by both, and
 # the Certificate Expiry column read from it is compared); message,

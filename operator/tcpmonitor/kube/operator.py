@@ -63,13 +63,21 @@ class ControllerSink:
 
 
 class LiveLocations:
-    """Which locations have at least one live runner, from the runners' Leases."""
+    """Which locations have at least one live runner, from the runners' Leases.
 
-    def __init__(self, api: KubeApi, namespace: str, period: float) -> None:
+    ``current`` is None ("report nothing missing") until the Leases have been seen for a whole
+    lease duration: a runner that starts with the controller, or renews once the API server is
+    back after an outage, has that long to write its Lease before its location is called
+    unavailable. A failed read starts that wait again."""
+
+    def __init__(self, api: KubeApi, namespace: str, period: float, grace: float) -> None:
         self.api = api
         self.namespace = namespace
         self.period = period
-        self.current: set[str] | None = None  # None until first read: report nothing missing
+        self.grace = grace
+        self.current: set[str] | None = None
+        self._loop = asyncio.get_running_loop()
+        self._settles_at = self._loop.time() + grace
 
     async def read(self) -> set[str]:
         leases: Any = await self.api.call(
@@ -85,15 +93,23 @@ class LiveLocations:
         while True:
             try:
                 live = await self.read()
-                if live != self.current:
-                    log.info("locations with live runners: %s", ", ".join(sorted(live)) or "none")
-                    self.current = live
-                    on_change()
             except ApiException as exc:
                 log.warning("listing runner leases failed: %s", describe_api_error(exc))
+                self._settles_at = self._loop.time() + self.grace
             except (OSError, urllib3.exceptions.HTTPError) as exc:
                 # The API server is away (restart, network): keep the last view and try again.
                 log.warning("listing runner leases failed: %s", exc)
+                self._settles_at = self._loop.time() + self.grace
+            else:
+                view: set[str] | None = live
+                if self._loop.time() < self._settles_at:
+                    # Not settled: newly live locations count, missing ones not yet.
+                    view = None if self.current is None else self.current | live
+                if view != self.current:
+                    shown = ", ".join(sorted(live)) or "none"
+                    log.info("locations with live runners: %s", shown)
+                    self.current = view
+                    on_change()
             await asyncio.sleep(self.period)
 
 
@@ -113,7 +129,9 @@ async def run_operator(
         background.append(election.keep())
     runtime: MonitorRuntime | None = None
     if mode == "controller":
-        live = LiveLocations(api, options.lease_namespace, options.lease_duration / 3)
+        live = LiveLocations(
+            api, options.lease_namespace, options.lease_duration / 3, options.lease_duration
+        )
         # Runners' entries already carry each location's liveness on their heartbeat; the
         # controller refreshes its own top-level times five times less often.
         controller = Controller(

@@ -100,8 +100,9 @@ def test_a_remote_location_reports_with_its_own_token(
             far = eventually(lambda: settled(cluster, ns, "far"), 20, message="far Up")
             assert location(far, REMOTE)["runner"] == "away-runner-0"
             assert condition(far, "LocationsAvailable")["status"] == "True"
-            # No runner of location default is running: the home monitors wait for one.
-            eventually(lambda: runnerless(cluster, ns, "web"), 10, message="web: no runner")
+            # No runner of location default is running: the home monitors wait for one, said
+            # once the controller has watched the Leases for a lease duration (15 s).
+            eventually(lambda: runnerless(cluster, ns, "web"), 25, message="web: no runner")
         finally:
             prober.stop()
             active.stop()
