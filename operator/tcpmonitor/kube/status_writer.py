@@ -197,7 +197,7 @@ class WriteQueue:
                 return True  # deleted meanwhile; the watch will tell the runtime
             self.metrics.status_patches.labels("error").inc()
             log.warning(
-                "status write of %s/%s failed (will retry): %s",
+                "status write of %s/%s failed: %s (will retry)",
                 ref.namespace,
                 ref.name,
                 describe_api_error(exc),

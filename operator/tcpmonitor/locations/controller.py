@@ -29,7 +29,7 @@ from ..reporting import (
     status_body,
 )
 from ..reporting.locations import deciding_result
-from ..reporting.messages import verdict_detail
+from ..reporting.messages import verdict_detail, without_timings
 from ..reporting.quorum import QuorumVerdict, aggregate
 from ..scheduling.runtime import Key, MaterialResolver, MonitorRef
 from ..telemetry.metrics import Metrics
@@ -38,11 +38,7 @@ log = logging.getLogger(__name__)
 
 # Fields that change with every probe (or every runner heartbeat); the controller's heartbeat
 # carries them, a change of them alone does not cause a write.
-# Messages are volatile too: they quote the deciding result's timings, new with every runner
-# write; what they say that matters (state, error code, reasons) is compared on its own.
-_VOLATILE = frozenset(
-    ("lastProbeTime", "latency", "consecutiveSuccesses", "consecutiveFailures", "message")
-)
+_VOLATILE = frozenset(("lastProbeTime", "latency", "consecutiveSuccesses", "consecutiveFailures"))
 # Of lastResult (a new one with each runner write), only these are a change worth a write: the
 # rest (timings, addresses, which location among equals) rides along with the next write.
 _RESULT_CHANGE = (("state",), ("error", "code"), ("tls", "certificate", "notAfter"))
@@ -51,8 +47,11 @@ _RESULT_CHANGE = (("state",), ("error", "code"), ("tls", "certificate", "notAfte
 def _stable(body: dict[str, Any]) -> dict[str, Any]:
     """The part of a status body whose change is worth a write."""
     stable = {k: v for k, v in body.items() if k not in _VOLATILE | {"lastResult", "conditions"}}
+    # Messages quote the deciding result's timings, new with every runner write: compared
+    # without them, so "Up in 1 of 2" -> "Up in 2 of 2" is a write and new timings are not.
+    stable["message"] = without_timings(body.get("message") or "")
     stable["conditions"] = [
-        {k: v for k, v in c.items() if k != "message"} for c in body.get("conditions", [])
+        c | {"message": without_timings(c.get("message") or "")} for c in body.get("conditions", [])
     ]
     result = body.get("lastResult")
     for path in _RESULT_CHANGE:

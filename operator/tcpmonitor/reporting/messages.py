@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from ..api import ProbeResult
 from ..api.result import MAX_MESSAGE
 from .record import MonitorRecord
@@ -9,6 +11,15 @@ from .record import MonitorRecord
 
 def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}ms"
+
+
+_TIMINGS = re.compile(r" \(dns [^()]*, total [^()]*\)")
+
+
+def without_timings(text: str) -> str:
+    """``text`` less the phase timings ``describe_result`` puts in parentheses: what is left
+    changes only when something worth telling does (state, address, error)."""
+    return _TIMINGS.sub("", text)
 
 
 def describe_result(result: ProbeResult | None) -> str:

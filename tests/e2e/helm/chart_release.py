@@ -231,7 +231,8 @@ def up(cluster: Cluster, namespace: str, name: str) -> dict[str, Any] | None:
 def settled(cluster: Cluster, namespace: str, name: str) -> dict[str, Any] | None:
     """The status once Up in its one location, with a live runner there."""
     st = status(cluster, namespace, name)
-    return st if st.get("message") == "Up in 1 of 1 locations" else None
+    available = condition(st, "LocationsAvailable").get("status") == "True"
+    return st if st.get("state") == "Up" and available and st.get("locations") else None
 
 
 def runnerless(cluster: Cluster, namespace: str, name: str) -> bool:

@@ -124,7 +124,7 @@ def aggregated_not_located(scene: Scene) -> bool:
     """The controller counts a live runner in location default that reports nothing."""
     st = scene.status("web")
     return (
-        st.get("message") == "no location has reported yet"
+        st.get("message") == "no probe result yet"  # one location: as the all-in-one says
         and not location(st)
         and condition(st, "LocationsAvailable").get("status") == "True"
     )

@@ -297,7 +297,7 @@ def test_a_failed_write_is_counted_and_logged(caplog: pytest.LogCaptureFixture) 
 
     with caplog.at_level("WARNING", logger="tcpmonitor.kube.status_writer"):
         with_queue(scenario)
-    assert "status write of ns/m failed (will retry): 503 scripted" in caplog.text
+    assert "status write of ns/m failed: 503 scripted (will retry)" in caplog.text
 
 
 def test_a_failed_status_write_is_retried_with_back_off() -> None:

@@ -302,3 +302,17 @@ def test_a_down_location_with_new_timings_is_not_a_write() -> None:
         live={"eu"},
     )
     assert len(reporter.writes) == 1
+
+
+def test_a_second_location_reporting_is_a_write() -> None:
+    # "Up in 1 of 2 locations" -> "Up in 2 of 2 locations": the message changes with no
+    # timing in it, so it is written at once, not with the heartbeat.
+    reporter = controller_run(
+        monitor("m", ["eu", "us"], [probed("eu", "Up")]),
+        monitor("m", ["eu", "us"], [probed("eu", "Up"), probed("us", "Up")]),
+        live={"eu", "us"},
+    )
+    assert [s.message for _, s, _ in reporter.writes] == [
+        "Up in 1 of 2 locations",
+        "Up in 2 of 2 locations",
+    ]
