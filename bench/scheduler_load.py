@@ -21,31 +21,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from loopback_listener import LoopbackListener
-from tcpmonitor.api import MonitorState, TcpMonitor, TcpMonitorSpec
-from tcpmonitor.probe import ProbeMaterial
-from tcpmonitor.reporting import EventSpec
-from tcpmonitor.scheduling.runtime import MonitorRef, MonitorRuntime, RuntimeSettings, StatusReport
+from runtime_fakes import CountingReporter, NoReferences
+from tcpmonitor.api import MonitorState, TcpMonitor
+from tcpmonitor.scheduling.runtime import MonitorRuntime, RuntimeSettings
 from tcpmonitor.telemetry.metrics import Metrics
-
-
-class CountingReporter:
-    def __init__(self) -> None:
-        self.writes = 0
-        self.events = 0
-
-    def write_status(self, ref: MonitorRef, report: StatusReport, *, urgent: bool) -> None:
-        self.writes += 1
-
-    def post_event(self, ref: MonitorRef, event: EventSpec) -> None:
-        self.events += 1
-
-    def forget(self, ref: MonitorRef) -> None:
-        pass
-
-
-class NoReferences:
-    async def resolve(self, spec: TcpMonitorSpec, namespace: str) -> ProbeMaterial:
-        return ProbeMaterial()
 
 
 def rss_mb() -> tuple[float, float]:

@@ -37,30 +37,14 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from loopback_listener import LoopbackListener
-from tcpmonitor.api import ProbeResult, TcpMonitor, TcpMonitorSpec, Verdict
-from tcpmonitor.probe import ProbeMaterial, ProbePlan, run_probe
-from tcpmonitor.reporting import EventSpec
-from tcpmonitor.scheduling.runtime import MonitorRef, MonitorRuntime, RuntimeSettings, StatusReport
+from runtime_fakes import CountingReporter, NoReferences
+from tcpmonitor.api import ProbeResult, TcpMonitor, Verdict
+from tcpmonitor.probe import ProbePlan, run_probe
+from tcpmonitor.scheduling.runtime import MonitorRuntime, RuntimeSettings
 from tcpmonitor.telemetry.http_endpoints import start_http
 from tcpmonitor.telemetry.metrics import Metrics
 
 UNRELATED_INTERVAL = 1.0
-
-
-class QuietReporter:
-    def write_status(self, ref: MonitorRef, report: StatusReport, *, urgent: bool) -> None:
-        pass
-
-    def post_event(self, ref: MonitorRef, event: EventSpec) -> None:
-        pass
-
-    def forget(self, ref: MonitorRef) -> None:
-        pass
-
-
-class NoReferences:
-    async def resolve(self, spec: TcpMonitorSpec, namespace: str) -> ProbeMaterial:
-        return ProbeMaterial()
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -283,7 +267,7 @@ async def run(args: argparse.Namespace, listeners: list[LoopbackListener]) -> No
     lags: list[float] = []
     metrics = Metrics()
     runtime = MonitorRuntime(
-        QuietReporter(),
+        CountingReporter(),
         NoReferences(),
         metrics,
         RuntimeSettings(heartbeat=3600, max_concurrency=512),

@@ -23,10 +23,10 @@ import time
 from multiprocessing.connection import Connection
 from typing import Any
 
-from tcpmonitor.api import ProbeResult, TcpMonitor, TcpMonitorSpec
-from tcpmonitor.probe import ProbeMaterial, ProbePlan, run_probe
-from tcpmonitor.reporting import EventSpec
-from tcpmonitor.scheduling.runtime import MonitorRef, MonitorRuntime, RuntimeSettings, StatusReport
+from runtime_fakes import CountingReporter, NoReferences
+from tcpmonitor.api import ProbeResult, TcpMonitor
+from tcpmonitor.probe import ProbePlan, run_probe
+from tcpmonitor.scheduling.runtime import MonitorRuntime, RuntimeSettings
 from tcpmonitor.telemetry.metrics import Metrics
 
 INTERVAL = 1.0
@@ -66,22 +66,6 @@ def _serve(ready: Connection) -> None:
                 sock.close()
 
 
-class Reporter:
-    def write_status(self, ref: MonitorRef, report: StatusReport, *, urgent: bool) -> None:
-        pass
-
-    def post_event(self, ref: MonitorRef, event: EventSpec) -> None:
-        pass
-
-    def forget(self, ref: MonitorRef) -> None:
-        pass
-
-
-class NoReferences:
-    async def resolve(self, spec: TcpMonitorSpec, namespace: str) -> ProbeMaterial:
-        return ProbeMaterial()
-
-
 def monitor(name: str, namespace: str, spec: dict[str, Any]) -> TcpMonitor:
     return TcpMonitor.model_validate(
         {
@@ -107,7 +91,9 @@ async def run(hogs: int, duration: float, hole_port: int, good_port: int) -> dic
             starts.append(loop.time())
         return await run_probe(plan)
 
-    runtime = MonitorRuntime(Reporter(), NoReferences(), Metrics(), RuntimeSettings(), probe=probe)
+    runtime = MonitorRuntime(
+        CountingReporter(), NoReferences(), Metrics(), RuntimeSettings(), probe=probe
+    )
     begin = loop.time()
     for i in range(hogs):
         spec = {

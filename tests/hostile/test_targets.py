@@ -11,10 +11,8 @@ import base64
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -27,6 +25,8 @@ from ..unit.servers import blocking_tls_server, never_reading_server, payload_be
 from .bounds import assert_result_fits_the_status
 from .bystander import Bystander
 from .certificates import HostileCertificate, hostile_certificate
+from .listeners import Listener
+from .listeners import reply as reply_with
 from .standalone import standalone, write_manifests
 
 INTERVAL = 1.0
@@ -161,7 +161,7 @@ def test_control_characters_from_the_target_cannot_forge_lines(tmp_path: Path) -
     reply = f"{FORGED}\n".encode()
     with ExitStack() as stack:
         tls_port = stack.enter_context(tls_target(tmp_path, cert))
-        plain_port = stack.enter_context(_greeting_server(reply))
+        plain_port = stack.enter_context(Listener(reply_with(reply, hold=False))).port
         table = b""
         for args in (
             [f"127.0.0.1:{tls_port}", "--tls", "--insecure"],
@@ -215,31 +215,3 @@ def test_payload_a_target_never_reads_costs_no_descriptors(tmp_path: Path) -> No
     assert rss_after - rss_before < size, f"RSS {rss_before} -> {rss_after} bytes"
     events = assert_clean_run_output(logs.read_bytes())
     assert any("hostile/never-reads:" in e and "SEND_TIMEOUT" in e for e in events), events
-
-
-@contextmanager
-def _greeting_server(reply: bytes) -> Iterator[int]:
-    """A plain TCP target on a thread that says ``reply`` and hangs up."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    listener.settimeout(0.2)
-    stop = threading.Event()
-
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            with conn:
-                conn.sendall(reply)
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield int(listener.getsockname()[1])
-    finally:
-        stop.set()
-        listener.close()
-        thread.join(timeout=3)
