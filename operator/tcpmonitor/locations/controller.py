@@ -15,7 +15,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from ..api import Condition, MonitorState, TcpMonitor, TcpMonitorSpec, TcpMonitorStatus
+from ..api import (
+    Condition,
+    LocationStatus,
+    MonitorState,
+    ProbeResult,
+    TcpMonitor,
+    TcpMonitorSpec,
+    TcpMonitorStatus,
+)
 from ..api.result import MAX_MESSAGE
 from ..api.spec import MIN_INTERVAL_SECONDS
 from ..reporting import (
@@ -158,11 +166,16 @@ class Controller:
             spec.locations, spec.min_failed_locations, entries, self.live_locations()
         )
         now = datetime.now(UTC)
+        mine = [e for e in entries if e.name in spec.locations]
+        result = deciding_result(spec.locations, mine)
+        # What both the Events and the status say: with one location, the deciding result
+        # described, as the all-in-one mode says it.
+        detail = verdict_detail(verdict.message, result, len(spec.locations))
         # A spec problem shows in Ready; the state stays what the locations last reported,
         # as in the all-in-one mode (whose runners refuse the same spec and stop probing).
         state = MonitorState.PAUSED if spec.paused else verdict.state
         if state != entry.state:
-            event = state_event(entry.state, state, verdict.message)
+            event = state_event(entry.state, state, detail)
             if event is not None:
                 self._event(entry, event)
             entry.state, entry.last_transition = state, now
@@ -171,15 +184,19 @@ class Controller:
             self._event(entry, location_unavailable_event(newly))
         entry.unavailable = frozenset(verdict.unavailable)
         self.metrics.set_state(entry.ref.key, state)
-        self._write(entry, verdict, now)
+        self._write(entry, verdict, mine, result, detail, now)
 
-    def _write(self, entry: _Entry, verdict: QuorumVerdict, now: datetime) -> None:
-        entries = entry.status.locations if entry.status else []
-        mine = [e for e in entries if e.name in entry.spec.locations]
+    def _write(
+        self,
+        entry: _Entry,
+        verdict: QuorumVerdict,
+        mine: list[LocationStatus],
+        result: ProbeResult | None,
+        detail: str,
+        now: datetime,
+    ) -> None:
         probes = [e.last_probe_time for e in mine if e.last_probe_time]
-        result = deciding_result(entry.spec.locations, mine)
         total = result.timings.total if result else None
-        detail = verdict_detail(verdict.message, result, len(entry.spec.locations))
         message = (
             f"{entry.problem.reason}: {entry.problem.message}"
             if entry.problem

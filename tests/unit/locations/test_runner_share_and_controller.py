@@ -290,6 +290,8 @@ def test_one_location_reads_as_the_all_in_one_reads() -> None:
     assert last.message == described and described.startswith("CONNECT_TIMEOUT")
     reachable = next(c for c in last.conditions if c.type == "Reachable")
     assert (reachable.reason, reachable.message) == ("ConnectTimeout", described)
+    (event,) = [e for _, e in reporter.events]
+    assert (event.reason, event.message) == ("TargetDown", f"Unknown -> Down: {described}")
 
 
 def test_a_down_location_with_new_timings_is_not_a_write() -> None:
