@@ -15,10 +15,43 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import kopf
+import urllib3
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 T = TypeVar("T")
+
+REQUEST_TIMEOUT = (5.0, 30.0)
+"""Connect and read timeouts of every request: the client has none by default, and a request
+stuck on a half-open connection (a partition, an API server killed mid-request) would hold a
+pool thread, and for a status write its monitor's queue, forever; worse, it could land long
+after newer writes. A write that times out is retried like any failed one."""
+
+API_ERROR_REASONS = (
+    "unreachable",
+    "timeout",
+    "throttled",
+    "unauthorized",
+    "forbidden",
+    "not_found",
+    "conflict",
+    "gone",
+    "invalid",
+    "server_error",
+    "other",
+)
+"""The fixed set of reasons a request failed, as the metrics' label values."""
+
+_STATUS_REASONS = {
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    409: "conflict",
+    410: "gone",
+    429: "throttled",
+    400: "invalid",
+    422: "invalid",
+}
 
 
 def load_credentials(kubeconfig: str | None) -> None:
@@ -39,15 +72,24 @@ def load_credentials(kubeconfig: str | None) -> None:
 class KubeApi:
     """Typed API groups over one ApiClient, with ``call`` to run a request off the loop."""
 
-    def __init__(self, api_client: Any | None = None, *, workers: int = 8) -> None:
+    def __init__(
+        self,
+        api_client: Any | None = None,
+        *,
+        workers: int = 8,
+        timeout: tuple[float, float] = REQUEST_TIMEOUT,
+    ) -> None:
         self.client = api_client or client.ApiClient()
         self.core = client.CoreV1Api(self.client)
         self.custom = client.CustomObjectsApi(self.client)
         self.events = client.EventsV1Api(self.client)
         self.coordination = client.CoordinationV1Api(self.client)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kube-api")
+        self._timeout = timeout
 
     async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run one request in the pool, with a connect and a read timeout unless given."""
+        kwargs.setdefault("_request_timeout", self._timeout)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, lambda: fn(*args, **kwargs))
 
@@ -79,6 +121,24 @@ def connection_info() -> kopf.ConnectionInfo:
         certificate_path=cfg.cert_file,
         private_key_path=cfg.key_file,
     )
+
+
+def classify_api_error(exc: BaseException) -> str:
+    """One of API_ERROR_REASONS: what an on-call person needs to tell the faults apart."""
+    if isinstance(exc, ApiException):
+        status = exc.status or 0
+        if status >= 500:
+            return "server_error"
+        return _STATUS_REASONS.get(status, "unreachable" if status == 0 else "other")
+    if isinstance(exc, urllib3.exceptions.MaxRetryError) and exc.reason is not None:
+        exc = exc.reason  # the client's retries gave up: what made the last one fail
+    if isinstance(exc, urllib3.exceptions.NewConnectionError):
+        return "unreachable"  # a subclass of urllib3's timeout error, for history's sake
+    if isinstance(exc, urllib3.exceptions.TimeoutError | TimeoutError):
+        return "timeout"
+    if isinstance(exc, urllib3.exceptions.HTTPError | OSError):
+        return "unreachable"
+    return "other"
 
 
 def describe_api_error(exc: BaseException) -> str:

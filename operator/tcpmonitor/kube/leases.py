@@ -19,7 +19,8 @@ from kubernetes.client.exceptions import ApiException
 
 from .. import GROUP
 from ..locations.assignment import Membership, live_members
-from .api_client import KubeApi, describe_api_error
+from ..telemetry.metrics import Metrics
+from .api_client import KubeApi, classify_api_error, describe_api_error
 
 log = logging.getLogger(__name__)
 
@@ -163,25 +164,58 @@ class RunnerLease:
         memberships = [m for lease in leases.items if (m := membership(lease)) is not None]
         return live_members(memberships, self.location, datetime.now(UTC))
 
-    async def run(self, on_change: Callable[[list[str]], None]) -> None:
+    async def run(
+        self,
+        on_change: Callable[[list[str]], None],
+        on_fenced: Callable[[bool], None] = lambda fenced: None,
+        metrics: Metrics | None = None,
+    ) -> None:
         """Renew and watch membership until cancelled; errors are retried, never fatal.
 
         A quarter of the lease duration: renewals survive a missed beat, and a dead member is
         noticed at most a quarter duration after its Lease expired.
+
+        Fencing: when no renewal succeeded for the lease duration minus one period, the others
+        may soon take this runner's monitors, so ``on_fenced(True)`` (hold writes; probing goes
+        on, an outage of the whole API server must not lose what happened meanwhile). Once a
+        renewal succeeds again, membership is reported one period later, when the others have
+        seen the renewed Lease and handed back what they took, then ``on_fenced(False)``.
         """
         period = self.duration / 4
+        loop = asyncio.get_running_loop()
+        renewed_at = loop.time()
+        fenced = rejoining = False
         while True:
             try:
                 await self.renew()
-                members = await self.live()
-                if self.identity not in members:
-                    members = sorted({*members, self.identity})
-                if members != self.members:
-                    log.info("location %s: runners %s", self.location, ", ".join(members))
-                    self.members = members
-                    on_change(members)
+                renewed_at = loop.time()
+                if fenced and not rejoining:
+                    log.info("lease %s renewed again; rejoining %s", self.name, self.location)
+                    rejoining = True
+                else:
+                    members = await self.live()
+                    if self.identity not in members:
+                        members = sorted({*members, self.identity})
+                    if members != self.members:
+                        log.info("location %s: runners %s", self.location, ", ".join(members))
+                        self.members = members
+                        on_change(members)
+                    if fenced:
+                        fenced = rejoining = False
+                        on_fenced(False)
             except Exception as exc:
+                if metrics is not None:
+                    metrics.api_errors.labels("lease", classify_api_error(exc)).inc()
                 log.warning("lease renewal for %s failed: %s", self.name, describe_api_error(exc))
+                rejoining = False
+                if not fenced and loop.time() - renewed_at > self.duration - period:
+                    log.warning(
+                        "lease %s not renewed for %.0fs: holding status writes until it is",
+                        self.name,
+                        loop.time() - renewed_at,
+                    )
+                    fenced = True
+                    on_fenced(True)
             await asyncio.sleep(period)
 
     async def release(self) -> None:
@@ -277,24 +311,43 @@ class LeaderElection:
                 announced = True
             await asyncio.sleep(self.duration / 5)
 
-    async def keep(self) -> None:
-        """Renew until cancelled; raise LostLeadership when the Lease is gone to another."""
-        failures_since = None
+    async def keep(self, on_fenced: Callable[[bool], None] = lambda fenced: None) -> None:
+        """Renew until cancelled; raise LostLeadership when the Lease is gone to another.
+
+        While renewals fail (the API server away, throttling, a partition) this replica cannot
+        know whether a standby took over: after the lease duration minus one renewal period it
+        calls ``on_fenced(True)`` to hold its writes, and ``on_fenced(False)`` once it renews
+        its own Lease again. It keeps running meanwhile (an outage of the whole API server is
+        not a reason to exit); only seeing another holder ends it.
+        """
+        period = self.duration / 3
+        loop = asyncio.get_running_loop()
+        renewed_at = loop.time()
+        fenced = False
         while True:
-            await asyncio.sleep(self.duration / 3)
+            await asyncio.sleep(period)
             try:
                 held = await self._try()
             except Exception as exc:
                 log.warning("leader election renewal: %s", describe_api_error(exc))
                 held = None
             if held:
-                failures_since = None
+                renewed_at = loop.time()
+                if fenced:
+                    log.info("lease %s renewed again: acting as the controller", self.name)
+                    fenced = False
+                    on_fenced(False)
                 continue
             if held is False:
                 raise LostLeadership(f"lease {self.name} is held by another controller")
-            failures_since = failures_since or asyncio.get_running_loop().time()
-            if asyncio.get_running_loop().time() - failures_since > self.duration:
-                raise LostLeadership(f"could not renew lease {self.name} for {self.duration}s")
+            if not fenced and loop.time() - renewed_at > self.duration - period:
+                log.warning(
+                    "lease %s not renewed for %.0fs: holding writes until it is",
+                    self.name,
+                    loop.time() - renewed_at,
+                )
+                fenced = True
+                on_fenced(True)
 
     async def release(self) -> None:
         """Give the Lease up at once, so others take over without waiting for it to expire."""

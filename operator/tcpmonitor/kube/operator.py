@@ -15,15 +15,13 @@ from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Any
 
-import urllib3
-from kubernetes.client.exceptions import ApiException
-
 from ..api import TcpMonitor
 from ..locations.controller import Controller
 from ..reporting import invalid_object_event
 from ..scheduling.runtime import Key, MonitorRef, MonitorRuntime
 from ..telemetry.metrics import Metrics
-from .api_client import KubeApi, describe_api_error, load_credentials
+from .api_client import KubeApi, classify_api_error, describe_api_error, load_credentials
+from .api_health import ApiReadiness
 from .leases import ROLE_LABEL, LeaderElection, membership
 from .material_reader import ApiResolver
 from .process import ProcessOptions, run_watching
@@ -70,8 +68,16 @@ class LiveLocations:
     back after an outage, has that long to write its Lease before its location is called
     unavailable. A failed read starts that wait again."""
 
-    def __init__(self, api: KubeApi, namespace: str, period: float, grace: float) -> None:
+    def __init__(
+        self,
+        api: KubeApi,
+        namespace: str,
+        period: float,
+        grace: float,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.api = api
+        self.metrics = metrics
         self.namespace = namespace
         self.period = period
         self.grace = grace
@@ -93,12 +99,11 @@ class LiveLocations:
         while True:
             try:
                 live = await self.read()
-            except ApiException as exc:
+            except Exception as exc:
+                # The API server away, throttling, or refusing: keep the last view, try again.
+                if self.metrics is not None:
+                    self.metrics.api_errors.labels("lease", classify_api_error(exc)).inc()
                 log.warning("listing runner leases failed: %s", describe_api_error(exc))
-                self._settles_at = self._loop.time() + self.grace
-            except (OSError, urllib3.exceptions.HTTPError) as exc:
-                # The API server is away (restart, network): keep the last view and try again.
-                log.warning("listing runner leases failed: %s", exc)
                 self._settles_at = self._loop.time() + self.grace
             else:
                 view: set[str] | None = live
@@ -126,11 +131,15 @@ async def run_operator(
     )
     background: list[Coroutine[Any, Any, None]] = []
     if leader_election:
-        background.append(election.keep())
+        background.append(election.keep(reporter.fence))
     runtime: MonitorRuntime | None = None
     if mode == "controller":
         live = LiveLocations(
-            api, options.lease_namespace, options.lease_duration / 3, options.lease_duration
+            api,
+            options.lease_namespace,
+            options.lease_duration / 3,
+            options.lease_duration,
+            metrics,
         )
         # Runners' entries already carry each location's liveness on their heartbeat; the
         # controller refreshes its own top-level times five times less often.
@@ -171,4 +180,5 @@ async def run_operator(
         cleanup=cleanup,
         gate=election.acquire if leader_election else None,
         alive=runtime.health if runtime is not None else None,
+        api_readiness=ApiReadiness(api, options.namespaces, metrics),
     )

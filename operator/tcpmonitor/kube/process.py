@@ -17,6 +17,7 @@ from .. import GROUP
 from ..scheduling.runtime import RuntimeSettings
 from ..telemetry.http_endpoints import start_http
 from ..telemetry.metrics import Metrics
+from .api_health import ApiReadiness, count_kopf_watch_failures
 from .handlers import MonitorSink, build_registry
 
 log = logging.getLogger(__name__)
@@ -26,6 +27,12 @@ WATCH_INACTIVITY_TIMEOUT = 600  # seconds without any event or bookmark: reconne
 # kopf gives tasks it considers hung a fixed 5 s to finish after a signal; the ultimate-exit
 # timer (a SIGKILL of its own) must come later than that, and well before Kubernetes' 10 s.
 SHUTDOWN_GRACE = 8.0
+# kopf retries a failed list or watch request after these pauses, then starts the stream
+# again. Its default (1 ... 21 s) leaves a monitor created right after an API server restart
+# unseen for up to 21 s; capped at 5 s, recovery stays within one interval plus five seconds
+# at the cost of one request per watched namespace every five seconds during an outage.
+WATCH_ERROR_BACKOFFS = (0.5, 1.0, 2.0, 3.0, 5.0, 5.0, 5.0, 5.0, 5.0, 5.0, 5.0, 5.0)
+CONNECT_TIMEOUT = 5.0
 
 
 def default_identity() -> str:
@@ -61,6 +68,8 @@ def kopf_settings() -> kopf.OperatorSettings:
     settings.watching.client_timeout = WATCH_SERVER_TIMEOUT + 30
     settings.watching.inactivity_timeout = WATCH_INACTIVITY_TIMEOUT
     settings.process.ultimate_exiting_timeout = SHUTDOWN_GRACE
+    settings.networking.error_backoffs = WATCH_ERROR_BACKOFFS
+    settings.networking.connect_timeout = CONNECT_TIMEOUT
     return settings
 
 
@@ -74,6 +83,7 @@ async def run_watching(
     cleanup: Callable[[], Awaitable[None]] | None = None,
     gate: Callable[[], Coroutine[Any, Any, None]] | None = None,
     alive: Callable[[], tuple[bool, str]] | None = None,
+    api_readiness: ApiReadiness | None = None,
 ) -> int:
     """Run kopf feeding ``sink`` until SIGTERM/SIGINT, with HTTP endpoints and helper tasks.
 
@@ -98,7 +108,14 @@ async def run_watching(
         return True, f"ok: {describe()}"
 
     def readiness() -> tuple[bool, str]:
-        return (ready.is_set(), "ready" if ready.is_set() else "starting")
+        if not ready.is_set():
+            return False, "starting"
+        if api_readiness is not None:
+            return api_readiness.verdict()
+        return True, "ready"
+
+    count_kopf_watch_failures(metrics)
+    checking = loop.create_task(api_readiness.run()) if api_readiness is not None else None
 
     http = await start_http(
         metrics.registry,
@@ -152,9 +169,11 @@ async def run_watching(
             log.exception("the operator stopped with an error")
             code = 1
     finally:
-        for task in helpers:
+        for task in [*helpers, *([checking] if checking is not None else [])]:
             task.cancel()
         await asyncio.gather(*helpers, return_exceptions=True)
+        if checking is not None:
+            await asyncio.gather(checking, return_exceptions=True)
         if cleanup is not None:
             await cleanup()
         await http.cleanup()

@@ -33,7 +33,7 @@ from ..reporting import EventSpec, status_body
 from ..reporting.locations import location_entry
 from ..scheduling.runtime import MonitorRef, StatusReport
 from ..telemetry.metrics import Metrics
-from .api_client import KubeApi, describe_api_error
+from .api_client import KubeApi, classify_api_error, describe_api_error
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,7 @@ class _Pending:
     ref: MonitorRef
     body: dict[str, Any]
     urgent: bool
+    state: str | None = None  # the monitor's state in this body: a change of it is kept
 
 
 Sender = Callable[[MonitorRef, dict[str, Any]], Awaitable[None]]
@@ -56,7 +57,18 @@ RETRY_MAX = 30.0
 """A failed write is tried again after 0.5 s, doubling to at most 30 s while it keeps failing:
 soon enough that a short API server hiccup costs a second, slow enough that an outage costs a
 request per monitor per half minute, not a storm. A newer body for the monitor replaces the
-failed one (newest wins); an urgent one keeps its priority."""
+failed one (newest wins) unless the failed one carries a state the newer one does not (a
+transition, kept); an urgent one keeps its priority."""
+
+MAX_KEPT_PER_MONITOR = 4
+MAX_KEPT = 2000
+TRANSITION_SPACING = 1.0
+"""While writes cannot go through, a monitor's bodies coalesce (newest wins) except where its
+state changed: Up -> Down -> Up during an outage is written as Down, then Up, so that watchers
+(the controller, ``kubectl get -w``, GitOps tools) see the Down too. At most four bodies per
+monitor and 2,000 transitions in all wait beside the newest ones; beyond that the oldest
+transitions coalesce and are counted. Kept transitions of a monitor are written a second apart:
+watchers that batch events (kopf does, for 0.1 s) would otherwise see only the last."""
 
 
 MAX_PENDING_EVENTS = 5000
@@ -69,18 +81,24 @@ at once, a few megabytes. Its eventTime stays the moment it happened."""
 class WriteQueue:
     """Coalescing, prioritised, per-key ordered, rate-limited writes; failed ones are retried.
 
-    Memory is bounded by the number of monitors: one pending body per monitor, whatever the
-    number of failures or of statuses submitted while the API server is away."""
+    Memory is bounded by the number of monitors plus MAX_KEPT: one pending body per monitor and
+    a bounded number of kept transitions, whatever the number of failures or of statuses
+    submitted while the API server is away. ``pause`` holds every write (a runner or controller
+    whose Lease lapsed must not write what another may now own) without losing any."""
 
     def __init__(
         self, send: Sender, metrics: Metrics, *, workers: int = 4, rate: float | None = None
     ) -> None:
         self._send = send
         self.metrics = metrics
-        self._pending: dict[Key, _Pending] = {}
+        # Per monitor, oldest first: kept transitions, then the newest body.
+        self._pending: dict[Key, list[_Pending]] = {}
+        self._kept = 0
         self._order: list[tuple[int, int, Key]] = []
         self._seq = itertools.count()
         self._wakeup = asyncio.Event()
+        self._open = asyncio.Event()
+        self._open.set()
         # One write per monitor at a time, so an older status can never overtake a newer one.
         self._in_flight: set[Key] = set()
         self._rate = rate
@@ -89,38 +107,77 @@ class WriteQueue:
         self._tokens = self._burst
         self._refilled = time.monotonic()
         self._failures: dict[Key, int] = {}  # writes in a row that failed, per monitor
-        self._retry: dict[Key, asyncio.TimerHandle] = {}  # monitors backing off
+        self._retry: dict[Key, asyncio.TimerHandle] = {}  # monitors backing off or spaced
         self._loop = asyncio.get_running_loop()
         self._tasks = [self._loop.create_task(self._worker()) for _ in range(workers)]
         metrics.status_writes_queued.set_function(self.backlog)
 
-    def submit(self, ref: MonitorRef, body: dict[str, Any], *, urgent: bool) -> None:
+    def submit(
+        self, ref: MonitorRef, body: dict[str, Any], *, urgent: bool, state: str | None = None
+    ) -> None:
         key = ref.key
-        pending = self._pending.get(key)
-        if pending is not None:
-            # Coalesce: the newest body wins, an urgent one is moved to the front.
-            pending.body, pending.ref = body, ref
-            if urgent and not pending.urgent:
-                pending.urgent = True
-                heapq.heappush(self._order, (0, next(self._seq), key))
+        new = _Pending(ref, body, urgent, state)
+        chain = self._pending.get(key)
+        if chain is None:
+            self._pending[key] = [new]
+            if key not in self._retry:  # a monitor backing off is queued again by its timer
+                self._queue(key, urgent)
             return
-        self._pending[key] = _Pending(ref, body, urgent)
-        if key not in self._retry:  # a monitor backing off is queued again by its timer
-            self._queue(key, urgent)
+        promote = urgent and not chain[0].urgent
+        last = chain[-1]
+        if state is not None and last.state is not None and state != last.state:
+            self._keep(key, chain, new)
+        else:
+            # Coalesce: the newest body wins.
+            chain[-1] = _Pending(ref, body, last.urgent or urgent, state)
+        if promote:
+            chain[0].urgent = True  # moved to the front
+            heapq.heappush(self._order, (0, next(self._seq), key))
+
+    def _keep(self, key: Key, chain: list[_Pending], new: _Pending) -> None:
+        """Append a state change behind the monitor's pending bodies, within the bounds."""
+        if len(chain) >= MAX_KEPT_PER_MONITOR or self._kept >= MAX_KEPT:
+            # Full: the oldest kept transition of this monitor gives way (or, with only one
+            # body pending, the newest replaces it as before).
+            if len(chain) > 1:
+                chain.pop(0)
+                self._kept -= 1
+            else:
+                chain.clear()
+            self.metrics.status_transitions_coalesced.inc()
+        if chain:
+            self._kept += 1
+        chain.append(new)
 
     def _queue(self, key: Key, urgent: bool) -> None:
         heapq.heappush(self._order, (0 if urgent else 1, next(self._seq), key))
         self._wakeup.set()
 
     def forget(self, key: Key) -> None:
-        self._pending.pop(key, None)
+        chain = self._pending.pop(key, None)
+        if chain:
+            self._kept -= len(chain) - 1
         self._failures.pop(key, None)
         timer = self._retry.pop(key, None)
         if timer is not None:
             timer.cancel()
 
+    def pause(self) -> None:
+        """Hold every write (those submitted meanwhile coalesce as usual) until ``resume``."""
+        self._open.clear()
+
+    def resume(self) -> None:
+        self._open.set()
+
+    @property
+    def paused(self) -> bool:
+        return not self._open.is_set()
+
+    async def wait_open(self) -> None:
+        await self._open.wait()
+
     def backlog(self) -> int:
-        return len(self._pending)
+        return len(self._pending) + self._kept
 
     async def close(self) -> None:
         for timer in self._retry.values():
@@ -141,20 +198,38 @@ class WriteQueue:
                 return
             await asyncio.sleep((1 - self._tokens) / self._rate)
 
+    def _take(self, key: Key) -> _Pending | None:
+        chain = self._pending.get(key)
+        if not chain:
+            return None
+        pending = chain.pop(0)
+        if chain:
+            self._kept -= 1
+        else:
+            del self._pending[key]
+        return pending
+
     async def _worker(self) -> None:
         while True:
             while not self._order:
                 self._wakeup.clear()
                 await self._wakeup.wait()
+            await self._open.wait()
+            if not self._order:
+                continue  # another worker took the last one while this one waited
             _, _, key = heapq.heappop(self._order)
             if key in self._in_flight or key in self._retry:
-                continue  # re-queued when the write in flight finishes, or by the retry timer
+                continue  # re-queued when the write in flight finishes, or by its timer
             if key not in self._pending:
                 continue  # already written through an earlier queue entry
             await self._take_token()
-            if key in self._in_flight:
-                continue  # another worker took this monitor while this one waited for a token
-            pending = self._pending.pop(key, None)
+            if key in self._in_flight or key in self._retry or not self._open.is_set():
+                # Another worker took this monitor, or writes were paused, while this one
+                # waited for a token: queue it again rather than lose the entry.
+                if key not in self._in_flight and key not in self._retry:
+                    self._queue(key, self._pending[key][0].urgent)
+                continue
+            pending = self._take(key)
             if pending is None:
                 continue
             self._in_flight.add(key)
@@ -166,23 +241,37 @@ class WriteQueue:
                 self._back_off(key, pending)
                 continue
             self._failures.pop(key, None)
-            newer = self._pending.get(key)
-            if newer is not None:
-                self._queue(key, newer.urgent)
+            chain = self._pending.get(key)
+            if chain is None:
+                continue
+            if pending.state is not None and chain[0].state != pending.state:
+                # The next body changes the state again: let watchers see this one first.
+                self._retry[key] = self._loop.call_later(
+                    TRANSITION_SPACING, self._retry_now, key, False
+                )
+            else:
+                self._queue(key, chain[0].urgent)
 
     def _back_off(self, key: Key, failed: _Pending) -> None:
-        """Keep the failed body unless a newer one came meanwhile, and try again later."""
-        self._pending.setdefault(key, failed)
+        """Keep the failed body unless a newer one of the same state came meanwhile (a failed
+        transition stays before the newer bodies), and try again later."""
+        chain = self._pending.get(key)
+        if chain is None:
+            self._pending[key] = [failed]
+        elif failed.state is not None and chain[0].state != failed.state:
+            chain.insert(0, failed)
+            self._kept += 1
         failures = self._failures[key] = self._failures.get(key, 0) + 1
         delay = min(RETRY_MAX, RETRY_FIRST * 2 ** (failures - 1))
-        self._retry[key] = self._loop.call_later(delay, self._retry_now, key)
+        self._retry[key] = self._loop.call_later(delay, self._retry_now, key, True)
 
-    def _retry_now(self, key: Key) -> None:
+    def _retry_now(self, key: Key, failed: bool) -> None:
         self._retry.pop(key, None)
-        pending = self._pending.get(key)
-        if pending is not None:
-            self.metrics.status_write_retries.inc()
-            self._queue(key, pending.urgent)
+        chain = self._pending.get(key)
+        if chain:
+            if failed:
+                self.metrics.status_write_retries.inc()
+            self._queue(key, chain[0].urgent)
 
     async def _write(self, pending: _Pending) -> bool:
         """Send one body; False when it failed and is worth retrying."""
@@ -196,6 +285,7 @@ class WriteQueue:
             if isinstance(exc, ApiException) and exc.status == 404:
                 return True  # deleted meanwhile; the watch will tell the runtime
             self.metrics.status_patches.labels("error").inc()
+            self.metrics.api_errors.labels("status", classify_api_error(exc)).inc()
             log.warning(
                 "status write of %s/%s failed: %s (will retry)",
                 ref.namespace,
@@ -204,6 +294,7 @@ class WriteQueue:
             )
             return False
         self.metrics.status_patches.labels("success").inc()
+        self.metrics.status_last_success.set_to_current_time()
         return True
 
 
@@ -244,7 +335,8 @@ class KubeReporter:
     ) -> None:
         """The top-level status: the runtime's report (operator) or the controller's verdict."""
         status = report.status if isinstance(report, StatusReport) else report
-        self.queue.submit(ref, {"status": status_body(status)}, urgent=urgent)
+        state = status.state.value if status.state is not None else None
+        self.queue.submit(ref, {"status": status_body(status)}, urgent=urgent, state=state)
 
     def post_event(self, ref: MonitorRef, event: EventSpec) -> None:
         if len(self._events) >= MAX_PENDING_EVENTS:
@@ -259,6 +351,13 @@ class KubeReporter:
 
     def forget(self, ref: MonitorRef) -> None:
         self.queue.forget(ref.key)
+
+    def fence(self, fenced: bool) -> None:
+        """Hold status writes and Events while this replica may no longer be the leader."""
+        if fenced:
+            self.queue.pause()
+        else:
+            self.queue.resume()
 
     async def close(self) -> None:
         for task in self._events:
@@ -295,12 +394,14 @@ class KubeReporter:
         deadline = time.monotonic() + EVENT_MAX_AGE
         delay = RETRY_FIRST
         while True:
+            await self.queue.wait_open()
             try:
                 await self.api.call(self.api.events.create_namespaced_event, ref.namespace, body)
                 break
             except Exception as exc:
                 if isinstance(exc, ApiException) and exc.status == 409:
                     break  # an earlier try got through after all: the name is ours
+                self.metrics.api_errors.labels("event", classify_api_error(exc)).inc()
                 # Refusals that a retry cannot change (forbidden, invalid, namespace gone) end
                 # it; the API server being away, overloaded or throttling us does not.
                 final = isinstance(exc, ApiException) and exc.status in (400, 403, 404, 409, 422)
@@ -356,7 +457,8 @@ class LocationReporter:
                 "locations": [entry.model_dump(mode="json", by_alias=True, exclude_none=True)]
             },
         }
-        self.queue.submit(ref, body, urgent=urgent)
+        state = entry.state.value
+        self.queue.submit(ref, body, urgent=urgent, state=state)
 
     def post_event(self, ref: MonitorRef, event: EventSpec) -> None:
         self.metrics.events_left_to_controller.labels(event.reason).inc()
@@ -371,6 +473,12 @@ class LocationReporter:
 
     def forget(self, ref: MonitorRef) -> None:
         self.queue.forget(ref.key)
+
+    def pause(self) -> None:
+        self.queue.pause()
+
+    def resume(self) -> None:
+        self.queue.resume()
 
     async def close(self) -> None:
         await self.queue.close()

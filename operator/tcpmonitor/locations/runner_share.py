@@ -7,7 +7,9 @@ from the location's status entry) are tested without a cluster.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 from ..api import TcpMonitor, TcpMonitorStatus
 from ..scheduling.runtime import Key, MonitorRuntime
@@ -42,9 +44,31 @@ def location_view(monitor: TcpMonitor, location: str, now: datetime | None = Non
     return monitor.model_copy(update={"status": view})
 
 
+class WriteGate(Protocol):
+    """Holds a runner's status writes while its Lease may have lapsed (kube's reporter)."""
+
+    def pause(self) -> None: ...
+
+    def resume(self) -> None: ...
+
+
+def written_by_another(monitor: TcpMonitor, location: str, identity: str) -> bool:
+    """Whether ``location``'s entry was last written by a runner other than ``identity``."""
+    status = monitor.status
+    entry = next((e for e in status.locations if e.name == location), None) if status else None
+    return entry is not None and entry.runner is not None and entry.runner != identity
+
+
 class RunnerShard:
-    def __init__(self, runtime: MonitorRuntime, location: str, identity: str) -> None:
+    def __init__(
+        self,
+        runtime: MonitorRuntime,
+        location: str,
+        identity: str,
+        writes: WriteGate | None = None,
+    ) -> None:
         self.runtime = runtime
+        self.writes = writes
         self.location = location
         self.identity = identity
         # Unknown until the first Lease list: taking everything before knowing the others would
@@ -83,6 +107,33 @@ class RunnerShard:
             await self.runtime.apply(location_view(monitor, self.location))
         else:
             self._drop(key)
+
+    def fence(self) -> None:
+        """This runner's Lease may have lapsed: others may take its monitors any moment, so
+        nothing is written; probing goes on, so that if the whole API server was away nothing
+        that happened meanwhile is lost."""
+        if self.writes is not None:
+            self.writes.pause()
+
+    async def rejoin(self, current: Mapping[Key, TcpMonitor] | None = None) -> None:
+        """The Lease is renewed and membership is current again (``set_members`` ran).
+
+        ``current`` is the monitors as the API server has them now (the watch may still be
+        catching up after the same outage); without it, the last ones the watch delivered.
+
+        A monitor whose entry another runner wrote meanwhile was taken over: what this runner
+        observed while cut off is stale next to it, so it is dropped (queued writes too) and
+        the monitor resumes from the stored entry. Where nobody wrote (the API server itself
+        was away), the queued writes, transitions included, go out as they are.
+        """
+        for key in sorted(self.owned):
+            monitor = (current or {}).get(key) or self.known.get(key)
+            if monitor is not None and written_by_another(monitor, self.location, self.identity):
+                log.info("%s/%s was probed by another runner meanwhile: resuming from it", *key)
+                self.runtime.remove(key)
+                await self.runtime.apply(location_view(monitor, self.location))
+        if self.writes is not None:
+            self.writes.resume()
 
     def forget(self, key: Key) -> None:
         """The monitor was deleted."""

@@ -280,6 +280,39 @@ class Metrics:
             "Bytes of the status writes sent to the API server (request bodies as JSON).",
             registry=r,
         )
+        self.status_transitions_coalesced = Counter(
+            "tcpmonitor_status_transitions_coalesced",
+            "State changes not written on their own because more were waiting than the bound "
+            "(status writes failing for long while targets flap); Events still tell them.",
+            registry=r,
+        )
+        self.status_last_success = Gauge(
+            "tcpmonitor_status_last_success_timestamp_seconds",
+            "When a status write last succeeded (Unix time; 0 before the first). With writes "
+            "queued, time() minus this is how long the status shown by kubectl has been stale.",
+            registry=r,
+        )
+        self.api_errors = Counter(
+            "tcpmonitor_api_errors",
+            "Requests to the API server that failed, by operation (status, event, lease, read, "
+            "watch) and reason (unreachable, timeout, throttled, forbidden, server_error, ...).",
+            ("operation", "reason"),
+            registry=r,
+        )
+        self.watch_restarts = Counter(
+            "tcpmonitor_watch_restarts",
+            "Watch streams of TcpMonitors started again, by reason: expired (410 Gone: the "
+            "resource version was compacted, a full list follows) or failed (the request failed "
+            "after its retries).",
+            ("reason",),
+            registry=r,
+        )
+        self.api_ready = Gauge(
+            "tcpmonitor_api_ready",
+            "1 when the last read of the watched TcpMonitors succeeded, 0 when it failed "
+            "(API server away, throttled, or RBAC missing); /readyz answers the same.",
+            registry=r,
+        )
         self.events_dropped = Counter(
             "tcpmonitor_events_dropped",
             "Events given up: refused for good, unposted after ten minutes, or over the bound "

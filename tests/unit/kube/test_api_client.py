@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 
 import pytest
+import urllib3
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from tcpmonitor.api import (
     TcpMonitor,
 )
-from tcpmonitor.kube.api_client import describe_api_error
+from tcpmonitor.kube.api_client import API_ERROR_REASONS, classify_api_error, describe_api_error
 from tcpmonitor.kube.handlers import parse_monitor
 from tcpmonitor.kube.leases import lease_name
 from tcpmonitor.reporting import bounds_problem
@@ -47,3 +48,38 @@ def test_an_object_stored_before_the_interval_bound_is_read_for_the_runtime_to_r
     assert problem is not None and problem.reason == "IntervalTooShort"
     with pytest.raises(ValidationError, match="must not exceed interval"):
         parse_monitor({**body, "spec": {"host": "h", "port": 1, "interval": "0s"}})
+
+
+@pytest.mark.parametrize(
+    ("exc", "reason"),
+    [
+        (ApiException(status=429, reason="Too Many Requests"), "throttled"),
+        (ApiException(status=403), "forbidden"),
+        (ApiException(status=401), "unauthorized"),
+        (ApiException(status=410), "gone"),
+        (ApiException(status=503), "server_error"),
+        (ApiException(status=504), "server_error"),
+        (ApiException(status=422), "invalid"),
+        (ApiException(status=418), "other"),
+        (ConnectionRefusedError(111, "refused"), "unreachable"),
+        (
+            urllib3.exceptions.MaxRetryError(
+                None, "/x", urllib3.exceptions.NewConnectionError(None, "refused")
+            ),
+            "unreachable",
+        ),
+        (
+            urllib3.exceptions.MaxRetryError(
+                None, "/x", urllib3.exceptions.ReadTimeoutError(None, "/x", "timed out")
+            ),
+            "timeout",
+        ),
+        (TimeoutError(), "timeout"),
+        (ValueError("bug"), "other"),
+    ],
+)
+def test_api_errors_are_classified_into_a_fixed_set_of_reasons(
+    exc: BaseException, reason: str
+) -> None:
+    assert classify_api_error(exc) == reason
+    assert reason in API_ERROR_REASONS

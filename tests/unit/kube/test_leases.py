@@ -429,18 +429,59 @@ def test_the_active_controller_stops_when_another_takes_the_lease() -> None:
     run(scenario)
 
 
-def test_the_active_controller_stops_when_it_cannot_renew_for_a_lease_duration() -> None:
+def test_a_controller_that_cannot_renew_holds_its_writes_and_resumes_when_it_renews() -> None:
     async def scenario() -> None:
         api = MemoryApi()
-        leader = election(api, "a", duration=0.3)
+        leader = election(api, "a", duration=0.3)  # renews every 100 ms
         await leader.acquire()
-        api.coordination.failing = True
+        fenced: list[tuple[bool, float]] = []
         loop = asyncio.get_running_loop()
-        began = loop.time()
-        with pytest.raises(LostLeadership, match="could not renew"):
-            await asyncio.wait_for(leader.keep(), 2.0)
-        # Not before a whole duration of failures: a blip must not cost the leadership.
-        assert loop.time() - began > 0.3
+        task = loop.create_task(leader.keep(lambda f: fenced.append((f, loop.time()))))
+        try:
+            await until(lambda: len(api.coordination.writes) >= 2)
+            api.coordination.failing = True
+            began = loop.time()
+            await until(lambda: len(fenced) == 1)
+            # Not before the lease duration minus a renewal period: a blip costs nothing.
+            assert fenced[0][0] is True
+            assert fenced[0][1] - began >= 0.3 - 0.1 - 0.02
+            await asyncio.sleep(0.3)
+            assert not task.done()  # an API server outage is not a reason to exit
+            api.coordination.failing = False
+            await until(lambda: len(fenced) == 2)
+            assert fenced[1][0] is False
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        assert spec_of(api, "ctl")["holderIdentity"] == "a"
+
+    run(scenario)
+
+
+def test_a_runner_that_cannot_renew_is_fenced_and_rejoins_a_period_after_renewing() -> None:
+    async def scenario() -> None:
+        api = MemoryApi()
+        lease = RunnerLease(api, NS, "r1", "eu", duration=0.4)  # renews every 100 ms
+        changes: list[list[str]] = []
+        fenced: list[tuple[bool, float]] = []
+        loop = asyncio.get_running_loop()
+        task = loop.create_task(
+            lease.run(changes.append, lambda f: fenced.append((f, loop.time())))
+        )
+        try:
+            await until(lambda: changes == [["r1"]])
+            api.coordination.failing = True
+            await until(lambda: len(fenced) == 1, within=3.0)
+            assert fenced[0][0] is True
+            api.coordination.failing = False
+            healed = loop.time()
+            await until(lambda: len(fenced) == 2, within=3.0)
+            assert fenced[1][0] is False
+            # One period after the first renewal: the others have seen the Lease by then.
+            assert fenced[1][1] - healed >= 0.1 - 0.02
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
 
     run(scenario)
 

@@ -10,6 +10,7 @@ client methods they call.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
@@ -28,7 +29,14 @@ from tcpmonitor.api import (
     Verdict,
 )
 from tcpmonitor.kube.api_client import KubeApi
-from tcpmonitor.kube.status_writer import RETRY_FIRST, KubeReporter, LocationReporter, WriteQueue
+from tcpmonitor.kube.status_writer import (
+    MAX_KEPT_PER_MONITOR,
+    RETRY_FIRST,
+    TRANSITION_SPACING,
+    KubeReporter,
+    LocationReporter,
+    WriteQueue,
+)
 from tcpmonitor.reporting import EventSpec
 from tcpmonitor.reporting.record import MonitorRecord
 from tcpmonitor.scheduling.runtime import MonitorRef, StatusReport
@@ -64,6 +72,7 @@ class ScriptedSender:
     def __init__(self) -> None:
         self.started: list[tuple[str, int]] = []
         self.finished: list[tuple[str, int]] = []
+        self.finish_times: list[float] = []
         self.held: dict[str, asyncio.Event] = {}
         self.failures: dict[str, list[int]] = {}  # monitor -> HTTP statuses of its next writes
         self.active: Counter[str] = Counter()
@@ -91,6 +100,7 @@ class ScriptedSender:
         finally:
             self.active[ref.name] -= 1
             self.finished.append(write)
+            self.finish_times.append(asyncio.get_running_loop().time())
 
 
 def patches(metrics: Metrics, outcome: str) -> float:
@@ -331,6 +341,103 @@ def test_a_deleted_monitor_stops_its_retries() -> None:
         queue.forget(("ns", "m"))
         await asyncio.sleep(RETRY_FIRST * 2)
         assert sender.sent("m") == [1] and queue.backlog() == 0
+
+    with_queue(scenario)
+
+
+# Transitions while writes fail, and fencing
+
+
+def test_a_state_change_queued_behind_a_failing_write_is_kept_in_order() -> None:
+    """Up -> Down -> Up while the API server is away reaches it as Down, then Up (newest of
+    each state), a second apart so that watchers that batch events see both."""
+
+    async def scenario(queue: WriteQueue, sender: ScriptedSender, metrics: Metrics) -> None:
+        sender.failures["m"] = [503]
+        queue.submit(ref("m"), {"n": 1}, urgent=True, state="Up")
+        await until(lambda: patches(metrics, "error") == 1)
+        queue.submit(ref("m"), {"n": 2}, urgent=True, state="Down")
+        queue.submit(ref("m"), {"n": 3}, urgent=False, state="Down")  # coalesces with 2
+        queue.submit(ref("m"), {"n": 4}, urgent=True, state="Up")
+        assert queue.backlog() == 3  # failed Up, Down, Up
+        await until(lambda: patches(metrics, "success") == 3, within=5)
+        assert sender.sent("m") == [1, 1, 3, 4]
+        done = {n: t for (_, n), t in zip(sender.finished, sender.finish_times, strict=True)}
+        assert done[3] - done[1] >= TRANSITION_SPACING * 0.9
+        assert done[4] - done[3] >= TRANSITION_SPACING * 0.9
+        assert queue.backlog() == 0
+
+    with_queue(scenario)
+
+
+def test_a_body_of_the_same_state_replaces_a_failed_one() -> None:
+    async def scenario(queue: WriteQueue, sender: ScriptedSender, metrics: Metrics) -> None:
+        sender.failures["m"] = [503]
+        queue.submit(ref("m"), {"n": 1}, urgent=True, state="Down")
+        await until(lambda: patches(metrics, "error") == 1)
+        queue.submit(ref("m"), {"n": 2}, urgent=False, state="Down")
+        await until(lambda: patches(metrics, "success") == 1, within=5)
+        assert sender.sent("m") == [1, 2]
+
+    with_queue(scenario)
+
+
+def test_kept_transitions_are_bounded_per_monitor_and_counted_when_coalesced() -> None:
+    async def scenario(queue: WriteQueue, sender: ScriptedSender, metrics: Metrics) -> None:
+        queue.pause()
+        states = ["Up", "Down"] * 5
+        for n, state in enumerate(states):
+            queue.submit(ref("m"), {"n": n}, urgent=True, state=state)
+        assert queue.backlog() == MAX_KEPT_PER_MONITOR
+        coalesced = metrics.registry.get_sample_value(
+            "tcpmonitor_status_transitions_coalesced_total"
+        )
+        assert coalesced == len(states) - MAX_KEPT_PER_MONITOR
+        queue.resume()
+        await until(lambda: len(sender.finished) == MAX_KEPT_PER_MONITOR, within=10)
+        # The newest ones, in order: the last state is always the one written last.
+        assert sender.sent("m") == list(range(len(states)))[-MAX_KEPT_PER_MONITOR:]
+
+    with_queue(scenario)
+
+
+def test_a_paused_queue_writes_nothing_and_loses_nothing() -> None:
+    async def scenario(queue: WriteQueue, sender: ScriptedSender, metrics: Metrics) -> None:
+        queue.pause()
+        for name in ("a", "b"):
+            queue.submit(ref(name), {"n": 1}, urgent=True, state="Up")
+            queue.submit(ref(name), {"n": 2}, urgent=False, state="Up")
+        await asyncio.sleep(0.1)
+        assert sender.started == [] and queue.paused and queue.backlog() == 2
+        queue.resume()
+        await until(lambda: len(sender.finished) == 2)
+        assert sorted(sender.started) == [("a", 2), ("b", 2)]
+
+    with_queue(scenario)
+
+
+def test_a_successful_write_records_when() -> None:
+    async def scenario(queue: WriteQueue, sender: ScriptedSender, metrics: Metrics) -> None:
+        queue.submit(ref("m"), {"n": 1}, urgent=True)
+        await until(lambda: patches(metrics, "success") == 1)
+        stamp = metrics.registry.get_sample_value(
+            "tcpmonitor_status_last_success_timestamp_seconds"
+        )
+        assert stamp is not None and abs(stamp - time.time()) < 5
+
+    with_queue(scenario)
+
+
+def test_failed_writes_are_counted_by_reason() -> None:
+    async def scenario(queue: WriteQueue, sender: ScriptedSender, metrics: Metrics) -> None:
+        sender.failures["m"] = [429, 503]
+        queue.submit(ref("m"), {"n": 1}, urgent=True)
+        await until(lambda: patches(metrics, "success") == 1, within=5)
+        for reason in ("throttled", "server_error"):
+            value = metrics.registry.get_sample_value(
+                "tcpmonitor_api_errors_total", {"operation": "status", "reason": reason}
+            )
+            assert value == 1, reason
 
     with_queue(scenario)
 

@@ -318,3 +318,41 @@ def test_a_second_location_reporting_is_a_write() -> None:
         "Up in 1 of 2 locations",
         "Up in 2 of 2 locations",
     ]
+
+
+class Gate:
+    def __init__(self) -> None:
+        self.log: list[str] = []
+
+    def pause(self) -> None:
+        self.log.append("pause")
+
+    def resume(self) -> None:
+        self.log.append("resume")
+
+
+def test_a_fenced_runner_holds_writes_and_on_rejoining_drops_what_another_took_over() -> None:
+    async def scenario() -> tuple[list[str], list[str]]:
+        reporter = MemoryReporter()
+        gate = Gate()
+        runtime = MonitorRuntime(reporter, DictResolver(), Metrics(), RuntimeSettings())
+        shard = RunnerShard(runtime, "eu", "r1", writes=gate)
+        await shard.set_members(["r1"])
+        for name in ("kept", "taken"):
+            await shard.observe(
+                ("ns", name), monitor(name, ["eu"], [entry("eu", "Up", runner="r1")])
+            )
+        shard.fence()
+        # While cut off, r2 took "taken" over and wrote its entry; "kept" nobody touched.
+        now = {
+            ("ns", "kept"): monitor("kept", ["eu"], [entry("eu", "Up", runner="r1")]),
+            ("ns", "taken"): monitor("taken", ["eu"], [entry("eu", "Down", runner="r2")]),
+        }
+        await shard.rejoin(now)
+        await runtime.close()
+        return gate.log, reporter.forgotten
+
+    gate_log, forgotten = asyncio.run(scenario())
+    assert gate_log == ["pause", "resume"]
+    # Its queued writes dropped and the monitor resumed from r2's entry; "kept" untouched.
+    assert forgotten == ["taken"]
