@@ -122,6 +122,14 @@ class OperatorProcess:
                     return float(value)
         return None
 
+    def metric_value(self, metric: str) -> float | None:
+        """The value of a metric without labels; None when absent or nothing answers."""
+        for line in self.metrics().splitlines():
+            name, _, value = line.partition(" ")
+            if name == metric:
+                return float(value)
+        return None
+
     def log(self) -> str:
         if not self._log.closed:
             self._log.flush()
@@ -166,6 +174,7 @@ class Listener:
     def __init__(self, greeting: bytes = b"hello\n") -> None:
         self.greeting = greeting
         self.port = free_port()
+        self.accepted: list[float] = []  # monotonic times of the connections accepted
         self._sock: socket.socket | None = None
         self._thread: threading.Thread | None = None
 
@@ -188,6 +197,7 @@ class Listener:
                 continue
             except OSError:
                 return
+            self.accepted.append(time.monotonic())
             try:
                 conn.sendall(self.greeting)
             except OSError:

@@ -149,4 +149,9 @@ def describe_api_error(exc: BaseException) -> str:
         with contextlib.suppress(ValueError, AttributeError):
             message = json.loads(exc.body or "{}").get("message") or ""
         return f"{head}: {message}" if message else head
+    if isinstance(exc, urllib3.exceptions.MaxRetryError) and exc.reason is not None:
+        # "HTTPSConnectionPool(host=..., port=...): Max retries exceeded with url: ... (Caused
+        # by NewConnectionError(...: [Errno 111] Connection refused))": the last part says it.
+        cause = str(exc.reason).rsplit(": ", 1)[-1]
+        return f"{classify_api_error(exc)}: {cause}"
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__

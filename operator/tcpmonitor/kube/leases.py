@@ -243,6 +243,8 @@ class LeaderElection:
         self.identity = identity
         self.name = name
         self.duration = duration
+        # The Lease record last seen and when (loop time), for _expired.
+        self._observed: tuple[tuple[Any, ...], float] | None = None
 
     def _spec(self, now: datetime, transitions: int, acquired: datetime) -> dict[str, Any]:
         return {
@@ -269,13 +271,8 @@ class LeaderElection:
             return True
         spec = lease.spec
         holder = spec.holder_identity
-        renewed = parse_time(spec.renew_time)
-        expired = (
-            not holder
-            or renewed is None
-            or renewed + timedelta(seconds=spec.lease_duration_seconds or 0) < now
-        )
-        if holder != self.identity and not expired:
+        abandoned = not holder or spec.renew_time is None  # released, or never renewed
+        if holder != self.identity and not abandoned and not self._expired(lease):
             return False
         transitions = (spec.lease_transitions or 0) + (0 if holder == self.identity else 1)
         acquired = parse_time(spec.acquire_time) if holder == self.identity else now
@@ -296,6 +293,27 @@ class LeaderElection:
             raise
         return True
 
+    def _expired(self, lease: Any) -> bool:
+        """Whether the holder let the Lease lapse, by this process's own clock.
+
+        As client-go does, the Lease counts as expired once this process has seen the same
+        record (holder, renewTime, resourceVersion) for a whole lease duration, not by
+        comparing the holder's renewTime with the local clock (clocks of two nodes differ).
+        Unlike client-go, the watch starts again after a failed read: when the API server was
+        away, the holder gets a whole lease duration after its return to renew, instead of
+        losing the Lease to whichever replica reads it first.
+        """
+        record = (
+            lease.spec.holder_identity,
+            str(lease.spec.renew_time),
+            lease.metadata.resource_version,
+        )
+        now = asyncio.get_running_loop().time()
+        if self._observed is None or self._observed[0] != record:
+            self._observed = (record, now)
+            return False
+        return now - self._observed[1] > (lease.spec.lease_duration_seconds or 0)
+
     async def acquire(self) -> None:
         """Wait until this process is the active controller."""
         announced = False
@@ -305,6 +323,7 @@ class LeaderElection:
                     log.info("became the active controller (%s)", self.identity)
                     return
             except Exception as exc:
+                self._observed = None  # see _expired
                 log.warning("leader election: %s", describe_api_error(exc))
             if not announced:
                 log.info("standing by: another controller holds lease %s", self.name)

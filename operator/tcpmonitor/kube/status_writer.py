@@ -402,9 +402,11 @@ class KubeReporter:
                 if isinstance(exc, ApiException) and exc.status == 409:
                     break  # an earlier try got through after all: the name is ours
                 self.metrics.api_errors.labels("event", classify_api_error(exc)).inc()
-                # Refusals that a retry cannot change (forbidden, invalid, namespace gone) end
-                # it; the API server being away, overloaded or throttling us does not.
-                final = isinstance(exc, ApiException) and exc.status in (400, 403, 404, 409, 422)
+                # Refusals that a retry cannot change (invalid, namespace gone) end it; the API
+                # server being away, overloaded or throttling us does not, and neither does a
+                # 403: an API server that just started answers 403 until its RBAC caches are
+                # filled (seen here for seconds after a restart), and RBAC may be on its way.
+                final = isinstance(exc, ApiException) and exc.status in (400, 404, 422)
                 final = final or time.monotonic() + delay > deadline
                 log.warning(
                     "posting %s event for %s/%s failed%s: %s",

@@ -579,7 +579,7 @@ def test_the_operator_posts_a_valid_event_about_the_exact_object() -> None:
 def test_a_failed_event_is_logged_and_does_not_raise(caplog: pytest.LogCaptureFixture) -> None:
     async def scenario() -> None:
         api = RecordingApi()
-        api.event_error = ApiException(status=403, reason="Forbidden")
+        api.event_error = ApiException(status=422, reason="Unprocessable Entity")
         reporter = KubeReporter(cast(KubeApi, api), Metrics(), instance="op-0")
         reporter.post_event(ref("m"), EventSpec("Normal", "TargetUp", "up"))
         await until(lambda: "TargetUp" in caplog.text)
@@ -587,7 +587,7 @@ def test_a_failed_event_is_logged_and_does_not_raise(caplog: pytest.LogCaptureFi
 
     with caplog.at_level("WARNING", logger="tcpmonitor.kube.status_writer"):
         run(scenario)
-    assert "posting TargetUp event for ns/m failed: 403 Forbidden" in caplog.text
+    assert "posting TargetUp event for ns/m failed: 422 Unprocessable Entity" in caplog.text
 
 
 def test_a_runner_applies_only_its_locations_entry_under_its_own_field_manager() -> None:
@@ -643,7 +643,7 @@ def test_only_events_the_api_server_accepted_count_as_posted() -> None:
         reporter = KubeReporter(cast(KubeApi, api), metrics, instance="op-0")
         reporter.post_event(ref("m"), EventSpec("Warning", "TargetDown", "down"))
         await until(lambda: len(api.posted) == 1)
-        api.event_error = ApiException(status=403, reason="Forbidden")
+        api.event_error = ApiException(status=404, reason="Not Found")
         reporter.post_event(ref("m"), EventSpec("Normal", "TargetUp", "up"))
         await settle()
         await reporter.close()
@@ -655,7 +655,8 @@ def test_only_events_the_api_server_accepted_count_as_posted() -> None:
 
 def test_an_event_the_api_server_could_not_take_is_posted_once_it_can() -> None:
     """An outage (503, connection refused) delays an Event, it does not lose it; a refusal that
-    a retry cannot change (403) is given up at once and counted."""
+    a retry cannot change (the namespace is gone: 404) is given up at once and counted; a 403
+    is retried (an API server that just restarted answers 403 until its RBAC caches fill)."""
     metrics = Metrics()
 
     async def scenario() -> tuple[list[str], float]:
@@ -671,13 +672,18 @@ def test_an_event_the_api_server_could_not_take_is_posted_once_it_can() -> None:
         await until(lambda: len(api.posted) == 1, within=5)
         took = loop.time() - began
         api.event_error = ApiException(status=403, reason="Forbidden")
+        reporter.post_event(ref("m"), EventSpec("Warning", "TargetDegraded", "slow"))
+        await asyncio.sleep(RETRY_FIRST * 2)
+        api.event_error = None  # RBAC caches filled
+        await until(lambda: len(api.posted) == 2, within=5)
+        api.event_error = ApiException(status=404, reason="Not Found")
         reporter.post_event(ref("m"), EventSpec("Normal", "TargetUp", "up"))
         await settle()
         await reporter.close()
         return [body["reason"] for _, body in api.posted], took
 
     reasons, took = run(scenario)
-    assert reasons == ["TargetDown"] and took >= RETRY_FIRST
+    assert reasons == ["TargetDown", "TargetDegraded"] and took >= RETRY_FIRST
     assert events_counted(metrics, "tcpmonitor_events_posted", "TargetDown") == 1
     assert events_counted(metrics, "tcpmonitor_events_dropped", "TargetDown") == 0
     assert events_counted(metrics, "tcpmonitor_events_dropped", "TargetUp") == 1
