@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import os
 import signal
 import socket
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,12 +28,27 @@ WATCH_INACTIVITY_TIMEOUT = 600  # seconds without any event or bookmark: reconne
 # kopf gives tasks it considers hung a fixed 5 s to finish after a signal; the ultimate-exit
 # timer (a SIGKILL of its own) must come later than that, and well before Kubernetes' 10 s.
 SHUTDOWN_GRACE = 8.0
-# kopf retries a failed list or watch request after these pauses, then starts the stream
-# again. Its default (1 ... 21 s) leaves a monitor created right after an API server restart
-# unseen for up to 21 s; capped at 5 s, recovery stays within one interval plus five seconds
-# at the cost of one request per watched namespace every five seconds during an outage.
-WATCH_ERROR_BACKOFFS = (0.5, 1.0, 2.0, 3.0, 5.0, 5.0, 5.0, 5.0, 5.0, 5.0, 5.0, 5.0)
 CONNECT_TIMEOUT = 5.0
+
+
+class EndlessBackoff:
+    """kopf's pauses between tries of a failed request: 0.5, 1, 2, 3, then 5 s for ever.
+
+    kopf's default (1 ... 21 s, then give up) leaves a monitor created right after an API
+    server restart unseen for up to 21 s, and after eight failures it raises, which ends the
+    watch and with it the process: a 403 for a minute while RBAC is being installed, or an
+    outage of a minute, killed the operator. Capped at 5 s and never giving up, recovery stays
+    within an interval plus five seconds at the cost of one request per watched namespace
+    every five seconds while the API server is away; readiness tells meanwhile. Not a sized
+    collection, so that kopf counts no last attempt, and iterable afresh for every request.
+    """
+
+    FIRST = (0.5, 1.0, 2.0, 3.0)
+    CAP = 5.0
+
+    def __iter__(self) -> Iterator[float]:
+        yield from self.FIRST
+        yield from itertools.repeat(self.CAP)
 
 
 def default_identity() -> str:
@@ -68,7 +84,7 @@ def kopf_settings() -> kopf.OperatorSettings:
     settings.watching.client_timeout = WATCH_SERVER_TIMEOUT + 30
     settings.watching.inactivity_timeout = WATCH_INACTIVITY_TIMEOUT
     settings.process.ultimate_exiting_timeout = SHUTDOWN_GRACE
-    settings.networking.error_backoffs = WATCH_ERROR_BACKOFFS
+    settings.networking.error_backoffs = EndlessBackoff()
     settings.networking.connect_timeout = CONNECT_TIMEOUT
     return settings
 

@@ -330,7 +330,7 @@ def table(rows: list[Figures]) -> str:
     for f in rows:
         growth = f.rss_growth_kb()
         for mode in MODES:
-            procs = [p for p in growth if ("operator" == p) == (mode == "all-in-one")]
+            procs = [p for p in growth if (p == "operator") == (mode == "all-in-one")]
             peak = max((f.backlog_peak.get(p, 0.0) for p in procs), default=0.0)
             rss = max((growth[p] for p in procs), default=0) / 1024
             lost = sum(1 for entry in f.lost if entry.startswith(mode))
