@@ -9,8 +9,13 @@ context for the upgrade; ``offer`` False leaves the upgrade out of what the serv
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 import struct
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 
 from tcpmonitor.probe.protocols import ber
 from tcpmonitor.probe.protocols.bson import encode
@@ -181,7 +186,7 @@ def postgresql_refusing_user() -> Handler:
 
 
 def mysql_greeting(ssl_capable: bool) -> bytes:
-    capabilities = 0xF7FF if ssl_capable else 0xF7FF & ~0x0800
+    capabilities = 0xFFFF if ssl_capable else 0xFFFF & ~0x0800  # 0x0800: CLIENT_SSL
     body = (
         b"\x0a"
         + b"10.11.6-MariaDB-0+deb12u1\0"
@@ -195,20 +200,73 @@ def mysql_greeting(ssl_capable: bool) -> bytes:
     return len(body).to_bytes(3, "little") + b"\0" + body
 
 
-def mysql(tls: ssl.SSLContext | None = None, *, offer: bool = True, accept: bool = True) -> Handler:
-    del accept
+@dataclass(frozen=True)
+class BlockingScript:
+    """A server side run on a blocking socket in a thread, for protocols where the client
+    starts TLS without waiting for an answer (MySQL): asyncio's server streams would have
+    read the ClientHello into their buffer along with the request before it."""
 
-    async def handler(reader: Reader, writer: Writer) -> None:
-        await _say(writer, mysql_greeting(offer))
-        header = await reader.readexactly(4)
+    script: Callable[[socket.socket], None]
+
+
+def _recv_exactly(sock: socket.socket, size: int) -> bytes:
+    data = sock.recv(size, socket.MSG_WAITALL)
+    if len(data) != size:
+        raise ConnectionError("closed early")
+    return data
+
+
+@contextmanager
+def serve_blocking(server: BlockingScript) -> Iterator[int]:
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.1)
+    stop = threading.Event()
+
+    def accept_loop() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            conn.settimeout(3)
+            with conn, suppress(OSError, ssl.SSLError, AssertionError):
+                server.script(conn)
+
+    thread = threading.Thread(target=accept_loop, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join(5)
+        listener.close()
+
+
+def mysql(
+    tls: ssl.SSLContext | None = None, *, offer: bool = True, accept: bool = True
+) -> Handler | BlockingScript:
+    del accept
+    if tls is None:
+
+        async def greet_only(reader: Reader, writer: Writer) -> None:
+            await _say(writer, mysql_greeting(offer))
+            await _linger(reader)
+
+        return greet_only
+
+    def script(sock: socket.socket) -> None:
+        sock.sendall(mysql_greeting(offer))
+        header = _recv_exactly(sock, 4)
         length = int.from_bytes(header[:3], "little")
-        body = await reader.readexactly(length)
+        body = _recv_exactly(sock, length)
         assert header[3] == 1 and length == 32
         assert struct.unpack("<I", body[:4])[0] & 0x0800  # CLIENT_SSL
-        await _upgrade(writer, tls)
-        await _linger(reader)
+        with tls.wrap_socket(sock, server_side=True) as secure:
+            secure.recv(1)  # until the client closes
 
-    return handler
+    return BlockingScript(script)
 
 
 def redis(*, password: bool = False) -> Handler:

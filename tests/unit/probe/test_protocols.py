@@ -17,8 +17,15 @@ from ..servers import Handler, serve
 from . import protocol_servers as servers
 
 
-def run(handler: Handler, material: ProbeMaterial | None = None, **spec: Any) -> ProbeResult:
+def run(
+    handler: Handler | servers.BlockingScript,
+    material: ProbeMaterial | None = None,
+    **spec: Any,
+) -> ProbeResult:
     async def scenario() -> ProbeResult:
+        if isinstance(handler, servers.BlockingScript):
+            with servers.serve_blocking(handler) as port:
+                return await probe(port, material, **spec)
         async with serve(handler) as port:
             return await probe(port, material, **spec)
 
