@@ -326,6 +326,13 @@ CASES: list[Case] = [
         "SSH has no STARTTLS: use tls without startTLS (implicit TLS)",
     ),
     Case(
+        "tls-for-ssh",
+        spec(protocol="SSH", tls={"enabled": True}),
+        False,
+        "spec.tls",
+        "SSH encrypts by itself: remove tls",
+    ),
+    Case(
         "starttls-for-redis",
         spec(protocol="Redis", tls={"enabled": True, "startTLS": True}),
         False,

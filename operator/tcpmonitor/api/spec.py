@@ -425,6 +425,12 @@ def _start_tls_protocol(s: TcpMonitorSpec) -> str | None:
     return None
 
 
+def _no_tls_for_ssh(s: TcpMonitorSpec) -> str | None:
+    if s.protocol is Protocol.SSH and s.tls is not None and s.tls.enabled:
+        return "SSH encrypts by itself: remove tls"
+    return None
+
+
 def _one_start_tls_step(s: TcpMonitorSpec) -> str | None:
     if sum(step.start_tls for step in s.steps) <= 1:
         return None
@@ -695,6 +701,12 @@ class TcpMonitorSpec(ApiModel):
             "without startTLS (implicit TLS)'",
             check=_start_tls_protocol,
             field_path=".tls.startTLS",
+        ),
+        CrossFieldRule(
+            rule=f"!has(self.protocol) || self.protocol != 'SSH' || !{_TLS_ENABLED}",
+            message_expression="'SSH encrypts by itself: remove tls'",
+            check=_no_tls_for_ssh,
+            field_path=".tls",
         ),
         CrossFieldRule(
             rule="!has(self.steps) || "
