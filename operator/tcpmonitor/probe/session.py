@@ -13,16 +13,13 @@ from collections.abc import Awaitable, Callable
 
 from ..api import ErrorCode
 from ..api.result import MAX_EXCERPT
+from .assertions import CREDIT_PER_BYTE, FREE_CHECKED_BYTES
 from .excerpt import printable_excerpt
 from .failures import ProbeFailure
 from .reader import Reader
 
 # How much of what the target said a failure message quotes.
 QUOTED = 120
-# Up to this many pending bytes a message is looked for on every read; beyond, only once the
-# pending bytes grew by a quarter or a line ended, so a target trickling one byte per packet
-# cannot make the looking quadratic.
-_ALWAYS_LOOKED_AT = 4096
 
 # Given the bytes not yet consumed, the length of the complete message at their start, or None
 # while more bytes are needed.
@@ -62,6 +59,13 @@ class Session:
         self.consumed = 0  # bytes of reader.buffer handed out as messages
         self.detail: str | None = None  # what the dialog learnt: version or banner
         self.upgraded = False
+        # Looking for a message costs the bytes looked at. As for assertions, each byte
+        # received pays for CREDIT_PER_BYTE bytes of looking, plus one reply's worth up front:
+        # short replies are looked at on every read, and a target trickling its reply (endless
+        # "250-" lines, one per packet) costs linear work, not quadratic.
+        self._credit = FREE_CHECKED_BYTES
+        self._credited = 0
+        self.looked_at_bytes = 0  # the total, for the tests of that bound
 
     @property
     def local_address(self) -> tuple[object, ...] | None:
@@ -101,21 +105,16 @@ class Session:
         place = where or self.remote
         started = asyncio.get_running_loop().time()
         looked_at = -1
-        scanned = self.consumed  # where the search for a line end goes on from
         while True:
             size = len(reader.buffer) - self.consumed
             ended = reader.eof or reader.lost or len(reader.buffer) >= reader.cap
-            line_ended = reader.buffer.find(b"\n", scanned) >= 0
-            scanned = len(reader.buffer)
-            if size != looked_at and (
-                ended or line_ended or size <= _ALWAYS_LOOKED_AT or size >= looked_at * 5 // 4
-            ):
+            self._credit += (len(reader.buffer) - self._credited) * CREDIT_PER_BYTE
+            self._credited = len(reader.buffer)
+            if size != looked_at and (ended or self._credit >= size):
                 looked_at = size
-                pending = self.pending()
-                length = framer(pending)
-                if length is not None:
-                    self.consumed += length
-                    return pending[:length]
+                found = self._look(framer)
+                if found is not None:
+                    return found
             if reader.error is not None and not reader.buffer[self.consumed :]:
                 raise ProbeFailure(
                     ErrorCode.CONNECTION_RESET,
@@ -143,12 +142,27 @@ class Session:
                 async with asyncio.timeout_at(self.deadline):
                     await reader.wait()
             except TimeoutError:
+                # A last look: the message may have completed on a read that had not paid.
+                unseen = len(reader.buffer) - self.consumed != looked_at
+                found = self._look(framer) if unseen else None
+                if found is not None:
+                    return found
                 waited = asyncio.get_running_loop().time() - started
                 got = self.pending()
                 code = ErrorCode.PROTOCOL_ERROR if got else ErrorCode.READ_TIMEOUT
                 raise ProbeFailure(
                     code, f'{place}: expected {expected} within {waited:.3g}s, got "{quoted(got)}"'
                 ) from None
+
+    def _look(self, framer: Framer) -> bytes | None:
+        pending = self.pending()
+        self._credit -= len(pending)
+        self.looked_at_bytes += len(pending)
+        length = framer(pending)
+        if length is None:
+            return None
+        self.consumed += length
+        return pending[:length]
 
     async def read_line(self, expected: str, where: str | None = None) -> bytes:
         return await self.read(line_framer, expected, where)

@@ -10,7 +10,9 @@ import pytest
 
 from tcpmonitor.api import ErrorCode, ProbeResult, Protocol, Verdict
 from tcpmonitor.probe import ProbeMaterial
+from tcpmonitor.probe.assertions import CREDIT_PER_BYTE, FREE_CHECKED_BYTES
 from tcpmonitor.probe.protocols import PROTOCOLS
+from tcpmonitor.probe.session import Framer, Session
 
 from ..probing import probe
 from ..servers import Handler, serve
@@ -144,3 +146,34 @@ def test_hostile_detail_is_escaped_and_bounded() -> None:
     assert result.protocol is not None and result.protocol.detail is not None
     assert "\x1b" not in result.protocol.detail and "\\x1b" in result.protocol.detail
     assert len(result.protocol.detail) <= 256
+
+
+def test_a_trickled_endless_reply_costs_linear_looking() -> None:
+    """A server that sends SMTP continuation lines one per packet and never ends the reply:
+    the looking for the reply's end stays within the credit, not quadratic in the lines."""
+    looked: list[int] = []
+
+    async def trickle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        for _ in range(3000):
+            writer.write(b"220-still greeting\r\n")
+            await writer.drain()
+            await asyncio.sleep(0)
+        await asyncio.sleep(2)
+
+    original = Session._look
+
+    def counting(self: Session, framer: Framer) -> bytes | None:
+        found = original(self, framer)
+        looked.append(self.looked_at_bytes)
+        return found
+
+    Session._look = counting  # type: ignore[method-assign]
+    try:
+        result = run(trickle, protocol="SMTP", timeout="1s")
+    finally:
+        Session._look = original  # type: ignore[method-assign]
+    assert result.error is not None and result.error.code == ErrorCode.PROTOCOL_ERROR
+    received = result.response.bytes if result.response else 0
+    assert received == 3000 * 20
+    assert looked[-1] <= FREE_CHECKED_BYTES + CREDIT_PER_BYTE * received + received
+    assert len(looked) > 10  # it did keep looking while the bytes paid for it

@@ -58,10 +58,15 @@ async def _features(session: Session) -> bytes:
     return raw
 
 
+# The regexes below may backtrack within a tag; what they search is cut to this, so a target
+# sending a long run of unclosed tags costs little.
+_DESCRIBED = 4096
+
+
 def _describe(raw: bytes) -> str:
-    origin = _FROM.search(raw)
+    origin = _FROM.search(raw[:_DESCRIBED])
     opening = _FEATURES.search(raw)
-    features = raw[opening.start() :] if opening else b""
+    features = raw[opening.start() : opening.start() + _DESCRIBED] if opening else b""
     names = [n.decode() for n in _FEATURE_NAMES.findall(features)]
     who = origin.group(1).decode("utf-8", "replace") if origin else "?"
     return f"stream from {who}, features: {', '.join(dict.fromkeys(names)) or 'none'}"
