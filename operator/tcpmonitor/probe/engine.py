@@ -293,10 +293,21 @@ class _Attempt:
 
     async def _run_dialog(self, session: Session, step_timings: list[StepTiming]) -> None:
         plan = self.plan
-        if plan.protocol is not None:
-            await PROTOCOLS[plan.protocol](session, plan.start_tls)
-        else:
-            await run_steps(session, plan.steps, step_timings)
+        try:
+            if plan.protocol is not None:
+                await PROTOCOLS[plan.protocol](session, plan.start_tls)
+            else:
+                await run_steps(session, plan.steps, step_timings)
+        except (ProbeFailure, _CertificateRead, OSError, ssl.SSLError):
+            raise
+        except Exception as exc:
+            # A reply the protocol module could not take apart (a length that lies, a field
+            # cut short) is the target not speaking the protocol; the probe never raises.
+            raise ProbeFailure(
+                ErrorCode.PROTOCOL_ERROR,
+                f"{session.remote}: reply not understood ({type(exc).__name__}): "
+                f'"{printable_excerpt(session.pending() or bytes(session.last_message), 120)}"',
+            ) from None
 
     def _upgrader(
         self, reader: Reader, family: int, sockaddr: tuple[object, ...]

@@ -66,6 +66,7 @@ class Session:
         self._credit = FREE_CHECKED_BYTES
         self._credited = 0
         self.looked_at_bytes = 0  # the total, for the tests of that bound
+        self.last_message = b""  # the last message handed out, for failure messages
 
     @property
     def local_address(self) -> tuple[object, ...] | None:
@@ -162,7 +163,8 @@ class Session:
         if length is None:
             return None
         self.consumed += length
-        return pending[:length]
+        self.last_message = pending[:length]
+        return self.last_message
 
     async def read_line(self, expected: str, where: str | None = None) -> bytes:
         return await self.read(line_framer, expected, where)
