@@ -132,7 +132,11 @@ class Timings(ResultModel):
     dns: float | None = Field(default=None, description="Name resolution, ms.")
     connect: float | None = Field(default=None, description="TCP connect, ms.")
     tls: float | None = Field(default=None, description="TLS handshake, ms.")
-    data: float | None = Field(default=None, description="Sending and reading, ms.")
+    data: float | None = Field(
+        default=None,
+        description="Sending and reading, ms; with a protocol or steps the whole dialog, an "
+        "in-protocol TLS upgrade included (also shown as tls).",
+    )
     total: float | None = Field(default=None, description="Whole probe, ms.")
 
 
