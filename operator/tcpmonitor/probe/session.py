@@ -9,13 +9,14 @@ the target said, so each protocol module only decides what its messages mean.
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Awaitable, Callable
 
 from ..api import ErrorCode
 from ..api.result import MAX_EXCERPT
 from .assertions import CREDIT_PER_BYTE, FREE_CHECKED_BYTES
 from .excerpt import printable_excerpt
-from .failures import ProbeFailure
+from .failures import ProbeFailure, classify_socket_error, classify_tls_error
 from .reader import Reader
 
 # How much of what the target said a failure message quotes.
@@ -117,10 +118,7 @@ class Session:
                 if found is not None:
                     return found
             if reader.error is not None and not reader.buffer[self.consumed :]:
-                raise ProbeFailure(
-                    ErrorCode.CONNECTION_RESET,
-                    f"{place}: expected {expected}, but the connection failed: {reader.error}",
-                )
+                raise self._connection_failure(reader.error, place, expected)
             if ended:
                 got = self.pending()
                 if len(reader.buffer) >= reader.cap:
@@ -154,6 +152,18 @@ class Session:
                 raise ProbeFailure(
                     code, f'{place}: expected {expected} within {waited:.3g}s, got "{quoted(got)}"'
                 ) from None
+
+    def _connection_failure(self, error: BaseException, place: str, expected: str) -> ProbeFailure:
+        """Classified as the engine classifies it (a TLS alert after an upgrade is a TLS
+        failure, a reset a reset), said with what was awaited."""
+        if isinstance(error, ssl.SSLError):
+            failure = classify_tls_error(error, self.remote)
+        elif isinstance(error, OSError):
+            failure = classify_socket_error(error, self.remote)
+        else:
+            failure = ProbeFailure(ErrorCode.CONNECTION_RESET, repr(error))
+        message = failure.message.removeprefix(f"{self.remote}: ")
+        return ProbeFailure(failure.code, f"{place}: expected {expected}, but {message}")
 
     def _look(self, framer: Framer) -> bytes | None:
         pending = self.pending()

@@ -15,7 +15,7 @@ from tcpmonitor.probe.protocols import PROTOCOLS
 from tcpmonitor.probe.session import Framer, Session
 
 from ..probing import probe
-from ..servers import Handler, serve
+from ..servers import Handler, reset_after, serve
 from . import protocol_servers as servers
 
 
@@ -177,3 +177,10 @@ def test_a_trickled_endless_reply_costs_linear_looking() -> None:
     assert received == 3000 * 20
     assert looked[-1] <= FREE_CHECKED_BYTES + CREDIT_PER_BYTE * received + received
     assert len(looked) > 10  # it did keep looking while the bytes paid for it
+
+
+def test_a_reset_mid_dialog_is_connection_reset_naming_what_was_awaited() -> None:
+    result = run(reset_after(b"220 mail.test ESMTP\r\n", delay=0.1), protocol="SMTP")
+    assert result.error is not None and result.error.code == ErrorCode.CONNECTION_RESET
+    assert "expected an SMTP reply to EHLO, but Connection reset by peer" in result.error.message
+    assert result.protocol is not None and result.protocol.detail == "mail.test ESMTP"
