@@ -32,7 +32,12 @@ async def serve(
         tasks.add(task)
         try:
             await handler(reader, writer)
-        except (ConnectionError, ssl.SSLError, asyncio.CancelledError):
+        except (
+            ConnectionError,
+            ssl.SSLError,
+            asyncio.CancelledError,
+            asyncio.IncompleteReadError,
+        ):
             pass
         finally:
             writer.transport.abort()

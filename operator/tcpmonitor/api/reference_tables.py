@@ -10,6 +10,7 @@ from typing import Any
 
 from .crd import build_crd
 from .durations import DURATION_PATTERN
+from .protocol_docs import protocol_table
 from .result import ERROR_CODE_DOCS, WARNING_CODE_DOCS
 from .status import CONDITION_REASONS, EVENT_DOCS
 
@@ -99,6 +100,7 @@ def sections() -> dict[str, str]:
         "events": _events(),
         "error-codes": errors,
         "warning-codes": warnings,
+        "protocols": protocol_table(),
     }
 
 

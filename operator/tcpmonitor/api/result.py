@@ -24,6 +24,8 @@ MAX_DISTINGUISHED_NAME = 1024
 MAX_DNS_NAME = 253
 MAX_DNS_NAMES = 32
 MAX_CIPHER = 128
+MAX_PROTOCOL_DETAIL = 256
+MAX_STEP_OUTCOMES = 16
 
 
 class Verdict(StrEnum):
@@ -56,6 +58,9 @@ class ErrorCode(StrEnum):
     READ_TIMEOUT = "READ_TIMEOUT"
     ASSERTION_FAILED = "ASSERTION_FAILED"
     RESPONSE_TIME_EXCEEDED = "RESPONSE_TIME_EXCEEDED"
+    PROTOCOL_ERROR = "PROTOCOL_ERROR"
+    STARTTLS_REFUSED = "STARTTLS_REFUSED"
+    UNEXPECTEDLY_REACHABLE = "UNEXPECTEDLY_REACHABLE"
 
 
 ERROR_CODE_DOCS: dict[ErrorCode, str] = {
@@ -83,6 +88,12 @@ ERROR_CODE_DOCS: dict[ErrorCode, str] = {
     "timeout.",
     ErrorCode.ASSERTION_FAILED: "At least one assertion failed; see assertions[].",
     ErrorCode.RESPONSE_TIME_EXCEEDED: "The probe worked but took longer than maxResponseTime.",
+    ErrorCode.PROTOCOL_ERROR: "The peer does not speak spec.protocol, or a step's expect did "
+    "not match: the message quotes what it said.",
+    ErrorCode.STARTTLS_REFUSED: "The server does not offer the in-protocol TLS upgrade "
+    "(tls.startTLS or a startTLS step), or refused it.",
+    ErrorCode.UNEXPECTEDLY_REACHABLE: "expect is Unreachable but the target accepted the "
+    "connection: the NetworkPolicy or firewall does not hold.",
 }
 
 
@@ -121,7 +132,11 @@ class Timings(ResultModel):
     dns: float | None = Field(default=None, description="Name resolution, ms.")
     connect: float | None = Field(default=None, description="TCP connect, ms.")
     tls: float | None = Field(default=None, description="TLS handshake, ms.")
-    data: float | None = Field(default=None, description="Sending and reading, ms.")
+    data: float | None = Field(
+        default=None,
+        description="Sending and reading, ms; with a protocol or steps the whole dialog, an "
+        "in-protocol TLS upgrade included (also shown as tls).",
+    )
     total: float | None = Field(default=None, description="Whole probe, ms.")
 
 
@@ -213,6 +228,27 @@ class TlsInfo(ResultModel):
     certificate: Certificate | None = Field(default=None, description="The leaf certificate.")
 
 
+class ProtocolInfo(ResultModel):
+    """What the protocol exchange learnt about the server."""
+
+    name: str = Field(max_length=16, description="The protocol spoken (spec.protocol).")
+    detail: str | None = Field(
+        default=None,
+        max_length=MAX_PROTOCOL_DETAIL,
+        description="Server version or banner, one line, escaped; null when the server did "
+        "not say or the exchange failed before it did.",
+    )
+
+
+class StepOutcome(ResultModel):
+    """One step of spec.steps: how long it took and whether it completed."""
+
+    time: float = Field(
+        description="Sending, reading until expect matched, or the TLS upgrade, ms."
+    )
+    passed: bool = Field(description="Whether the step completed (its expect matched).")
+
+
 class ProbeResult(ResultModel):
     """Everything one probe learned."""
 
@@ -238,6 +274,15 @@ class ProbeResult(ResultModel):
         default_factory=list, max_length=16, description="Each assertion with its outcome."
     )
     tls: TlsInfo | None = Field(default=None, description="TLS session and certificate.")
+    protocol: ProtocolInfo | None = Field(
+        default=None, description="The protocol spoken and what it learnt; null for raw TCP."
+    )
+    steps: list[StepOutcome] = Field(
+        default_factory=list,
+        max_length=MAX_STEP_OUTCOMES,
+        description="Each step of spec.steps that was started, in order; a failed step is "
+        "the last and named by index in error.message.",
+    )
 
     def to_json_dict(self) -> dict[str, object]:
         """The wire form: camelCase, RFC 3339 times, nulls kept so readers see every phase."""

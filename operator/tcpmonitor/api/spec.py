@@ -35,6 +35,8 @@ MAX_SEND_TEXT = 4096
 MAX_SEND_BASE64 = 8192
 MAX_ASSERTIONS = 16
 MAX_ASSERTION_TARGET = 1024
+MAX_STEPS = 16
+MAX_STEP_EXPECT = 1024
 
 Duration = Annotated[str, Field(pattern=DURATION_PATTERN, max_length=DURATION_MAX_LENGTH)]
 ObjectName = Annotated[str, Field(min_length=1, max_length=253, pattern=OBJECT_NAME_PATTERN)]
@@ -64,6 +66,47 @@ class TlsVersion(StrEnum):
     TLS1_1 = "TLS1.1"
     TLS1_2 = "TLS1.2"
     TLS1_3 = "TLS1.3"
+
+
+class Protocol(StrEnum):
+    """The application protocols the probe speaks; the values are API (spec.protocol)."""
+
+    SMTP = "SMTP"
+    IMAP = "IMAP"
+    POP3 = "POP3"
+    FTP = "FTP"
+    SSH = "SSH"
+    POSTGRESQL = "PostgreSQL"
+    MYSQL = "MySQL"
+    REDIS = "Redis"
+    MEMCACHED = "Memcached"
+    MONGODB = "MongoDB"
+    LDAP = "LDAP"
+    XMPP = "XMPP"
+
+
+# Those with an in-protocol upgrade: SSH has its own transport security, and Redis, Memcached
+# and MongoDB offer TLS only on a port of its own (implicit TLS).
+STARTTLS_PROTOCOLS = frozenset(
+    {
+        Protocol.SMTP,
+        Protocol.IMAP,
+        Protocol.POP3,
+        Protocol.FTP,
+        Protocol.POSTGRESQL,
+        Protocol.MYSQL,
+        Protocol.LDAP,
+        Protocol.XMPP,
+    }
+)
+_STARTTLS_CEL = "[" + ", ".join(f"'{p.value}'" for p in sorted(STARTTLS_PROTOCOLS)) + "]"
+
+
+class Reachability(StrEnum):
+    """What a monitor expects of its target (spec.expect)."""
+
+    REACHABLE = "Reachable"
+    UNREACHABLE = "Unreachable"
 
 
 class AssertionSource(StrEnum):
@@ -235,12 +278,81 @@ class TlsSpec(ApiModel):
         default="14d",
         description="Report Degraded when the certificate expires within this duration.",
     )
+    start_tls: bool = Field(
+        default=False,
+        alias="startTLS",
+        description="Upgrade to TLS inside spec.protocol (SMTP/IMAP STARTTLS, POP3 STLS, FTP "
+        "AUTH TLS, PostgreSQL SSLRequest, MySQL SSL request, LDAP StartTLS, XMPP starttls) "
+        "instead of starting with TLS; every TLS check applies to the upgraded session. "
+        "Requires enabled and a protocol that has an upgrade.",
+    )
 
     cross_field_rules = (
         CrossFieldRule(
             rule="!(has(self.caSecretRef) && has(self.caConfigMapRef))",
             message_expression="'set at most one of caSecretRef and caConfigMapRef'",
             check=_one_ca_source,
+        ),
+    )
+
+
+def _step_one_payload(step: Step) -> str | None:
+    if step.send is not None and step.send_base64 is not None:
+        return "set at most one of send and sendBase64"
+    return None
+
+
+def _step_does_something(step: Step) -> str | None:
+    if (
+        step.send is None
+        and step.send_base64 is None
+        and step.expect is None
+        and not step.start_tls
+    ):
+        return "a step needs send, sendBase64, expect or startTLS"
+    return None
+
+
+class Step(ApiModel):
+    """One step of a dialog: send, then read until expect matches, or upgrade to TLS."""
+
+    send: str | None = Field(
+        default=None,
+        max_length=MAX_SEND_TEXT,
+        description="Text sent, encoded as UTF-8, exactly as written: nothing is appended "
+        "(write the \\r\\n the protocol wants).",
+    )
+    send_base64: str | None = Field(
+        default=None,
+        max_length=MAX_SEND_BASE64,
+        pattern=BASE64_PATTERN,
+        description="Bytes sent, base64-encoded, byte for byte with nothing added.",
+    )
+    expect: str | None = Field(
+        default=None,
+        max_length=MAX_STEP_EXPECT,
+        description="RE2 regular expression that what the target sends after this step's "
+        "send must match (searched, ^ and $ at the ends unless (?m)) before the next step "
+        "starts; the probe is Down (PROTOCOL_ERROR) when it does not within the timeout.",
+    )
+    start_tls: bool = Field(
+        default=False,
+        alias="startTLS",
+        description="Upgrade the connection to TLS here, after send and expect; needs "
+        "spec.tls.enabled. The TLS checks and the certificate report apply to this session.",
+    )
+
+    cross_field_rules = (
+        CrossFieldRule(
+            rule="!(has(self.send) && has(self.sendBase64))",
+            message_expression="'set at most one of send and sendBase64'",
+            check=_step_one_payload,
+        ),
+        CrossFieldRule(
+            rule="has(self.send) || has(self.sendBase64) || has(self.expect) || "
+            "(has(self.startTLS) && self.startTLS)",
+            message_expression="'a step needs send, sendBase64, expect or startTLS'",
+            check=_step_does_something,
         ),
     )
 
@@ -280,6 +392,77 @@ def _one_payload(s: TcpMonitorSpec) -> str | None:
     return "set at most one of send, sendBase64 and sendFrom"
 
 
+def _steps_without_payload(s: TcpMonitorSpec) -> str | None:
+    if not s.steps or all(p is None for p in (s.send, s.send_base64, s.send_from)):
+        return None
+    return "steps replace send, sendBase64 and sendFrom: put the payload in a step"
+
+
+def _protocol_alone(s: TcpMonitorSpec) -> str | None:
+    if s.protocol is None:
+        return None
+    if s.steps:
+        return "set either protocol or steps: a protocol is a built-in dialog"
+    if any(p is not None for p in (s.send, s.send_base64, s.send_from)):
+        return "a protocol sends its own messages: remove send, sendBase64 and sendFrom"
+    return None
+
+
+def _start_tls_needs_tls(s: TcpMonitorSpec) -> str | None:
+    wanted = (s.tls is not None and s.tls.start_tls) or any(step.start_tls for step in s.steps)
+    if wanted and not (s.tls is not None and s.tls.enabled):
+        return "startTLS needs tls.enabled: true"
+    return None
+
+
+def _start_tls_protocol(s: TcpMonitorSpec) -> str | None:
+    if s.tls is None or not s.tls.start_tls:
+        return None
+    if s.protocol is None:
+        return "tls.startTLS needs a protocol (steps upgrade with steps[].startTLS)"
+    if s.protocol not in STARTTLS_PROTOCOLS:
+        return f"{s.protocol.value} has no STARTTLS: use tls without startTLS (implicit TLS)"
+    return None
+
+
+def _no_tls_for_ssh(s: TcpMonitorSpec) -> str | None:
+    if s.protocol is Protocol.SSH and s.tls is not None and s.tls.enabled:
+        return "SSH encrypts by itself: remove tls"
+    return None
+
+
+def _one_start_tls_step(s: TcpMonitorSpec) -> str | None:
+    if sum(step.start_tls for step in s.steps) <= 1:
+        return None
+    return "at most one step may be startTLS"
+
+
+def _unreachable_only_connects(s: TcpMonitorSpec) -> str | None:
+    if s.expect is not Reachability.UNREACHABLE:
+        return None
+    if (
+        s.protocol is not None
+        or s.steps
+        or s.assertions
+        or s.tls is not None
+        or any(p is not None for p in (s.send, s.send_base64, s.send_from))
+    ):
+        return (
+            "expect: Unreachable only tries to connect: remove protocol, steps, send, "
+            "sendBase64, sendFrom, assertions and tls"
+        )
+    return None
+
+
+def _step_expects_compile(s: TcpMonitorSpec) -> Violation | None:
+    for index, step in enumerate(s.steps):
+        if step.expect is not None:
+            problem = regex_syntax_error(step.expect)
+            if problem is not None:
+                return Violation(f".steps[{index}].expect", problem)
+    return None
+
+
 def _quorum_within_locations(s: TcpMonitorSpec) -> str | None:
     if s.min_failed_locations <= len(s.locations):
         return None
@@ -313,6 +496,16 @@ def _regex_targets_compile(s: TcpMonitorSpec) -> Violation | None:
 
 
 REGEX_REFUSED = "a Matches or NotMatches target is not a valid RE2 regular expression"
+STEP_REGEX_REFUSED = "a steps[].expect is not a valid RE2 regular expression"
+_STEP_EXPECTS_COMPILE = (
+    "!has(self.steps) || "
+    "(oldSelf.hasValue() && has(oldSelf.value().steps) && oldSelf.value().steps == self.steps) || "
+    "self.steps.all(s, !has(s.expect) || ''.matches(s.expect) in [true, false])"
+)
+_PAYLOAD_SET = "(has(self.send) || has(self.sendBase64) || has(self.sendFrom))"
+_START_TLS_SET = "(has(self.tls) && has(self.tls.startTLS) && self.tls.startTLS)"
+_STEP_START_TLS = "self.steps.exists(s, has(s.startTLS) && s.startTLS)"
+_TLS_ENABLED = "(has(self.tls) && has(self.tls.enabled) && self.tls.enabled)"
 _REGEX_TARGETS_COMPILE = (
     "!has(self.assertions) || "
     "(oldSelf.hasValue() && has(oldSelf.value().assertions) && "
@@ -378,6 +571,26 @@ class TcpMonitorSpec(ApiModel):
         description="Report Down (RESPONSE_TIME_EXCEEDED) when the total probe time exceeds this.",
     )
     tls: TlsSpec | None = Field(default=None, description="TLS handshake and certificate checks.")
+    protocol: Protocol | None = Field(
+        default=None,
+        description="Speak this protocol after connecting, proving the service answers and "
+        "not just the port, without logging in; what it learnt (version, banner) is "
+        "result.protocol.detail. A peer that does not speak it is Down (PROTOCOL_ERROR). "
+        "Unset: a TCP connect (plus send and assertions).",
+    )
+    steps: tuple[Step, ...] = Field(
+        default=(),
+        max_length=MAX_STEPS,
+        description="A dialog for protocols not built in: each step sends, waits for its "
+        "expect to match, or upgrades to TLS, in order. Excludes send, sendBase64, sendFrom "
+        "and protocol; assertions apply to everything read.",
+    )
+    expect: Reachability = Field(
+        default=Reachability.REACHABLE,
+        description="Reachable: the target must accept the connection. Unreachable: it must "
+        "not (proof that a NetworkPolicy or firewall holds): refused, timed out or "
+        "unreachable is Up, an accepted connection is Down (UNEXPECTEDLY_REACHABLE).",
+    )
     retries: int = Field(
         default=0,
         ge=0,
@@ -460,6 +673,59 @@ class TcpMonitorSpec(ApiModel):
             check=_one_payload,
         ),
         CrossFieldRule(
+            rule=f"!has(self.steps) || size(self.steps) == 0 || !{_PAYLOAD_SET}",
+            message_expression="'steps replace send, sendBase64 and sendFrom: put the payload "
+            "in a step'",
+            check=_steps_without_payload,
+            field_path=".steps",
+        ),
+        CrossFieldRule(
+            rule="!has(self.protocol) || ((!has(self.steps) || size(self.steps) == 0) && "
+            f"!{_PAYLOAD_SET})",
+            message_expression="(has(self.steps) && size(self.steps) > 0) ? "
+            "'set either protocol or steps: a protocol is a built-in dialog' : "
+            "'a protocol sends its own messages: remove send, sendBase64 and sendFrom'",
+            check=_protocol_alone,
+            field_path=".protocol",
+        ),
+        CrossFieldRule(
+            rule=f"!({_START_TLS_SET} || (has(self.steps) && {_STEP_START_TLS})) || {_TLS_ENABLED}",
+            message_expression="'startTLS needs tls.enabled: true'",
+            check=_start_tls_needs_tls,
+            field_path=".tls",
+        ),
+        CrossFieldRule(
+            rule=f"!{_START_TLS_SET} || (has(self.protocol) && self.protocol in {_STARTTLS_CEL})",
+            message_expression="!has(self.protocol) ? 'tls.startTLS needs a protocol (steps "
+            "upgrade with steps[].startTLS)' : self.protocol + ' has no STARTTLS: use tls "
+            "without startTLS (implicit TLS)'",
+            check=_start_tls_protocol,
+            field_path=".tls.startTLS",
+        ),
+        CrossFieldRule(
+            rule=f"!has(self.protocol) || self.protocol != 'SSH' || !{_TLS_ENABLED}",
+            message_expression="'SSH encrypts by itself: remove tls'",
+            check=_no_tls_for_ssh,
+            field_path=".tls",
+        ),
+        CrossFieldRule(
+            rule="!has(self.steps) || "
+            "self.steps.filter(s, has(s.startTLS) && s.startTLS).size() <= 1",
+            message_expression="'at most one step may be startTLS'",
+            check=_one_start_tls_step,
+            field_path=".steps",
+        ),
+        CrossFieldRule(
+            rule="!has(self.expect) || self.expect != 'Unreachable' || "
+            f"(!has(self.protocol) && (!has(self.steps) || size(self.steps) == 0) && "
+            f"(!has(self.assertions) || size(self.assertions) == 0) && !has(self.tls) && "
+            f"!{_PAYLOAD_SET})",
+            message_expression="'expect: Unreachable only tries to connect: remove protocol, "
+            "steps, send, sendBase64, sendFrom, assertions and tls'",
+            check=_unreachable_only_connects,
+            field_path=".expect",
+        ),
+        CrossFieldRule(
             rule="self.minFailedLocations <= size(self.locations)",
             # Static: string(int) makes the API server estimate the cost as unbounded.
             message_expression="'minFailedLocations exceeds the number of locations'",
@@ -488,6 +754,14 @@ class TcpMonitorSpec(ApiModel):
             optional_old_self=True,
             # A stored pattern RE2 refuses reaches the runtime, which reports it on the monitor
             # (Ready=False InvalidSpec) instead of the operator dropping the object unseen.
+            on_write_only=True,
+        ),
+        CrossFieldRule(
+            rule=_STEP_EXPECTS_COMPILE,
+            message_expression=f"'{STEP_REGEX_REFUSED}'",
+            message=STEP_REGEX_REFUSED,
+            check=_step_expects_compile,
+            optional_old_self=True,
             on_write_only=True,
         ),
     )

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ..api import ProbeResult, TcpMonitorSpec, Verdict
+from ..api import ProbeResult, Protocol, TcpMonitorSpec, Verdict
 from ..api.validation_messages import validation_problems
 from ..probe import (
     ClientCertificate,
@@ -45,7 +45,22 @@ def register(commands: Commands) -> None:
     parser.add_argument(
         "--expect", action="append", default=[], help="the reply must contain this (repeatable)"
     )
+    parser.add_argument(
+        "--protocol",
+        metavar="NAME",
+        help="speak this protocol (case-insensitive): " + ", ".join(p.value for p in Protocol),
+    )
     parser.add_argument("--tls", action="store_true", help="perform a TLS handshake")
+    parser.add_argument(
+        "--starttls",
+        action="store_true",
+        help="upgrade to TLS inside --protocol (STARTTLS, STLS, AUTH TLS, ...); implies --tls",
+    )
+    parser.add_argument(
+        "--expect-unreachable",
+        action="store_true",
+        help="Up when the connection is refused or times out, Down when it is accepted",
+    )
     parser.add_argument("--sni", help="TLS server name (default: the host)")
     parser.add_argument("--ca", type=Path, help="PEM CA bundle to trust instead of system roots")
     parser.add_argument("--cert", type=Path, help="PEM client certificate (with --key)")
@@ -75,6 +90,18 @@ def _read_file(path: Path) -> bytes:
         raise ValueError(f"cannot read {path}: {exc.reason}") from None
 
 
+_PROTOCOLS = {p.value.lower(): p.value for p in Protocol}
+
+
+def _protocol(name: str) -> str:
+    try:
+        return _PROTOCOLS[name.lower()]
+    except KeyError:
+        raise ValueError(
+            f"--protocol: unknown protocol {name!r} (one of {', '.join(_PROTOCOLS.values())})"
+        ) from None
+
+
 def spec_from_arguments(args: argparse.Namespace) -> tuple[TcpMonitorSpec, ProbeMaterial]:
     """The ad-hoc probe expressed as a spec, so it obeys exactly the rules a monitor does."""
     host, port = parse_target(args.target)
@@ -92,14 +119,22 @@ def spec_from_arguments(args: argparse.Namespace) -> tuple[TcpMonitorSpec, Probe
     if args.send is not None:
         # Through sendBase64, so that \xHH bytes reach the wire exactly as typed.
         raw["sendBase64"] = base64.b64encode(unescape(args.send)).decode()
+    if args.protocol is not None:
+        raw["protocol"] = _protocol(args.protocol)
+    if args.expect_unreachable:
+        raw["expect"] = "Unreachable"
     if args.degraded_after:
         raw["degradedResponseTime"] = args.degraded_after
     if args.max_response_time:
         raw["maxResponseTime"] = args.max_response_time
     if (args.cert is None) != (args.key is None):
         raise ValueError("--cert and --key go together")
-    if args.tls or args.sni or args.ca or args.insecure or args.cert:
+    # --starttls turns TLS on: on the command line the flag says it all, while in a spec
+    # tls.enabled stays explicit (see TlsSpec.start_tls).
+    if args.tls or args.starttls or args.sni or args.ca or args.insecure or args.cert:
         raw["tls"] = {"enabled": True, "insecureSkipVerify": args.insecure}
+        if args.starttls:
+            raw["tls"]["startTLS"] = True
         if args.sni:
             raw["tls"]["serverName"] = args.sni
     try:
@@ -124,10 +159,14 @@ _OPTIONS = {
     "degradedResponseTime": "--degraded-after",
     "maxResponseTime": "--max-response-time",
     "tls.serverName": "--sni",
+    "tls.startTLS": "--starttls",
+    "protocol": "--protocol",
+    "expect": "--expect-unreachable",
 }
 
 
 def _option_name(field: str) -> str:
+    field = field.lstrip(".")  # cross-field rules name their field as a path below the spec
     return _OPTIONS.get(field, field)
 
 

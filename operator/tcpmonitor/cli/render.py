@@ -24,6 +24,10 @@ def render_result(result: ProbeResult, title: str) -> str:
     timings = result.timings.model_dump()
     for phase in _PHASES:
         row(phase, _ms(timings[phase]))
+    if result.protocol is not None:
+        row("protocol", f"{result.protocol.name}: {result.protocol.detail or '-'}")
+    for index, step in enumerate(result.steps):
+        row(f"steps[{index}]", f"{_ms(step.time)} {'passed' if step.passed else 'FAILED'}")
     if result.error is not None:
         row("error", f"{result.error.code}: {result.error.message}")
     for warning in result.warnings:

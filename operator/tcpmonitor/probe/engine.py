@@ -8,10 +8,11 @@ failed is half of the diagnosis.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import socket
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from ..api import (
@@ -19,19 +20,25 @@ from ..api import (
     ErrorCode,
     ProbeResult,
     Problem,
+    ProtocolInfo,
     RequestSummary,
     ResponseSummary,
+    StepOutcome,
     Timings,
     TlsInfo,
     Verdict,
 )
 from ..api import WarningCode as W
 from ..api.printable import printable
-from ..api.result import MAX_CIPHER, MAX_MESSAGE
+from ..api.result import MAX_CIPHER, MAX_MESSAGE, MAX_PROTOCOL_DETAIL
 from .assertions import ReplyDecider, data_outcome, time_outcome
 from .excerpt import printable_excerpt
 from .failures import ProbeFailure, classify_dns_error, classify_socket_error, classify_tls_error
 from .plan import ProbePlan
+from .protocols import PROTOCOLS
+from .reader import Reader
+from .session import Session
+from .steps import StepTiming, run_steps
 from .tls import Inspection, inspect_certificate
 
 # RFC 6761: names under .invalid never resolve, so no resolver is asked (and none can time out).
@@ -46,61 +53,25 @@ _SEND_CHUNK = 64 * 1024
 _DRAIN_POLL = 0.02
 
 
+# With spec.expect Unreachable these are the proof that the path is closed; DNS failures are not
+# (a misspelt name would pass for ever) and stay Down.
+_UNREACHABLE_CODES = frozenset(
+    {
+        ErrorCode.CONNECTION_REFUSED,
+        ErrorCode.CONNECT_TIMEOUT,
+        ErrorCode.HOST_UNREACHABLE,
+        ErrorCode.NETWORK_UNREACHABLE,
+    }
+)
+
+
+class _CertificateRead(Exception):
+    """Ends the dialog run only to read the certificate that failed verification."""
+
+
 def format_address(sockaddr: tuple[object, ...], family: int) -> str:
     host, port = sockaddr[0], sockaddr[1]
     return f"[{host}]:{port}" if family == socket.AF_INET6 else f"{host}:{port}"
-
-
-class _Reader(asyncio.Protocol):
-    """Collects the reply up to a cap and wakes the engine on data, EOF or loss."""
-
-    def __init__(self, cap: int) -> None:
-        self.buffer = bytearray()
-        self.cap = cap
-        self.eof = False
-        self.lost = False
-        self.error: BaseException | None = None
-        self.writing_paused = False
-        self._waiter: asyncio.Future[None] | None = None
-
-    def data_received(self, data: bytes) -> None:
-        room = self.cap - len(self.buffer)
-        if room > 0:
-            self.buffer += data[:room]
-        self._wake()
-
-    def eof_received(self) -> bool:
-        self.eof = True
-        self._wake()
-        return False
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.lost = True
-        self.error = exc
-        self._wake()
-
-    def pause_writing(self) -> None:
-        self.writing_paused = True
-
-    def resume_writing(self) -> None:
-        self.writing_paused = False
-        self._wake()
-
-    def _wake(self) -> None:
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
-
-    async def wait(self, wake_after: float | None = None) -> None:
-        """Until data, EOF, loss or room to write arrives; or ``wake_after`` seconds."""
-        loop = asyncio.get_running_loop()
-        self._waiter = loop.create_future()
-        timer = loop.call_later(wake_after, self._wake) if wake_after is not None else None
-        try:
-            await self._waiter
-        finally:
-            self._waiter = None
-            if timer is not None:
-                timer.cancel()
 
 
 class _Attempt:
@@ -114,13 +85,15 @@ class _Attempt:
         self.error: ProbeFailure | None = None
         self.remote: str | None = None
         self.tls: TlsInfo | None = None
-        self.reader: _Reader | None = None
+        self.reader: Reader | None = None
         self.read_timed_out = False
         # The TCP transport and, once TLS is up, the TLS transport on top of it.
         self.raw_transport: asyncio.Transport | None = None
         self.transport: asyncio.Transport | None = None
         self.certificate_problem: str | None = None
         self.payload_left = 0  # bytes of the payload not yet handed to the transport
+        self.session: Session | None = None
+        self.step_timings: list[StepTiming] = []
 
     def _ms(self, since: float) -> float:
         return round((time.perf_counter() - since) * 1000, 3)
@@ -135,7 +108,19 @@ class _Attempt:
             async with asyncio.timeout_at(self.deadline):
                 addresses = await self._resolve()
                 sock, family, sockaddr = await self._connect(addresses)
-                if self.plan.tls or self.plan.payload is not None or self.plan.data_checks:
+                if self.plan.expect_unreachable:
+                    sock.close()
+                    raise ProbeFailure(
+                        ErrorCode.UNEXPECTEDLY_REACHABLE,
+                        f"{self.remote}: accepted the connection, expected to be refused or "
+                        "to time out",
+                    )
+                if (
+                    self.plan.tls
+                    or self.plan.payload is not None
+                    or self.plan.data_checks
+                    or self.plan.dialog
+                ):
                     await self._converse(sock, family, sockaddr)
                 else:
                     sock.close()
@@ -250,20 +235,34 @@ class _Attempt:
         self, sock: socket.socket, family: int, sockaddr: tuple[object, ...]
     ) -> None:
         plan = self.plan
-        reader = _Reader(plan.read_cap)
+        reader = Reader(plan.read_cap)
         try:
             transport, _ = await self.loop.create_connection(lambda: reader, sock=sock)
         except BaseException:
             sock.close()
             raise
         self.raw_transport = self.transport = transport
-        if plan.tls is not None:
+        if plan.tls is not None and not plan.upgrades_in_dialog:
             self.phase = "tls"
             started = time.perf_counter()
             try:
                 self.transport = await self._handshake(transport, reader, family, sockaddr)
             finally:
                 self.timings["tls"] = self._ms(started)
+        if plan.dialog:
+            self.phase = "dialog"
+            self.reader = reader
+            started = time.perf_counter()
+            self.session = self._session(
+                reader,
+                lambda: self.transport or transport,
+                self._upgrader(reader, family, sockaddr),
+            )
+            try:
+                await self._run_dialog(self.session, self.step_timings)
+            finally:
+                self.timings["data"] = self._ms(started)
+            return
         if plan.payload is None and not plan.data_checks:
             return
         self.phase = "data"
@@ -274,7 +273,63 @@ class _Attempt:
         finally:
             self.timings["data"] = self._ms(started)
 
-    async def _exchange(self, transport: asyncio.Transport, reader: _Reader) -> None:
+    def _session(
+        self,
+        reader: Reader,
+        transport: Callable[[], asyncio.Transport],
+        upgrade: Callable[[], Awaitable[None]],
+    ) -> Session:
+        plan = self.plan
+        return Session(
+            reader,
+            transport,
+            remote=self.remote or "?",
+            server_name=plan.tls.server_name if plan.tls else plan.host,
+            # Before the engine's own deadline, so a read that runs out of time can still say
+            # what it was waiting for and what it got.
+            deadline=self.deadline - _INNER_MARGIN,
+            upgrade=upgrade,
+        )
+
+    async def _run_dialog(self, session: Session, step_timings: list[StepTiming]) -> None:
+        plan = self.plan
+        try:
+            if plan.protocol is not None:
+                await PROTOCOLS[plan.protocol](session, plan.start_tls)
+            else:
+                await run_steps(session, plan.steps, step_timings)
+        except (ProbeFailure, _CertificateRead, OSError, ssl.SSLError):
+            raise
+        except Exception as exc:
+            # A reply the protocol module could not take apart (a length that lies, a field
+            # cut short) is the target not speaking the protocol; the probe never raises.
+            raise ProbeFailure(
+                ErrorCode.PROTOCOL_ERROR,
+                f"{session.remote}: reply not understood ({type(exc).__name__}): "
+                f'"{printable_excerpt(session.pending() or bytes(session.last_message), 120)}"',
+            ) from None
+
+    def _upgrader(
+        self, reader: Reader, family: int, sockaddr: tuple[object, ...]
+    ) -> Callable[[], Awaitable[None]]:
+        """The TLS upgrade a dialog asks for: the same handshake, checks and certificate
+        report as TLS on connect, on the connection the dialog has been speaking on."""
+
+        async def upgrade() -> None:
+            assert self.raw_transport is not None
+            if self.plan.tls is None:
+                raise ProbeFailure(ErrorCode.STARTTLS_REFUSED, "startTLS without tls")
+            self.phase = "tls"
+            started = time.perf_counter()
+            try:
+                self.transport = await self._handshake(self.raw_transport, reader, family, sockaddr)
+            finally:
+                self.timings["tls"] = self._ms(started)
+            self.phase = "dialog"
+
+        return upgrade
+
+    async def _exchange(self, transport: asyncio.Transport, reader: Reader) -> None:
         """Send the payload as the target takes it, and read until the assertions are decided.
 
         Without assertions the probe ends once the whole payload has left our buffers: only
@@ -325,7 +380,7 @@ class _Attempt:
     async def _handshake(
         self,
         transport: asyncio.Transport,
-        reader: _Reader,
+        reader: Reader,
         family: int,
         sockaddr: tuple[object, ...],
     ) -> asyncio.Transport:
@@ -382,6 +437,8 @@ class _Attempt:
         """
         tls = self.plan.tls
         assert tls is not None
+        if self.plan.upgrades_in_dialog:
+            return await self._fetch_certificate_by_dialog(family, sockaddr)
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setblocking(False)
         transport: asyncio.Transport | None = None
@@ -410,6 +467,51 @@ class _Attempt:
             else:
                 sock.close()
 
+    async def _fetch_certificate_by_dialog(
+        self, family: int, sockaddr: tuple[object, ...]
+    ) -> Inspection | None:
+        """The dialog again up to its upgrade, which only reads the certificate: STARTTLS
+        servers show it only to a client that asked in their protocol."""
+        tls = self.plan.tls
+        assert tls is not None
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        reader = Reader(self.plan.read_cap)
+        transports: list[asyncio.Transport] = []
+        found: list[Inspection] = []
+
+        async def upgrade() -> None:
+            tls_transport = await self.loop.start_tls(
+                transports[-1],
+                reader,
+                tls.inspecting,
+                server_hostname=tls.server_name,
+                ssl_shutdown_timeout=_SSL_SHUTDOWN_TIMEOUT,
+            )
+            if tls_transport is not None:
+                transports.append(tls_transport)
+                der = tls_transport.get_extra_info("ssl_object").getpeercert(binary_form=True)
+                if der:
+                    found.append(inspect_certificate(der))
+            raise _CertificateRead
+
+        try:
+            async with asyncio.timeout_at(self.deadline - _INNER_MARGIN):
+                await self.loop.sock_connect(sock, sockaddr)
+                transport, _ = await self.loop.create_connection(lambda: reader, sock=sock)
+                transports.append(transport)
+                session = self._session(reader, lambda: transports[-1], upgrade)
+                session.deadline -= _INNER_MARGIN
+                await self._run_dialog(session, [])
+        except (_CertificateRead, ProbeFailure, OSError, ssl.SSLError, TimeoutError, ValueError):
+            pass
+        finally:
+            for transport in transports:
+                transport.abort()
+            if not transports:
+                sock.close()
+        return found[0] if found else None
+
     def _timed_out(self) -> None:
         plan = self.plan
         if self.phase == "dns":
@@ -425,6 +527,12 @@ class _Attempt:
             self.error = ProbeFailure(
                 ErrorCode.TLS_HANDSHAKE_FAILED,
                 f"{self.remote}: TLS handshake not finished within {plan.timeout:g}s",
+            )
+        elif self.phase == "dialog":
+            what = f"{plan.protocol.value} exchange" if plan.protocol else "steps"
+            self.error = ProbeFailure(
+                ErrorCode.READ_TIMEOUT,
+                f"{self.remote}: the {what} did not finish within {plan.timeout:g}s",
             )
         elif (unsent := self._unsent()) and not (self.reader and self.reader.buffer):
             self.error = ProbeFailure(
@@ -442,7 +550,12 @@ class _Attempt:
         outcomes = []
         response = None
         error = self.error
-        if self.reader is not None and plan.data_checks:
+        if plan.expect_unreachable:
+            if error is not None and error.code in _UNREACHABLE_CODES:
+                error = None
+            # Only whether a connection was accepted counts; its time says nothing.
+            plan = dataclasses.replace(plan, degraded_after=None, max_response_time=None)
+        if self.reader is not None and (plan.data_checks or plan.dialog):
             received = bytes(self.reader.buffer)
             text = received.decode("utf-8", "replace")
             response = ResponseSummary.model_construct(
@@ -463,7 +576,7 @@ class _Attempt:
                 ErrorCode.RESPONSE_TIME_EXCEEDED,
                 f"took {total_ms:.1f}ms, more than maxResponseTime {limit * 1000:g}ms",
             )
-        warnings = self._warnings(total_ms)
+        warnings = self._warnings(plan, total_ms)
         state = Verdict.DOWN if error else (Verdict.DEGRADED if warnings else Verdict.UP)
         t = self.timings
         return ProbeResult.model_construct(
@@ -483,6 +596,20 @@ class _Attempt:
             response=response,
             assertions=outcomes,
             tls=self.tls,
+            protocol=self._protocol(),
+            steps=[
+                StepOutcome.model_construct(time=t.milliseconds, passed=t.passed)
+                for t in self.step_timings
+            ],
+        )
+
+    def _protocol(self) -> ProtocolInfo | None:
+        if self.plan.protocol is None:
+            return None
+        detail = self.session.detail if self.session is not None else None
+        return ProtocolInfo.model_construct(
+            name=self.plan.protocol.value,
+            detail=printable(detail.strip(), MAX_PROTOCOL_DETAIL) if detail else None,
         )
 
     def _request(self) -> RequestSummary | None:
@@ -517,8 +644,7 @@ class _Attempt:
         ]
         return ProbeFailure(ErrorCode.ASSERTION_FAILED, "response failed: " + ", ".join(failed))
 
-    def _warnings(self, total_ms: float) -> list[Problem]:
-        plan = self.plan
+    def _warnings(self, plan: ProbePlan, total_ms: float) -> list[Problem]:
         warnings = []
         if plan.degraded_after is not None and total_ms > plan.degraded_after * 1000:
             warnings.append(

@@ -14,8 +14,10 @@ import socket
 import ssl
 from dataclasses import dataclass, field
 
-from ..api import IpFamily, Reason, TcpMonitorSpec, parse_duration
+from ..api import IpFamily, Protocol, Reachability, Reason, TcpMonitorSpec, parse_duration
+from ..api.regex import RegexError, compile_regex
 from .assertions import AssertionCompileError, DataCheck, TimeCheck, compile_assertions
+from .steps import PlannedStep
 from .tls import ClientCertificate, TlsSetupError, build_contexts
 
 _FAMILIES = {
@@ -85,6 +87,19 @@ class ProbePlan:
     # How long the probe with all its re-tries may take (the interval); None: unbounded.
     budget: float | None = None
     read_cap: int = field(default=READ_CAP)
+    protocol: Protocol | None = None
+    # TLS is started inside the dialog (tls.startTLS or a startTLS step), not on connect.
+    start_tls: bool = False
+    steps: tuple[PlannedStep, ...] = ()
+    expect_unreachable: bool = False
+
+    @property
+    def dialog(self) -> bool:
+        return self.protocol is not None or bool(self.steps)
+
+    @property
+    def upgrades_in_dialog(self) -> bool:
+        return self.start_tls or any(step.start_tls for step in self.steps)
 
 
 def _payload(spec: TcpMonitorSpec, material: ProbeMaterial, required: bool) -> bytes | None:
@@ -131,6 +146,29 @@ def _tls_plan(spec: TcpMonitorSpec, material: ProbeMaterial, required: bool) -> 
     )
 
 
+def _steps(spec: TcpMonitorSpec) -> tuple[PlannedStep, ...]:
+    planned = []
+    for index, step in enumerate(spec.steps):
+        send: bytes | None = None
+        if step.send is not None:
+            send = step.send.encode("utf-8")
+        elif step.send_base64 is not None:
+            try:
+                send = base64.b64decode("".join(step.send_base64.split()), validate=True)
+            except (binascii.Error, ValueError) as exc:
+                raise PlanError(
+                    f"spec.steps[{index}].sendBase64", f"is not valid base64: {exc}"
+                ) from None
+        pattern = None
+        if step.expect is not None:
+            try:
+                pattern = compile_regex(step.expect)
+            except RegexError as exc:
+                raise PlanError(f"spec.steps[{index}].expect", str(exc)) from None
+        planned.append(PlannedStep(send, pattern, step.expect, step.start_tls))
+    return tuple(planned)
+
+
 def _ip_literal_family(host: str, family: int) -> bool:
     """Whether ``host`` is an IP literal; refuse one that contradicts ``ipFamily``."""
     try:
@@ -157,6 +195,11 @@ def compile_plan(
     except AssertionCompileError as exc:
         raise PlanError(f"spec.assertions[{exc.index}].target", str(exc)) from None
     family = _FAMILIES[spec.ip_family]
+    tls = _tls_plan(spec, material, require_material)
+    steps = _steps(spec)
+    start_tls = spec.tls is not None and spec.tls.start_tls
+    if tls is None and (start_tls or any(step.start_tls for step in steps)):
+        raise PlanError("spec.tls", "startTLS needs tls.enabled: true")
     return ProbePlan(
         host=spec.host,
         port=spec.port,
@@ -173,7 +216,11 @@ def compile_plan(
         max_response_time=(
             parse_duration(spec.max_response_time) if spec.max_response_time else None
         ),
-        tls=_tls_plan(spec, material, require_material),
+        tls=tls,
         retries=spec.retries,
         budget=spec.interval_seconds,
+        protocol=spec.protocol,
+        start_tls=start_tls,
+        steps=steps,
+        expect_unreachable=spec.expect is Reachability.UNREACHABLE,
     )

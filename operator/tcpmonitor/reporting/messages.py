@@ -39,6 +39,11 @@ def describe_result(result: ProbeResult | None) -> str:
         head = f"{problem.code} {where}{problem.message}"
     else:
         head = f"{address} {result.state.value}"
+    if result.protocol is not None and (problem is None or result.protocol.detail):
+        # What the server said it is belongs in the line: a version change is worth a write,
+        # and with a failure it tells who failed (STARTTLS_REFUSED from "Postfix ...").
+        said = f": {result.protocol.detail}" if result.protocol.detail else ""
+        head += f" [{result.protocol.name}{said}]"
     return f"{head} ({timing})"[:MAX_MESSAGE]
 
 

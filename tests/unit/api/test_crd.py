@@ -66,7 +66,9 @@ def test_spec_has_defaults_and_cel_rules_with_message_expressions() -> None:
     assert props["tls"]["properties"]["minVersion"]["default"] == "TLS1.2"
     assert props["tls"]["properties"]["expiryWarning"]["default"] == "14d"
     rules = spec["x-kubernetes-validations"]
-    assert len(rules) == 8
+    assert len(rules) == 16
+    assert props["expect"]["default"] == "Reachable"
+    assert props["tls"]["properties"]["startTLS"]["default"] is False
     assert all(r["messageExpression"] for r in rules)
 
 

@@ -5,21 +5,24 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import socket
 import socketserver
 import ssl
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import trustme
+import yaml
 
 from tcpmonitor.api.crd import render_crd_yaml
 from tcpmonitor.cli import main
 from tcpmonitor.cli.arguments import parse_target, unescape
 from tcpmonitor.cli.run_command import add_runtime_options, runtime_settings
 
+from ..probe.protocol_servers import BlockingScript, serve_blocking
 from ..servers import blocking_tls_server, closed_port
 
 
@@ -241,3 +244,100 @@ def test_runtime_flags_reach_the_settings() -> None:
     )
     assert raised.min_interval == 30.0
     assert (raised.max_concurrency, raised.max_concurrency_per_namespace) == (100, 10)
+
+
+def _redis_script(sock: socket.socket) -> None:
+    assert sock.recv(100) == b"PING\r\n"
+    sock.sendall(b"-NOAUTH Authentication required.\r\n")
+    sock.recv(100)
+
+
+def _smtp_starttls_script(context: ssl.SSLContext) -> Callable[[socket.socket], None]:
+    def script(sock: socket.socket) -> None:
+        lines = sock.makefile("rb")
+        sock.sendall(b"220 mail.test ESMTP\r\n")
+        lines.readline()
+        sock.sendall(b"250-mail.test\r\n250 STARTTLS\r\n")
+        assert lines.readline() == b"STARTTLS\r\n"
+        sock.sendall(b"220 Ready\r\n")
+        with context.wrap_socket(sock, server_side=True) as secure:
+            secure.recv(100)  # EHLO
+            secure.sendall(b"250 mail.test\r\n")
+            secure.recv(100)  # QUIT
+
+    return script
+
+
+@pytest.mark.parametrize("name", ["redis", "REDIS", "Redis"])
+def test_probe_protocol_is_case_insensitive_and_json_carries_it(
+    name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with serve_blocking(BlockingScript(_redis_script)) as port:
+        code = main(["probe", f"127.0.0.1:{port}", "--protocol", name, "-o", "json"])
+    [result] = json.loads(capsys.readouterr().out)
+    assert code == 0, result
+    assert result["protocol"] == {"name": "Redis", "detail": "NOAUTH Authentication required."}
+
+
+def test_probe_smtp_starttls_reports_the_upgraded_certificate(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ca = trustme.CA()
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    (tmp_path / "ca.pem").write_bytes(ca.cert_pem.bytes())
+    argv = ["--protocol", "smtp", "--starttls", "--tls", "--ca", str(tmp_path / "ca.pem")]
+    with serve_blocking(BlockingScript(_smtp_starttls_script(context))) as port:
+        code = main(["probe", f"127.0.0.1:{port}", *argv, "-o", "json"])
+    [result] = json.loads(capsys.readouterr().out)
+    assert code == 0, result
+    assert result["error"] is None
+    assert result["protocol"] == {"name": "SMTP", "detail": "mail.test ESMTP"}
+    assert result["tls"]["verified"] is True
+    assert "O=trustme" in result["tls"]["certificate"]["issuer"]
+    assert result["tls"]["certificate"]["dnsNames"] == []  # issued for the IP address
+
+
+def test_probe_expect_unreachable(capsys: pytest.CaptureFixture[str], echo_port: int) -> None:
+    assert main(["probe", f"127.0.0.1:{closed_port()}", "--expect-unreachable"]) == 0
+    assert capsys.readouterr().out.splitlines()[0].endswith("  Up")
+    code = main(["probe", f"127.0.0.1:{echo_port}", "--expect-unreachable", "-o", "json"])
+    [result] = json.loads(capsys.readouterr().out)
+    assert code == 1
+    assert result["error"]["code"] == "UNEXPECTEDLY_REACHABLE"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--protocol", "ssh", "--starttls"], "--starttls: SSH has no STARTTLS"),
+        (["--protocol", "gopher"], "--protocol: unknown protocol 'gopher'"),
+        (["--protocol", "smtp", "--send", "x"], "--protocol: a protocol sends its own messages"),
+        (["--expect-unreachable", "--tls"], "--expect-unreachable: expect: Unreachable only"),
+    ],
+)
+def test_probe_refuses_nonsense_combinations(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["probe", "127.0.0.1:25", *argv]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_probe_file_runs_steps(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with serve_blocking(BlockingScript(_redis_script)) as port:
+        manifest = {
+            "apiVersion": "tcpmonitor.dev/v1alpha1",
+            "kind": "TcpMonitor",
+            "metadata": {"name": "steps", "namespace": "default"},
+            "spec": {
+                "host": "127.0.0.1",
+                "port": port,
+                "timeout": "2s",
+                "steps": [{"send": "PING\r\n", "expect": "^-NOAUTH"}],
+            },
+        }
+        (tmp_path / "m.yaml").write_text(yaml.safe_dump(manifest))
+        code = main(["probe", "-f", str(tmp_path / "m.yaml"), "-o", "json"])
+    [result] = json.loads(capsys.readouterr().out)
+    assert code == 0, result
+    assert len(result["steps"]) == 1 and result["steps"][0]["passed"] is True

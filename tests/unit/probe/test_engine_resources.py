@@ -12,6 +12,7 @@ import asyncio
 import dataclasses
 import gc
 import os
+import ssl
 import tracemalloc
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -20,10 +21,11 @@ import pytest
 import trustme
 
 from tcpmonitor.api import ErrorCode, ProbeResult, TcpMonitorSpec, Verdict
-from tcpmonitor.probe import ProbePlan, compile_plan, run_probe
+from tcpmonitor.probe import ProbeMaterial, ProbePlan, compile_plan, run_probe
 
 from ..probing import contains
 from ..servers import never_reading_server, payload_beyond_socket_buffers, serve
+from . import protocol_servers
 
 PROBES = 200
 AT_ONCE = 20
@@ -198,3 +200,36 @@ def test_whole_payload_reaches_a_slow_reader_before_a_probe_without_assertions_e
     result = asyncio.run(scenario())
     assert result.state is Verdict.UP, result.error
     assert received == size
+
+
+@pytest.mark.parametrize("trusted", [True, False], ids=["upgraded", "untrusted-refetched"])
+def test_starttls_dialogs_give_back_their_sockets(
+    ca: trustme.CA, server_context: Callable[..., ssl.SSLContext], trusted: bool
+) -> None:
+    """The dialog's connection, its TLS layer, and (when verification fails) the second
+    connection that runs the dialog again for the certificate: all closed after each probe.
+    The server is in this process, so its side is let go before counting."""
+    material = ProbeMaterial(ca_pem=ca.cert_pem.bytes().decode()) if trusted else None
+
+    async def scenario() -> tuple[ProbeResult, tuple[int, int]]:
+        async with serve(protocol_servers.smtp(server_context())) as port:
+            tls = {"enabled": True, "startTLS": True, "serverName": "localhost"}
+            spec = {"host": "127.0.0.1", "port": port, "timeout": "2s", "protocol": "SMTP"}
+            plan = compile_plan(TcpMonitorSpec.model_validate({**spec, "tls": tls}), material)
+            result = await run_probe(plan)
+
+            async def many() -> None:
+                await probes_in_batches(plan)()
+                await asyncio.sleep(0.3)  # the server's side of the last batch closes
+
+            return result, await growth(lambda: run_probe(plan), many)
+
+    result, (fds, memory) = asyncio.run(scenario())
+    if trusted:
+        assert result.state is Verdict.UP, result.error
+    else:
+        assert result.error is not None
+        assert result.error.code == ErrorCode.TLS_UNTRUSTED_CERTIFICATE
+        assert result.tls is not None and result.tls.certificate is not None
+    assert fds <= 0, f"{fds} descriptors leaked by {PROBES} STARTTLS probes"
+    assert memory < 1 << 20, f"{memory} bytes kept by {PROBES} STARTTLS probes"

@@ -23,10 +23,14 @@ from tcpmonitor.api.result import (
     MAX_DNS_NAMES,
     MAX_EXCERPT,
     MAX_MESSAGE,
+    MAX_PROTOCOL_DETAIL,
+    MAX_STEP_OUTCOMES,
     AssertionOutcome,
     Certificate,
+    ProtocolInfo,
     RequestSummary,
     ResponseSummary,
+    StepOutcome,
     TlsInfo,
 )
 from tcpmonitor.api.status import LOCATION_DNS_NAMES, LOCATION_TEXT
@@ -82,6 +86,8 @@ def full_result(
                 sha256_fingerprint=":".join(["AB"] * 32),
             ),
         ),
+        protocol=ProtocolInfo(name="PostgreSQL", detail="p" * MAX_PROTOCOL_DETAIL),
+        steps=[StepOutcome(time=9999.125, passed=True)] * MAX_STEP_OUTCOMES,
     )
 
 
@@ -112,6 +118,7 @@ def test_a_location_entry_carries_the_full_result_from_the_record() -> None:
     assert copy.tls is not None and copy.tls.certificate is not None
     assert copy.tls.certificate.not_after == NOW + timedelta(days=3)
     assert [a.passed for a in copy.assertions] == [False] * 16
+    assert copy.protocol == result.protocol and copy.steps == result.steps
     # The spec has the target and the response excerpt shows what was seen.
     assert all(a.target is None and a.actual is None for a in copy.assertions)
     assert copy.error is not None and len(copy.error.message) <= LOCATION_TEXT

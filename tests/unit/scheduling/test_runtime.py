@@ -20,6 +20,7 @@ from tcpmonitor.reporting import EventSpec, status_body
 from tcpmonitor.scheduling.runtime import MonitorRef, MonitorRuntime, RuntimeSettings, StatusReport
 from tcpmonitor.telemetry.metrics import Metrics
 
+from ..probe import protocol_servers
 from ..servers import closed_port, greet, serve, silent
 
 
@@ -488,3 +489,38 @@ def test_retries_that_would_overrun_the_interval_are_dropped_and_counted() -> No
     # No slot found a probe's re-tries still running; the one overlap allowed is the first,
     # immediate probe, whose own attempt may outlast the sooner slot that follows it.
     assert overlap <= 1
+
+
+def test_a_protocol_monitor_reports_what_the_server_said_in_status_and_events() -> None:
+    """The runtime (operator, runners, tcpmonitor run) carries result.protocol into the
+    status's lastResult and the state message, and a protocol failure into the Event."""
+    reporter = MemoryReporter()
+
+    async def scenario() -> None:
+        async with (
+            serve(protocol_servers.redis(password=True)) as redis_port,
+            serve(greet(b"HTTP/1.1 400 Bad Request\r\n\r\n")) as web_port,
+        ):
+            rt = runtime(reporter)
+            await rt.apply(monitor("cache", port=redis_port, protocol="Redis"))
+            await rt.apply(monitor("not-redis", port=web_port, protocol="Redis"))
+            await asyncio.sleep(0.2)
+            await rt.close()
+
+    asyncio.run(scenario())
+    cache = reporter.last("cache")
+    assert cache.state is MonitorState.UP
+    assert cache.last_result is not None and cache.last_result.protocol is not None
+    assert cache.last_result.protocol.detail == "NOAUTH Authentication required."
+    body = status_body(cache)
+    assert body["lastResult"]["protocol"] == {
+        "name": "Redis",
+        "detail": "NOAUTH Authentication required.",
+    }
+    broken = reporter.last("not-redis")
+    assert broken.state is MonitorState.DOWN
+    assert broken.last_result is not None and broken.last_result.error is not None
+    assert broken.last_result.error.code == "PROTOCOL_ERROR"
+    [(_, event)] = [(n, e) for n, e in reporter.events if n == "not-redis"]
+    assert event.reason == "TargetDown"
+    assert "PROTOCOL_ERROR" in event.message and "HTTP/1.1 400" in event.message
