@@ -89,6 +89,7 @@ class Deployment:
         # The state each monitor should reach: the targets' current truth.
         self.expected: dict[str, str] = {}
         self._up: dict[str, bool] = {}
+        self.steady_per_min: dict[str, float] | None = None  # measured once, settled
 
     # -- set-up ---------------------------------------------------------------------------
 
@@ -268,14 +269,19 @@ def run_fault(
     end: Callable[[], None],
     duration: float,
     *,
+    steady: dict[str, float] | None = None,
     steady_window: float = 30.0,
     after_window: float = 60.0,
     recovery_timeout: float = 90.0,
+    expected_down: tuple[str, ...] = (),
 ) -> Figures:
     """Break the cluster with ``begin``, change the targets while it is broken, repair it with
-    ``end`` after ``duration`` seconds, and measure the recovery."""
+    ``end`` after ``duration`` seconds, and measure the recovery.
+
+    ``steady`` is the write rate measured before (measured here over ``steady_window`` when
+    not given); ``expected_down`` names processes the fault itself stops (not crashes)."""
     figures = Figures(fault, duration)
-    figures.steady_per_min = d.write_rate(steady_window)
+    figures.steady_per_min = steady or d.steady_per_min or d.write_rate(steady_window)
     figures.rss_before_kb = d.rss_kb()
     events_before = {(m, n): d.transitions(m, n) for m in MODES for n in CHANGING}
 
@@ -316,7 +322,7 @@ def run_fault(
             }[monitor]
             if new != wanted:
                 figures.lost.append(f"{mode} {monitor}: Events {new}, expected {wanted}")
-    figures.crashed = d.crashed()
+    figures.crashed = [name for name in d.crashed() if name not in expected_down]
     return figures
 
 

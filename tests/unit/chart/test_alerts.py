@@ -34,7 +34,14 @@ def alert_rules(manifests: tuple[Manifest, ...]) -> dict[str, Manifest]:
 
 RUNNERS_DOWN = "TcpMonitorRunnersDown"
 TARGET_ALERTS = {"TcpMonitorDown", "TcpMonitorDegraded", "TcpMonitorCertificateExpiringSoon"}
-PROCESS_ALERTS = {"TcpMonitorScheduleLagHigh", "TcpMonitorStatusWritesFailing"}
+PROCESS_ALERTS = {
+    "TcpMonitorScheduleLagHigh",
+    "TcpMonitorStatusWritesFailing",
+    "TcpMonitorApiNotReady",
+    "TcpMonitorStatusStale",
+    "TcpMonitorApiThrottled",
+    "TcpMonitorWatchRestarting",
+}
 
 
 def runners_down(manifests: tuple[Manifest, ...]) -> dict[str, Manifest]:
@@ -78,7 +85,7 @@ def test_prometheus_rule_alerts() -> None:
     assert "controller" in rules["TcpMonitorOperatorDown"]["annotations"]["description"]
     # Lag and write failures per location (and the controller's own, without one).
     for name in PROCESS_ALERTS:
-        assert re.search(r"by \(namespace, job, location(, le)?\)", rules[name]["expr"]), name
+        assert re.search(r"by \(namespace, job, location(, le|, pod)?\)", rules[name]["expr"]), name
     # Prometheus, not Helm, expands these.
     assert "{{ $labels.name }}" in rules["TcpMonitorDown"]["annotations"]["summary"]
     assert "{{ $labels.location }}" in rules["TcpMonitorScheduleLagHigh"]["annotations"]["summary"]
