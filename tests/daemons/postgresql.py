@@ -7,6 +7,7 @@ directory is a copy, which is much faster than a second initdb.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -35,11 +36,18 @@ def running(workspace: Workspace) -> Iterator[Daemon]:
     certificate.give_key_to(USER)  # postgres refuses a key that others can read
     bin_dir = binaries()
     ssl_on = directory / "ssl-on"
+    # Password authentication over TCP as in production, so that a startup message is
+    # answered with an authentication request (SCRAM), where the probes stop. initdb wants a
+    # superuser password for that; nobody ever uses it.
+    password_file = directory / "password"
+    password_file.write_text(secrets.token_urlsafe(24))
     initdb = [
         str(bin_dir / "initdb"),
         f"--pgdata={ssl_on}",
         f"--username={USER}",
-        "--auth=reject",  # nobody logs in; the probes stop at the authentication request
+        "--auth-host=scram-sha-256",
+        "--auth-local=peer",
+        f"--pwfile={password_file}",
         "--no-sync",
         "--no-instructions",
     ]
