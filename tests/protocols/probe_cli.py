@@ -51,9 +51,11 @@ class Probe:
 
 def probe(target: str, *options: str) -> Probe:
     """Run the CLI; its JSON output is a list with one result per target."""
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        code = main(["probe", target, *options, "--timeout", TIMEOUT, "-o", "json"])
+    argv = ["probe", target, *options, "--timeout", TIMEOUT, "-o", "json"]
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(argv)
+    assert out.getvalue(), f"tcpmonitor {' '.join(argv)}: exit {code}, {err.getvalue()}"
     results = json.loads(out.getvalue())
     assert isinstance(results, list) and len(results) == 1, out.getvalue()
     return Probe(code, results[0])
