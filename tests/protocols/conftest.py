@@ -8,6 +8,7 @@ it, with its log tail; nothing here skips: ``.ci/provision-daemons`` and
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -42,6 +43,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def workspace() -> Iterator[Workspace]:
+    if os.geteuid() != 0:
+        # postgres, mariadbd and prosody run as their package users, and vsftpd and sshd
+        # need their directories under /run: only root can arrange that.
+        pytest.fail(
+            "tests/protocols start the daemons as root (as CI does); run them as root "
+            "after .ci/provision-daemons, or leave them out with -m 'not protocols'",
+            pytrace=False,
+        )
     with Workspace.temporary() as created:
         yield created
 
