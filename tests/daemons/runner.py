@@ -79,12 +79,23 @@ def require(binary: str) -> str:
     return found
 
 
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    """A port the kernel just handed out; daemons bind it moments later, so races are rare."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((LOOPBACK, 0))
-        port: int = probe.getsockname()[1]
-        return port
+    """A port the kernel just handed out; daemons bind it moments later, so races are rare.
+
+    Never the same port twice in a session: the kernel may offer a port again once the
+    probing socket is closed, and two listeners of one daemon would then collide.
+    """
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.bind((LOOPBACK, 0))
+            port: int = probe.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
+    raise StartupError("no fresh loopback port after 100 tries")
 
 
 def accepts(port: int) -> bool:
