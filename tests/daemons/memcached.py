@@ -18,7 +18,8 @@ def running(workspace: Workspace) -> Iterator[Daemon]:
         "-p", str(port),
         "-U", "0",  # no UDP listener
         "-m", "8",
-        "-u", "nobody",  # memcached refuses root without -u
     ]  # fmt: skip
-    with serving("memcached", argv, directory, [port]):
+    # Started as nobody rather than with -u (memcached refuses root without it): its own
+    # switch of user would clear the parent-death signal that ties it to the test session.
+    with serving("memcached", argv, directory, [port], user="nobody"):
         yield Daemon("memcached", {"plain": port}, None, directory)

@@ -139,6 +139,36 @@ def run_setup(
     return completed.stdout
 
 
+class Watchdog:
+    """Kills a daemon's process group once this test process is gone, however it went.
+
+    PR_SET_PDEATHSIG (set by ManagedProcess) does not hold for every daemon: the kernel
+    clears it when a process changes its credentials, and postfix's master does so (it
+    switches its effective ids to the mail owner at times). A small shell in a session of
+    its own polls for our pid and, once it disappears, SIGKILLs the group; after a normal
+    stop it is simply killed.
+    """
+
+    POLL_SECONDS = 1
+
+    def __init__(self, group: int) -> None:
+        script = (
+            f'while kill -0 "$1" 2>/dev/null; do sleep {self.POLL_SECONDS}; done; '
+            'kill -KILL "-$2" 2>/dev/null'
+        )
+        self._popen = subprocess.Popen(
+            ["sh", "-c", script, "daemon-watchdog", str(os.getpid()), str(group)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+    def cancel(self) -> None:
+        self._popen.kill()
+        self._popen.wait()
+
+
 def _stop(process: ManagedProcess) -> None:
     group = process.pid
     try:
@@ -172,6 +202,9 @@ def serving(
     log_path = directory / (log_name or f"{name}.log")
     process = ManagedProcess(name, argv, log_path, env=env, user=user)
     process.start()
+    assert process.pid is not None
+    # start_new_session: the daemon's pid is its process group, which holds its workers.
+    watchdog = Watchdog(process.pid)
     try:
         process.wait_until(
             lambda: all(accepts(port) for port in wanted),
@@ -181,3 +214,4 @@ def serving(
         yield process
     finally:
         _stop(process)
+        watchdog.cancel()
