@@ -36,11 +36,16 @@ IMPLICIT = [
     ("mongodb", "implicit", "MongoDB"),
 ]
 
+# One server per STARTTLS protocol that neither offers nor accepts the upgrade.
 REFUSED = [
     ("postfix", "no_starttls", "SMTP"),
+    ("dovecot", "imap_no_starttls", "IMAP"),
+    ("dovecot", "pop3_no_starttls", "POP3"),
     ("vsftpd", "no_starttls", "FTP"),
     ("postgresql", "no_starttls", "PostgreSQL"),
+    ("mariadb", "no_starttls", "MySQL"),
     ("slapd", "no_starttls", "LDAP"),
+    ("prosody", "no_starttls", "XMPP"),
 ]
 
 

@@ -48,13 +48,38 @@ def test_dovecot_imap_greeting_advertises_starttls(dovecot_daemon: Daemon) -> No
     assert b"Dovecot (tcpmonitor test) ready." in greeting
 
 
-def test_dovecot_pop3_offers_stls(dovecot_daemon: Daemon) -> None:
-    with Conversation(dovecot_daemon.port("pop3")) as pop3:
+def test_dovecot_imap_without_tls_refuses_starttls(dovecot_daemon: Daemon) -> None:
+    with Conversation(dovecot_daemon.port("imap_no_starttls")) as imap:
+        greeting = imap.read_until(line)
+        imap.send(b"a1 STARTTLS\r\n")
+        answer = imap.read_until(line)
+    assert greeting.startswith(b"* OK "), greeting
+    assert b"STARTTLS" not in greeting, greeting
+    assert answer.startswith((b"a1 BAD", b"a1 NO")), answer
+
+
+def _pop3_capabilities(port: int) -> tuple[bytes, bytes, bytes]:
+    with Conversation(port) as pop3:
         greeting = pop3.read_until(line)
         pop3.send(b"CAPA\r\n")
         capabilities = pop3.read_until(containing(b"\r\n.\r\n"))
+        pop3.send(b"STLS\r\n")
+        answer = pop3.read_until(line)
+    return greeting, capabilities, answer
+
+
+def test_dovecot_pop3_offers_stls(dovecot_daemon: Daemon) -> None:
+    greeting, capabilities, answer = _pop3_capabilities(dovecot_daemon.port("pop3"))
     assert greeting.startswith(b"+OK Dovecot (tcpmonitor test) ready."), greeting
     assert b"\r\nSTLS\r\n" in capabilities, capabilities
+    assert answer.startswith(b"+OK"), answer
+
+
+def test_dovecot_pop3_without_tls_refuses_stls(dovecot_daemon: Daemon) -> None:
+    greeting, capabilities, answer = _pop3_capabilities(dovecot_daemon.port("pop3_no_starttls"))
+    assert greeting.startswith(b"+OK "), greeting
+    assert b"STLS" not in capabilities, capabilities
+    assert answer.startswith(b"-ERR"), answer
 
 
 def test_vsftpd_offers_auth_tls(vsftpd_daemon: Daemon) -> None:
@@ -104,17 +129,31 @@ def test_postgresql_asks_for_authentication(postgresql_daemon: Daemon) -> None:
     assert struct.unpack("!i", reply[5:9]) == (10,), reply
 
 
-def test_mariadb_greets_with_tls_capability(mariadb_daemon: Daemon) -> None:
-    with Conversation(mariadb_daemon.port("starttls")) as mysql:
+CLIENT_SSL = 0x0800
+
+
+def _mariadb_greeting(port: int) -> tuple[bytes, int]:
+    """The server version and capability flags from the initial handshake packet."""
+    with Conversation(port) as mysql:
         packet = mysql.read_until(at_least(64))
     length = int.from_bytes(packet[:3], "little")
     payload = packet[4 : 4 + length]
     assert payload[0] == 10, packet  # protocol version 10
     version, _, rest = payload[1:].partition(b"\x00")
-    assert b"MariaDB" in version, version
     # After the version: thread id (4), scramble (8), filler (1), capability flags (2).
-    capabilities = int.from_bytes(rest[13:15], "little")
-    assert capabilities & 0x0800, f"CLIENT_SSL not offered: {capabilities:#x}"
+    return version, int.from_bytes(rest[13:15], "little")
+
+
+def test_mariadb_greets_with_tls_capability(mariadb_daemon: Daemon) -> None:
+    version, capabilities = _mariadb_greeting(mariadb_daemon.port("starttls"))
+    assert b"MariaDB" in version, version
+    assert capabilities & CLIENT_SSL, f"CLIENT_SSL not offered: {capabilities:#x}"
+
+
+def test_mariadb_without_tls_does_not_offer_it(mariadb_daemon: Daemon) -> None:
+    version, capabilities = _mariadb_greeting(mariadb_daemon.port("no_starttls"))
+    assert b"MariaDB" in version, version
+    assert not capabilities & CLIENT_SSL, f"CLIENT_SSL offered: {capabilities:#x}"
 
 
 def test_redis_answers_ping(redis_daemon: Daemon) -> None:
@@ -155,11 +194,21 @@ def test_slapd_root_dse_lists_starttls(slapd_daemon: Daemon) -> None:
     assert "supportedExtension: 1.3.6.1.4.1.1466.20037" in completed.stdout, completed.stdout
 
 
-def test_prosody_stream_features_offer_starttls(prosody_daemon: Daemon) -> None:
-    with Conversation(prosody_daemon.port("starttls")) as xmpp:
+def _stream_features(port: int) -> bytes:
+    with Conversation(port) as xmpp:
         xmpp.send(
             b"<?xml version='1.0'?><stream:stream to='localhost' version='1.0' "
             b"xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>"
         )
-        features = xmpp.read_until(containing(b"</stream:features>"))
+        return xmpp.read_until(containing(b"</stream:features>"))
+
+
+def test_prosody_stream_features_offer_starttls(prosody_daemon: Daemon) -> None:
+    features = _stream_features(prosody_daemon.port("starttls"))
     assert b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'" in features, features
+
+
+def test_prosody_without_tls_offers_no_starttls(prosody_daemon: Daemon) -> None:
+    features = _stream_features(prosody_daemon.port("no_starttls"))
+    assert b"</stream:features>" in features, features  # it did answer, with features
+    assert b"starttls" not in features, features
