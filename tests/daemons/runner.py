@@ -1,7 +1,8 @@
 """Start a daemon as a tracked child on loopback ports, wait until it listens, stop it.
 
 Built on the control plane's ManagedProcess: the child gets its own session and dies with
-us (PR_SET_PDEATHSIG), and a daemon that does not come up fails with its log tail.
+us (PR_SET_PDEATHSIG, backed by a watchdog for daemons that lose it), and a daemon that does
+not come up fails with its log tail.
 """
 
 from __future__ import annotations
@@ -30,7 +31,13 @@ SETUP_TIMEOUT = 120.0
 
 @dataclass(frozen=True)
 class Daemon:
-    """A running daemon: its named ports (e.g. ``starttls``, ``implicit``) and certificate."""
+    """A running daemon: its ports by purpose, and the certificate its TLS ports serve.
+
+    Purposes: ``plain`` (no TLS at all), ``starttls`` (plaintext first, upgrade offered),
+    ``implicit`` (TLS from the first byte), ``no_starttls`` (a server of the same kind
+    without TLS, which neither offers nor accepts the upgrade); dovecot names its ports by
+    protocol (``imap``, ``imaps``, ``pop3``, ``pop3s``, ``imap_no_starttls``, ...).
+    """
 
     name: str
     ports: Mapping[str, int]
