@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import pwd
 import signal
 import subprocess
 import sys
@@ -50,6 +51,12 @@ def _parent_death_hook() -> Callable[[], None] | None:
     return hook
 
 
+def _groups_of(user: str) -> tuple[int, list[int]]:
+    """The user's primary and supplementary groups, so the child keeps none of root's."""
+    gid = pwd.getpwnam(user).pw_gid
+    return gid, os.getgrouplist(user, gid)
+
+
 class ManagedProcess:
     """One long-running child whose output goes to a log file we can quote on failure."""
 
@@ -59,11 +66,16 @@ class ManagedProcess:
         argv: Sequence[str],
         log_path: Path,
         env: Mapping[str, str] | None = None,
+        user: str | None = None,
     ) -> None:
         self.name = name
         self.argv = list(argv)
         self.log_path = log_path
         self.env = dict(env) if env is not None else None
+        # Run as this user (we are root): daemons such as postgres refuse to run as root.
+        # Popen switches user before the pre-exec hook, so the parent-death signal, which
+        # the kernel clears on a change of credentials, is set after the switch and holds.
+        self.user = user
         self._popen: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
 
@@ -73,12 +85,16 @@ class ManagedProcess:
 
     def start(self) -> None:
         self._log = self.log_path.open("ab")
+        identity = _groups_of(self.user) if self.user else None
         self._popen = subprocess.Popen(
             self.argv,
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env=self.env,
+            user=self.user,
+            group=identity[0] if identity else None,
+            extra_groups=identity[1] if identity else None,
             # Our own session: a Ctrl-C in the terminal reaches only us, and we stop
             # the children in dependency order (API server before etcd).
             start_new_session=True,
