@@ -21,6 +21,7 @@ from typing import IO
 
 _PR_SET_PDEATHSIG = 1
 _LOG_TAIL_BYTES = 64 * 1024
+_KILL_REAP_TIMEOUT = 10.0
 
 
 class StartupError(RuntimeError):
@@ -72,7 +73,17 @@ class ManagedProcess:
         return self._popen.pid if self._popen else None
 
     def start(self) -> None:
+        """Start the child; after stop() or kill(), the same argv again.
+
+        The log is appended to, with a marker line, so one file tells the whole
+        story of a component that a fault test restarted.
+        """
+        if self.running:
+            raise RuntimeError(f"{self.name} is already running (pid {self.pid})")
         self._log = self.log_path.open("ab")
+        if self._log.tell() > 0:
+            self._log.write(f"--- {self.name} started again by the test harness ---\n".encode())
+            self._log.flush()
         self._popen = subprocess.Popen(
             self.argv,
             stdin=subprocess.DEVNULL,
@@ -118,8 +129,15 @@ class ManagedProcess:
             time.sleep(delay)
             delay = min(delay * 1.5, 0.5)
 
+    @property
+    def running(self) -> bool:
+        return self._popen is not None and self._popen.poll() is None
+
     def stop(self, timeout: float) -> None:
-        """SIGTERM, wait, then SIGKILL; safe to call repeatedly and on a dead process."""
+        """SIGTERM, wait, then SIGKILL; safe to call repeatedly and on a dead process.
+
+        Afterwards start() runs the same argv again, appending to the same log.
+        """
         popen, self._popen = self._popen, None
         if popen is not None and popen.poll() is None:
             popen.terminate()
@@ -128,6 +146,21 @@ class ManagedProcess:
             except subprocess.TimeoutExpired:
                 popen.kill()
                 popen.wait()
+        self._close_log()
+
+    def kill(self) -> None:
+        """SIGKILL and reap at once: a crash, with no chance to shut down cleanly.
+
+        SIGKILL cannot be caught or delayed, so the wait is short; the bound only
+        guards against a process stuck in uninterruptible I/O.
+        """
+        popen, self._popen = self._popen, None
+        if popen is not None and popen.poll() is None:
+            popen.kill()
+            popen.wait(_KILL_REAP_TIMEOUT)
+        self._close_log()
+
+    def _close_log(self) -> None:
         if self._log is not None:
             self._log.close()
             self._log = None
