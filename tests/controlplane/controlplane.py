@@ -178,6 +178,10 @@ class ControlPlane:
             self.workdir = None
 
     # -- faults: crash, restart and compact the real components ---------------------
+    #
+    # Start and restart from a thread that lives as long as the process should (the
+    # test's own): the kernel's parent-death signal is tied to the forking thread,
+    # so a component started from a short-lived helper thread dies with it.
 
     @property
     def apiserver_running(self) -> bool:

@@ -48,6 +48,14 @@ def faulty() -> Iterator[ControlPlane]:
         plane.stop()
 
 
+@pytest.fixture(autouse=True)
+def _apiserver_up(faulty: ControlPlane) -> None:
+    """Each test starts with the API server up, even if one before failed between a
+    kill and a start."""
+    if not faulty.apiserver_running:
+        faulty.start_apiserver()
+
+
 @pytest.fixture
 def ns(faulty: ControlPlane) -> str:
     name = f"faults-{uuid.uuid4().hex[:8]}"
