@@ -225,6 +225,14 @@ def test_proxy_cut_resets_connections_until_heal(faulty: ControlPlane, tmp_path:
         # TLS passes through: the client verifies the API server's own certificate.
         assert through.kubectl("get", "namespace", "default", check=True).returncode == 0
         assert proxy.forwarded >= 1
+        # Large bodies both ways (more than the proxy's 64 KiB reads and kernel buffers).
+        payload = tmp_path / "payload"
+        payload.write_text("x" * 900_000)
+        through.kubectl("create", "configmap", "big", f"--from-file={payload}", check=True)
+        big = through.kubectl("get", "configmap", "big", "-o", "json", check=True).stdout
+        assert json.loads(big)["data"]["payload"] == payload.read_text()
+        # A client that exits closes its connections, and the proxy forgets them.
+        _eventually(lambda: proxy.open_connections == 0, 5, "the proxy to drop closed links")
 
         # A long-lived connection (a watch) dies with the cut, at once.
         with through.api_client() as api:
@@ -334,7 +342,12 @@ def test_throttle_gives_the_service_account_429_until_it_ends(
 
     def statuses(rounds: int) -> set[int]:
         """Requests of the subject, resource and non-resource, back to back."""
-        paths = ("/api/v1/namespaces", "/version", f"/api/v1/namespaces/{ns}/configmaps")
+        paths = (
+            "/api/v1/namespaces",
+            "/version",
+            f"/api/v1/namespaces/{ns}/configmaps",
+            f"/api/v1/namespaces/{ns}/configmaps?watch=1&timeoutSeconds=1",
+        )
         return {
             _status(cluster.server(), token, path, ca_only) for _ in range(rounds) for path in paths
         }
