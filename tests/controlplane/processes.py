@@ -93,7 +93,11 @@ class ManagedProcess:
             # Our own session: a Ctrl-C in the terminal reaches only us, and we stop
             # the children in dependency order (API server before etcd).
             start_new_session=True,
-            preexec_fn=_parent_death_hook(),  # noqa: PLW1509 - no other threads at start
+            # A fault test may restart a component while other threads run (a proxy,
+            # an HTTP client). preexec_fn is then formally unsafe (a lock another
+            # thread held at the fork stays held in the child), but this hook takes
+            # none of ours: prctl (looked up before the fork), getppid, kill.
+            preexec_fn=_parent_death_hook(),  # noqa: PLW1509
         )
 
     def exit_code(self) -> int | None:
