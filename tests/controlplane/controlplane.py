@@ -18,11 +18,13 @@ import socket
 import ssl
 import subprocess
 import tempfile
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import yaml
 
@@ -36,6 +38,10 @@ WORKDIR_PREFIX = "tcpmonitor-controlplane-"
 _OWNER_FILE = "owner.pid"
 SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/24"
 _PORT_RETRIES = 3
+ETCD = "etcd"
+APISERVER = "kube-apiserver"
+#: A key outside the API server's /registry prefix, so it never shows up in the API.
+_REVISION_MARKER_KEY = b"/tcpmonitor-test/revision-marker"
 
 
 def _free_ports(count: int) -> list[int]:
@@ -66,6 +72,10 @@ def _sweep_stale_workdirs() -> None:
             shutil.rmtree(candidate, ignore_errors=True)
         except (OSError, ValueError):
             continue  # not ours to judge: unreadable, or the owner is alive
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
 
 
 def _child_env() -> dict[str, str]:
@@ -106,7 +116,8 @@ class ControlPlane:
         self.workdir: Path | None = None
         self.etcd_url: str | None = None
         self.server: str | None = None
-        self._processes: list[ManagedProcess] = []
+        # By name (ETCD, APISERVER), in start order; fault tests stop and start them.
+        self._processes: dict[str, ManagedProcess] = {}
         self._cluster: Cluster | None = None
         self._ssl_context: ssl.SSLContext | None = None
 
@@ -165,6 +176,99 @@ class ControlPlane:
         if self.workdir is not None:
             shutil.rmtree(self.workdir, ignore_errors=True)
             self.workdir = None
+
+    # -- faults: crash, restart and compact the real components ---------------------
+    #
+    # Start and restart from a thread that lives as long as the process should (the
+    # test's own): the kernel's parent-death signal is tied to the forking thread,
+    # so a component started from a short-lived helper thread dies with it.
+
+    @property
+    def apiserver_running(self) -> bool:
+        return self._process(APISERVER).running
+
+    def kill_apiserver(self) -> None:
+        """SIGKILL kube-apiserver and reap it: an outage as abrupt as a node loss.
+
+        Open connections (watches included) are reset and new ones are refused
+        until start_apiserver(); etcd and its data stay as they are.
+        """
+        self._process(APISERVER).kill()
+
+    def start_apiserver(self) -> float:
+        """Start kube-apiserver again with the same flags, port and log (appended).
+
+        Returns the seconds from the start until /readyz is ok and a read through
+        etcd works. A test can kill, sleep for the outage, then call this.
+        """
+        process = self._process(APISERVER)
+        started = time.monotonic()
+        process.start()
+        self._wait_apiserver_ready(process)
+        return time.monotonic() - started
+
+    def restart_apiserver(self) -> float:
+        """kill_apiserver() then start_apiserver(); returns the seconds until ready."""
+        self.kill_apiserver()
+        return self.start_apiserver()
+
+    def restart_etcd(self, *, kill: bool = False) -> float:
+        """Stop etcd (SIGTERM, or SIGKILL with ``kill``) and start it on the same data.
+
+        The API server stays up and has to reconnect by itself; this returns the
+        seconds from stopping etcd until etcd is healthy and the API server serves a
+        read from etcd again (/readyz alone may still be ok from before the restart).
+        Measured: about 10 s with SIGTERM (etcd drains the API server's gRPC
+        streams for about 7 s before it exits), about 1 s with SIGKILL.
+        """
+        etcd = self._process(ETCD)
+        started = time.monotonic()
+        if kill:
+            etcd.kill()
+        else:
+            etcd.stop(self.stop_timeout)
+        etcd.start()
+        etcd.wait_until(self._etcd_healthy, self.start_timeout, "/health after a restart")
+        self._wait_apiserver_ready(self._process(APISERVER))
+        return time.monotonic() - started
+
+    def etcd_revision(self) -> int:
+        """etcd's current revision, which is what the API calls resourceVersion."""
+        header = self._etcd_call("/v3/kv/range", {"key": _b64(_REVISION_MARKER_KEY)})["header"]
+        return int(header["revision"])
+
+    def compact_etcd(self) -> int:
+        """Compact etcd (physically) at its current revision; returns that revision.
+
+        A marker key outside /registry is written first, so the compacted revision
+        is newer than every resourceVersion a client has seen, and calling this
+        twice never asks for an already compacted revision (which etcd rejects).
+
+        What clients see: nothing, as long as the API server's watch cache still
+        holds the history. A watch from an old resourceVersion is served from that
+        cache and replays the events since, without an error; on v1.36 even a list
+        with ``resourceVersion=OLD&resourceVersionMatch=Exact`` is answered from the
+        cache's snapshots (both checked in tests/e2e/test_controlplane_faults.py).
+        Only requests the API server passes through to etcd get 410 Gone. Use
+        expire_watches() to make watchers re-list.
+        """
+        self._etcd_call("/v3/kv/put", {"key": _b64(_REVISION_MARKER_KEY), "value": _b64(b"x")})
+        revision = self.etcd_revision()
+        self._etcd_call("/v3/kv/compaction", {"revision": str(revision), "physical": True})
+        return revision
+
+    def expire_watches(self) -> float:
+        """Make every watcher get 410 Gone and re-list: compact etcd, restart the API server.
+
+        The restart (SIGKILL, then the same flags) drops every open watch and
+        empties the watch cache; the new cache starts at the compacted revision or
+        later, so a client resuming from any resourceVersion it had gets an ERROR
+        event with code 410 ("too old resource version"), and a watch the API server
+        passes through to etcd gets 410 from the compaction. Returns the seconds the
+        API server took to be ready again.
+        """
+        self.compact_etcd()
+        return self.restart_apiserver()
 
     def __enter__(self) -> Cluster:
         return self.start()
@@ -256,26 +360,51 @@ class ControlPlane:
             ],
             workdir / "kube-apiserver.log",
         )
+        self._wait_apiserver_ready(apiserver)
+        self._write_kubeconfig(workdir / "admin.kubeconfig", credentials)
+
+    def _spawn(self, name: str, argv: list[str], log_path: Path) -> ManagedProcess:
+        process = ManagedProcess(name, argv, log_path, env=_child_env())
+        self._processes[name] = process
+        process.start()
+        return process
+
+    def _process(self, name: str) -> ManagedProcess:
+        if self._cluster is None or name not in self._processes:
+            raise RuntimeError("control plane is not running; call start() first")
+        return self._processes[name]
+
+    def _stop_processes(self) -> None:
+        # Reverse start order: the API server shuts down quickly only while etcd is up.
+        for name in reversed(list(self._processes)):
+            self._processes.pop(name).stop(self.stop_timeout)
+
+    def _wait_apiserver_ready(self, apiserver: ManagedProcess) -> None:
         apiserver.wait_until(self._apiserver_ready, self.start_timeout, "/readyz ok")
-        # /readyz does not cover the bootstrap controller that creates the `default`
-        # namespace; tests using it straight away would race it.
+        # A GET of one object is read from etcd, not the watch cache: it proves the
+        # API server really talks to etcd (after an etcd restart) and, at first
+        # start, that the bootstrap controller created `default`, which /readyz
+        # does not cover and tests using it straight away would race.
         apiserver.wait_until(
             lambda: self._get(f"{self.server}/api/v1/namespaces/default") is not None,
             self.start_timeout,
             "the default namespace",
         )
-        self._write_kubeconfig(workdir / "admin.kubeconfig", credentials)
 
-    def _spawn(self, name: str, argv: list[str], log_path: Path) -> ManagedProcess:
-        process = ManagedProcess(name, argv, log_path, env=_child_env())
-        self._processes.append(process)
-        process.start()
-        return process
-
-    def _stop_processes(self) -> None:
-        # Reverse start order: the API server shuts down quickly only while etcd is up.
-        while self._processes:
-            self._processes.pop().stop(self.stop_timeout)
+    def _etcd_call(self, path: str, body: dict[str, object]) -> dict[str, Any]:
+        """POST to etcd's v3 JSON gateway (gRPC-gateway: int64s are strings)."""
+        request = urllib.request.Request(
+            f"{self.etcd_url}{path}",
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                reply: dict[str, Any] = json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            raise RuntimeError(f"etcd {path}: {error.code} {error.read().decode()}") from error
+        return reply
 
     def _get(self, url: str) -> bytes | None:
         """GET with the admin identity; None for any failure, since we're polling."""

@@ -22,6 +22,7 @@ from typing import IO
 
 _PR_SET_PDEATHSIG = 1
 _LOG_TAIL_BYTES = 64 * 1024
+_KILL_REAP_TIMEOUT = 10.0
 
 
 class StartupError(RuntimeError):
@@ -84,8 +85,18 @@ class ManagedProcess:
         return self._popen.pid if self._popen else None
 
     def start(self) -> None:
+        """Start the child; after stop() or kill(), the same argv again.
+
+        The log is appended to, with a marker line, so one file tells the whole
+        story of a component that a fault test restarted.
+        """
+        if self.running:
+            raise RuntimeError(f"{self.name} is already running (pid {self.pid})")
         self._log = self.log_path.open("ab")
         identity = _groups_of(self.user) if self.user else None
+        if self._log.tell() > 0:
+            self._log.write(f"--- {self.name} started again by the test harness ---\n".encode())
+            self._log.flush()
         self._popen = subprocess.Popen(
             self.argv,
             stdin=subprocess.DEVNULL,
@@ -98,7 +109,11 @@ class ManagedProcess:
             # Our own session: a Ctrl-C in the terminal reaches only us, and we stop
             # the children in dependency order (API server before etcd).
             start_new_session=True,
-            preexec_fn=_parent_death_hook(),  # noqa: PLW1509 - no other threads at start
+            # A fault test may restart a component while other threads run (a proxy,
+            # an HTTP client). preexec_fn is then formally unsafe (a lock another
+            # thread held at the fork stays held in the child), but this hook takes
+            # none of ours: prctl (looked up before the fork), getppid, kill.
+            preexec_fn=_parent_death_hook(),  # noqa: PLW1509
         )
 
     def exit_code(self) -> int | None:
@@ -134,8 +149,15 @@ class ManagedProcess:
             time.sleep(delay)
             delay = min(delay * 1.5, 0.5)
 
+    @property
+    def running(self) -> bool:
+        return self._popen is not None and self._popen.poll() is None
+
     def stop(self, timeout: float) -> None:
-        """SIGTERM, wait, then SIGKILL; safe to call repeatedly and on a dead process."""
+        """SIGTERM, wait, then SIGKILL; safe to call repeatedly and on a dead process.
+
+        Afterwards start() runs the same argv again, appending to the same log.
+        """
         popen, self._popen = self._popen, None
         if popen is not None and popen.poll() is None:
             popen.terminate()
@@ -144,6 +166,21 @@ class ManagedProcess:
             except subprocess.TimeoutExpired:
                 popen.kill()
                 popen.wait()
+        self._close_log()
+
+    def kill(self) -> None:
+        """SIGKILL and reap at once: a crash, with no chance to shut down cleanly.
+
+        SIGKILL cannot be caught or delayed, so the wait is short; the bound only
+        guards against a process stuck in uninterruptible I/O.
+        """
+        popen, self._popen = self._popen, None
+        if popen is not None and popen.poll() is None:
+            popen.kill()
+            popen.wait(_KILL_REAP_TIMEOUT)
+        self._close_log()
+
+    def _close_log(self) -> None:
         if self._log is not None:
             self._log.close()
             self._log = None

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from tests.controlplane import ControlPlane, GoNotFoundError, ensure_binaries
 from tests.e2e.conftest import HOW_TO_GET_BINARIES, unavailable
 from tests.e2e.faults.identities import service_account_kubeconfig

@@ -18,6 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from tcpmonitor.kube.status_writer import MAX_KEPT_PER_MONITOR
 from tests.controlplane import ControlPlane
 from tests.e2e.faults.conftest import OPERATOR_ACCOUNT
 from tests.e2e.faults.identities import grant_cluster_admin, service_account_kubeconfig
@@ -32,8 +33,6 @@ from tests.e2e.operator_process import (
     state_is,
     tcpmonitor,
 )
-
-from tcpmonitor.kube.status_writer import MAX_KEPT_PER_MONITOR
 
 RECOVERY_GOAL = INTERVAL + 5.0
 AFTER_WINDOW = 30.0  # the bench watches five minutes; the suite half a minute
