@@ -232,6 +232,21 @@ class ControlPlane:
         self._wait_apiserver_ready(self._process(APISERVER))
         return time.monotonic() - started
 
+    def kill_etcd(self) -> None:
+        """SIGKILL etcd: the API server stays up but can read and write nothing until
+        start_etcd(); a fault test changes its targets in between."""
+        self._process(ETCD).kill()
+
+    def start_etcd(self) -> float:
+        """Start etcd again on the same data; returns the seconds until the API server serves
+        a read from it again."""
+        etcd = self._process(ETCD)
+        started = time.monotonic()
+        etcd.start()
+        etcd.wait_until(self._etcd_healthy, self.start_timeout, "/health after a restart")
+        self._wait_apiserver_ready(self._process(APISERVER))
+        return time.monotonic() - started
+
     def etcd_revision(self) -> int:
         """etcd's current revision, which is what the API calls resourceVersion."""
         header = self._etcd_call("/v3/kv/range", {"key": _b64(_REVISION_MARKER_KEY)})["header"]
