@@ -213,6 +213,16 @@ class Condition(ResultModel):
     message: str = Field(default="", max_length=MAX_MESSAGE, description="For humans.")
 
 
+MAX_RECENT_TRANSITIONS = 8
+
+
+class StateChange(ResultModel):
+    """One change of a location's state."""
+
+    state: MonitorState = Field(description="The state entered.")
+    time: datetime = Field(description="When.")
+
+
 class LocationStatus(ResultModel):
     """One location's view of the monitor, written by the runner that probed it."""
 
@@ -226,6 +236,13 @@ class LocationStatus(ResultModel):
     error_code: str | None = Field(default=None, max_length=64, description="Last error code.")
     total_ms: float | None = Field(default=None, description="Total time of the last probe, ms.")
     message: str | None = Field(default=None, max_length=MAX_MESSAGE, description="One line.")
+    recent_transitions: list[StateChange] = Field(
+        default_factory=list,
+        max_length=MAX_RECENT_TRANSITIONS,
+        description=f"The latest state changes, oldest first (at most {MAX_RECENT_TRANSITIONS}"
+        "): the controller replays those it did not see, so that a Down that ended while it "
+        "was not watching (an API server outage, a failover) still gets its Events.",
+    )
     last_result: ProbeResult | None = Field(
         default=None,
         description="This location's last probe result, as lastResult; to keep the status "

@@ -93,6 +93,9 @@ class _Entry:
     written: dict[str, Any] = field(default_factory=dict)
     written_at: float = 0.0
     status: TcpMonitorStatus | None = None
+    # Per location, the newest of its state changes already accounted for; None until the
+    # first evaluation, which starts from the stored top-level lastTransitionTime.
+    seen: dict[str, datetime] | None = None
 
 
 class Controller:
@@ -159,9 +162,73 @@ class Controller:
         if entry.problem is not None and entry.problem != previous:
             self._event(entry, invalid_spec_event(entry.problem))
 
+    def _replay(self, entry: _Entry, entries: list[LocationStatus]) -> None:
+        """Post what the locations went through that this controller did not see.
+
+        kopf hands over the newest version of an object, and a watch that restarts lists only
+        the current one: a location that went Down and Up again while the controller was not
+        watching (the API server away, a failover, a burst of writes) would show only Up. Each
+        entry carries its latest changes; those newer than what was accounted for are replayed
+        in time order, and every verdict they pass through that differs from the current one
+        gets its Event and a status transition. The last change is the entry's current state,
+        which the normal evaluation handles.
+        """
+        spec = entry.spec
+        mine = {e.name: e for e in entries if e.name in spec.locations}
+        if entry.seen is None:
+            stored = entry.status.last_transition_time if entry.status else None
+            entry.seen = dict.fromkeys(mine, stored) if stored else {}
+            if stored is None:  # nothing to go by: account for everything as seen
+                for name, e in mine.items():
+                    if e.recent_transitions:
+                        entry.seen[name] = e.recent_transitions[-1].time
+        seen = entry.seen
+        changes = sorted(
+            (change.time, name, change.state)
+            for name, e in mine.items()
+            for change in e.recent_transitions
+            if name not in seen or change.time > seen[name]
+        )
+        for name, e in mine.items():
+            if e.recent_transitions:
+                last = e.recent_transitions[-1].time
+                seen[name] = max(seen[name], last) if name in seen else last
+        if len(changes) < 2 or spec.paused:
+            return
+        states = {name: self._state_before(e, changes, entry.state) for name, e in mine.items()}
+        for at, name, state in changes[:-1]:
+            states[name] = state
+            replayed = [e.model_copy(update={"state": states[e.name]}) for e in mine.values()]
+            verdict = aggregate(
+                spec.locations, spec.min_failed_locations, replayed, self.live_locations()
+            )
+            if verdict.state is not entry.state and verdict.state is not MonitorState.UNKNOWN:
+                when = at.astimezone(UTC).strftime("%H:%M:%SZ")
+                event = state_event(
+                    entry.state, verdict.state, f"{verdict.message} (at {when}, seen late)"
+                )
+                if event is not None:
+                    self._event(entry, event)
+                entry.state, entry.last_transition = verdict.state, at
+
+    @staticmethod
+    def _state_before(
+        location: LocationStatus,
+        changes: list[tuple[datetime, str, MonitorState]],
+        aggregated: MonitorState,
+    ) -> MonitorState:
+        """The location's state before its first change being replayed: the change before it
+        in its history, or (older than the history) what the aggregate said."""
+        first = next((at for at, name, _ in changes if name == location.name), None)
+        if first is None:
+            return location.state
+        earlier = [c.state for c in location.recent_transitions if c.time < first]
+        return earlier[-1] if earlier else aggregated
+
     def _evaluate(self, entry: _Entry) -> None:
         spec = entry.spec
         entries = entry.status.locations if entry.status else []
+        self._replay(entry, entries)
         verdict = aggregate(
             spec.locations, spec.min_failed_locations, entries, self.live_locations()
         )

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from ..api import LocationStatus, MonitorState, ProbeResult
 from ..api.printable import printable, printable_list
 from ..api.result import MAX_DNS_NAME, MAX_MESSAGE, Problem
-from ..api.status import LOCATION_DNS_NAMES, LOCATION_TEXT
+from ..api.status import LOCATION_DNS_NAMES, LOCATION_TEXT, StateChange
 from .messages import describe_result
 from .problems import SpecProblem
 from .record import MonitorRecord
@@ -88,6 +88,7 @@ def location_entry(
         error_code=result.error.code if result and result.error else None,
         total_ms=result.timings.total if result else None,
         message=message[:MAX_MESSAGE] if message else None,
+        recent_transitions=[StateChange(state=state, time=at) for state, at in record.recent],
         last_result=location_result(result, location) if result is not None else None,
     )
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from ..api import MonitorState, ProbeResult, TcpMonitorStatus, Verdict, WarningCode
+from ..api.status import MAX_RECENT_TRANSITIONS
 
 _SUCCESS = (MonitorState.UP, MonitorState.DEGRADED)
 
@@ -27,6 +28,9 @@ class MonitorRecord:
     last_success_time: datetime | None = None
     last_failure_time: datetime | None = None
     skipped_probes: int = 0  # dropped for want of a probe slot since the last result
+    # The latest changes (state entered, when), oldest first, bounded: a runner's entry
+    # carries them so that the controller can replay those it did not see.
+    recent: tuple[tuple[MonitorState, datetime], ...] = ()
 
     @classmethod
     def from_status(cls, status: TcpMonitorStatus | None) -> MonitorRecord:
@@ -97,6 +101,7 @@ def advance(
         last_success_time=result.started_at if success else record.last_success_time,
         last_failure_time=result.started_at if not success else record.last_failure_time,
         skipped_probes=0,
+        recent=_remember(record.recent, new_state, now) if transition else record.recent,
     )
     return updated, transition
 
@@ -110,7 +115,15 @@ def pause(record: MonitorRecord, now: datetime) -> tuple[MonitorRecord, Transiti
     if record.state is MonitorState.PAUSED:
         return record, None
     transition = Transition(record.state, MonitorState.PAUSED, now)
-    return replace(record, state=MonitorState.PAUSED, last_transition_time=now), transition
+    recent = _remember(record.recent, MonitorState.PAUSED, now)
+    paused = replace(record, state=MonitorState.PAUSED, last_transition_time=now, recent=recent)
+    return paused, transition
+
+
+def _remember(
+    recent: tuple[tuple[MonitorState, datetime], ...], state: MonitorState, at: datetime
+) -> tuple[tuple[MonitorState, datetime], ...]:
+    return (*recent, (state, at))[-MAX_RECENT_TRANSITIONS:]
 
 
 def newly_expiring(previous: ProbeResult | None, current: ProbeResult) -> bool:

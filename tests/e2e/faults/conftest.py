@@ -80,7 +80,7 @@ def deployment(
         d.start()
         reached = d.wait_correct(60)
         assert max(reached.values()) < 60, (reached, d.states())
-        d.steady_per_min = d.write_rate(20.0)
+        d.steady_per_min = d.write_rate(40.0)
         yield d
     finally:
         d.close()

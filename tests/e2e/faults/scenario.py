@@ -31,7 +31,7 @@ from tests.e2e.operator_process import Listener, OperatorProcess, apply, tcpmoni
 
 INTERVAL = 2.0
 LEASE = "6s"
-HEARTBEAT = "30s"
+HEARTBEAT = "10s"
 LOCATION = "eu"
 MODES = ("all-in-one", "distributed")
 CHANGING = ("dies", "returns", "flaps")

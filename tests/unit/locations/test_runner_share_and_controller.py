@@ -356,3 +356,68 @@ def test_a_fenced_runner_holds_writes_and_on_rejoining_drops_what_another_took_o
     assert gate_log == ["pause", "resume"]
     # Its queued writes dropped and the monitor resumed from r2's entry; "kept" untouched.
     assert forgotten == ["taken"]
+
+
+def changes(*pairs: tuple[str, int]) -> list[dict[str, Any]]:
+    return [
+        {"state": state, "time": (NOW + timedelta(seconds=at)).isoformat()} for state, at in pairs
+    ]
+
+
+def test_controller_replays_a_flap_it_did_not_see() -> None:
+    """The entry went Down and Up again while the controller was not watching (it sees only
+    the newest version): the Down still gets its Event, in order, marked as seen late."""
+    flapped = entry("eu", "Up", recentTransitions=changes(("Up", 0), ("Down", 30), ("Up", 40)))
+    reporter = controller_run(
+        monitor("m", ["eu"], [entry("eu", "Up", recentTransitions=changes(("Up", 0)))]),
+        monitor("m", ["eu"], [flapped]),
+        live={"eu"},
+    )
+    assert reporter.reasons("m") == ["TargetUp", "TargetDown", "TargetUp"]
+    down = next(e for _, e in reporter.events if e.reason == "TargetDown")
+    assert "seen late" in down.message and "12:00:30Z" in down.message
+
+
+def test_controller_replays_across_locations_in_time_order_with_the_quorum() -> None:
+    eu = entry("eu", "Up", recentTransitions=changes(("Up", 0), ("Down", 10), ("Up", 30)))
+    us = entry("us", "Up", recentTransitions=changes(("Up", 0), ("Down", 20), ("Up", 40)))
+    reporter = controller_run(
+        monitor(
+            "m",
+            ["eu", "us"],
+            [
+                entry("eu", "Up", recentTransitions=changes(("Up", 0))),
+                entry("us", "Up", recentTransitions=changes(("Up", 0))),
+            ],
+            minFailedLocations=2,
+        ),
+        monitor("m", ["eu", "us"], [eu, us], minFailedLocations=2),
+        monitor("m", ["eu", "us"], [eu, us], minFailedLocations=2),  # no second replay
+        live={"eu", "us"},
+    )
+    # eu Down (1 of 2: Degraded), both Down at 20 s (quorum: Down), eu Up at 30 s (Degraded),
+    # us Up at 40 s: Up.
+    assert reporter.reasons("m") == [
+        "TargetUp",
+        "TargetDegraded",
+        "TargetDown",
+        "TargetDegraded",
+        "TargetUp",
+    ]
+
+
+def test_a_controller_that_starts_replays_only_what_came_after_the_stored_transition() -> None:
+    stored_at = NOW + timedelta(seconds=35)
+    history = changes(("Up", 0), ("Down", 30), ("Up", 50), ("Down", 60))
+    m = monitor("m", ["eu"], [entry("eu", "Down", recentTransitions=history)])
+    assert m.status is not None
+    m = m.model_copy(
+        update={
+            "status": m.status.model_copy(
+                update={"state": MonitorState.DOWN, "last_transition_time": stored_at}
+            )
+        }
+    )
+    reporter = controller_run(m, live={"eu"})
+    # Down at 30 s was the previous controller's; Up at 50 s is replayed, Down at 60 s is now.
+    assert reporter.reasons("m") == ["TargetUp", "TargetDown"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -15,6 +16,7 @@ from tcpmonitor.api import (
     Timings,
     Verdict,
 )
+from tcpmonitor.api.status import MAX_RECENT_TRANSITIONS
 from tcpmonitor.reporting import (
     SpecProblem,
     bounds_problem,
@@ -115,7 +117,15 @@ def test_record_resumes_from_status() -> None:
     status = build_status(record, None, 3, [], NOW)
     wire = TcpMonitorStatus.model_validate(status_body(status))
     resumed = MonitorRecord.from_status(wire)
-    assert resumed == record
+    # The recent changes are for the controller and travel in location entries only.
+    assert resumed == replace(record, recent=())
+
+
+def test_recent_changes_are_remembered_oldest_first_and_bounded() -> None:
+    record, transitions = fold(MonitorRecord(), *([UP, DOWN] * MAX_RECENT_TRANSITIONS))
+    assert len(transitions) == 2 * MAX_RECENT_TRANSITIONS
+    assert len(record.recent) == MAX_RECENT_TRANSITIONS
+    assert [state for state, _ in record.recent][-2:] == [MonitorState.UP, MonitorState.DOWN]
 
 
 def test_pause_is_a_transition_once() -> None:
