@@ -22,7 +22,7 @@ from ..scheduling.runtime import Key, MonitorRef, MonitorRuntime
 from ..telemetry.metrics import Metrics
 from .api_client import KubeApi, classify_api_error, describe_api_error, load_credentials
 from .api_health import ApiReadiness
-from .leases import ROLE_LABEL, LeaderElection, membership
+from .leases import ROLE_LABEL, LeaderElection, LostLeadership, membership
 from .material_reader import ApiResolver
 from .process import ProcessOptions, run_watching
 from .status_writer import KubeReporter
@@ -58,6 +58,58 @@ class ControllerSink:
 
     def invalid(self, ref: MonitorRef, message: str) -> None:
         self.controller.reporter.post_event(ref, invalid_object_event(message))
+
+
+class LeaderGatedSink:
+    """Forwards watch events to ``inner`` only while this replica leads.
+
+    A controller that loses its Lease (a standby took over after seeing it unrenewed for a
+    lease duration, e.g. while etcd was away) steps down instead of exiting: it drops every
+    monitor from ``inner`` (and with them their queued writes), keeps the newest version of
+    each object from the watch, and when it leads again hands them all back at once.
+    """
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.active = True
+        self.latest: dict[Key, TcpMonitor] = {}
+
+    async def apply(self, monitor: TcpMonitor) -> None:
+        self.latest[monitor.key] = monitor
+        if self.active:
+            await self.inner.apply(monitor)
+
+    def remove(self, key: Key) -> None:
+        self.latest.pop(key, None)
+        if self.active:
+            self.inner.remove(key)
+
+    def invalid(self, ref: MonitorRef, message: str) -> None:
+        if self.active:
+            self.inner.invalid(ref, message)
+
+    def step_down(self) -> None:
+        self.active = False
+        for key in list(self.latest):
+            self.inner.remove(key)
+
+    async def take_over(self) -> None:
+        self.active = True
+        for monitor in list(self.latest.values()):
+            await self.inner.apply(monitor)
+
+
+async def lead(election: LeaderElection, sink: LeaderGatedSink, reporter: KubeReporter) -> None:
+    """Keep the Lease; on losing it, stand by (not exit) until it is this replica's again."""
+    while True:
+        try:
+            await election.keep(reporter.fence)
+        except LostLeadership as exc:
+            log.warning("%s: standing by", exc)
+            sink.step_down()
+            reporter.step_down()
+            await election.acquire()
+            await sink.take_over()
 
 
 class LiveLocations:
@@ -130,8 +182,6 @@ async def run_operator(
         api, options.lease_namespace, options.identity, duration=options.lease_duration
     )
     background: list[Coroutine[Any, Any, None]] = []
-    if leader_election:
-        background.append(election.keep(reporter.fence))
     runtime: MonitorRuntime | None = None
     if mode == "controller":
         live = LiveLocations(
@@ -163,6 +213,11 @@ async def run_operator(
         def describe() -> str:
             return f"{len(runtime)} monitors"
 
+    gated = LeaderGatedSink(sink)
+    if leader_election:
+        sink = gated
+        background.append(lead(election, gated, reporter))
+
     async def cleanup() -> None:
         if runtime is not None:
             await runtime.close()
@@ -181,4 +236,5 @@ async def run_operator(
         gate=election.acquire if leader_election else None,
         alive=runtime.health if runtime is not None else None,
         api_readiness=ApiReadiness(api, options.namespaces, metrics),
+        acting=lambda: gated.active,
     )

@@ -359,6 +359,13 @@ class KubeReporter:
         else:
             self.queue.resume()
 
+    def step_down(self) -> None:
+        """Another replica leads now: its Events are its own, and writing may resume (every
+        monitor was dropped, and its queued writes with it)."""
+        for task in self._events:
+            task.cancel()
+        self.queue.resume()
+
     async def close(self) -> None:
         for task in self._events:
             task.cancel()

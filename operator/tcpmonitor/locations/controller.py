@@ -176,7 +176,11 @@ class Controller:
         spec = entry.spec
         mine = {e.name: e for e in entries if e.name in spec.locations}
         if entry.seen is None:
-            stored = entry.status.last_transition_time if entry.status else None
+            # What the previous controller had seen when it last wrote: every change up to
+            # the newest probe time it wrote (it writes at once on every verdict change).
+            status = entry.status
+            times = [status.last_transition_time, status.last_probe_time] if status else []
+            stored = max((t for t in times if t is not None), default=None)
             entry.seen = dict.fromkeys(mine, stored) if stored else {}
             if stored is None:  # nothing to go by: account for everything as seen
                 for name, e in mine.items():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -41,9 +40,9 @@ def _apiserver_up(fault_plane: ControlPlane) -> None:
 
 
 @pytest.fixture(scope="session")
-def fault_dir() -> Iterator[Path]:
-    with tempfile.TemporaryDirectory(prefix="tcpmonitor-faults-") as directory:
-        yield Path(directory)
+def fault_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Logs of every process, kept (pytest keeps the last three runs) for post-mortems."""
+    return tmp_path_factory.mktemp("faults")
 
 
 @pytest.fixture(scope="session")
