@@ -263,7 +263,7 @@ class ControlPlane:
         holds the history. A watch from an old resourceVersion is served from that
         cache and replays the events since, without an error; on v1.36 even a list
         with ``resourceVersion=OLD&resourceVersionMatch=Exact`` is answered from the
-        cache's snapshots (both checked in tests/e2e/test_controlplane_faults.py).
+        cache's snapshots (both checked in tests/e2e/faults/test_controls.py).
         Only requests the API server passes through to etcd get 410 Gone. Use
         expire_watches() to make watchers re-list.
         """

@@ -19,7 +19,7 @@ not limited by the API server's one-minute request timeout (measured: held for
 a restart, or when a check (one request of the subject a second, which must get
 429) finds it ineffective. Measured: 6816 requests of the subject sent
 back-to-back for 10 s, all 429; after an API server restart the subject's
-requests get 200 until the hold is back (see test_controlplane_faults.py).
+requests get 200 until the hold is back (see test_controls.py).
 """
 
 from __future__ import annotations

@@ -4,8 +4,8 @@ Each control is checked by its effect on a client: objects survive an API server
 crash and an etcd restart, expire_watches() makes a resumed watch get 410 Gone,
 the proxy's cut() resets a client's connections until heal(), throttle() makes a
 ServiceAccount's requests get 429, and an unbound ServiceAccount gets 403 until
-granted. The module runs its own control plane: killing the session's shared
-one would break every other e2e test.
+granted. They run on the fault tests' own control plane: killing the session's
+shared one would break every other e2e test.
 """
 
 from __future__ import annotations
@@ -24,8 +24,7 @@ from typing import Any
 import pytest
 from kubernetes import client, config, watch
 
-from tests.controlplane import Cluster, ControlPlane, GoNotFoundError, ensure_binaries
-from tests.e2e.conftest import HOW_TO_GET_BINARIES, unavailable
+from tests.controlplane import Cluster, ControlPlane
 from tests.e2e.faults import ApiProxy, grant_cluster_admin, service_account_kubeconfig, throttle
 
 #: Generous bounds for things measured at 1-3 s (10 s for etcd's SIGTERM).
@@ -33,27 +32,10 @@ READY_BOUND = 30.0
 PROPAGATION_TIMEOUT = 10.0
 
 
-@pytest.fixture(scope="module")
-def faulty() -> Iterator[ControlPlane]:
-    """A control plane of this module's own, to crash and throttle at will."""
-    try:
-        binaries = ensure_binaries()
-    except GoNotFoundError as error:
-        unavailable(f"{error}; {HOW_TO_GET_BINARIES}")
-    plane = ControlPlane(binaries)
-    plane.start()
-    try:
-        yield plane
-    finally:
-        plane.stop()
-
-
-@pytest.fixture(autouse=True)
-def _apiserver_up(faulty: ControlPlane) -> None:
-    """Each test starts with the API server up, even if one before failed between a
-    kill and a start."""
-    if not faulty.apiserver_running:
-        faulty.start_apiserver()
+@pytest.fixture
+def faulty(fault_plane: ControlPlane) -> ControlPlane:
+    """The fault tests' own control plane (tests/e2e/faults/conftest.py), not the session's."""
+    return fault_plane
 
 
 @pytest.fixture
