@@ -105,6 +105,7 @@ class Scheduler(Generic[Key]):
         self._entries: dict[Key, _Entry[Key]] = {}
         self._heap: list[tuple[float, int, Key, int]] = []
         self._seq = 0
+        self._versions = 0  # the last version handed to an entry; see schedule()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = float("inf")
         self._loop = asyncio.get_running_loop()
@@ -127,11 +128,16 @@ class Scheduler(Generic[Key]):
         if interval < MIN_INTERVAL:
             raise ValueError(f"interval must be at least {MIN_INTERVAL}s, not {interval!r}")
         entry = self._entries.get(key)
+        # Versions are unique across entries, not per entry: a key removed and added again
+        # (a runner handing a monitor over and taking it back, an object re-created under
+        # its name) must not match the removed entry's slots still in the heap, or it would
+        # be fired twice an interval, the second firing cancelling the first's probe.
+        self._versions += 1
         if entry is None:
-            entry = _Entry(key, interval, phase_of(key, interval))
+            entry = _Entry(key, interval, phase_of(key, interval), version=self._versions)
             self._entries[key] = entry
         else:
-            entry.version += 1
+            entry.version = self._versions
             entry.interval = interval
             entry.phase = phase_of(key, interval)
             if immediate:

@@ -23,7 +23,15 @@ from tests.controlplane import ControlPlane
 from tests.e2e.faults.conftest import OPERATOR_ACCOUNT
 from tests.e2e.faults.identities import grant_cluster_admin, service_account_kubeconfig
 from tests.e2e.faults.proxy import ApiProxy
-from tests.e2e.faults.scenario import INTERVAL, LOCATION, MODES, Deployment, Figures, run_fault
+from tests.e2e.faults.scenario import (
+    INTERVAL,
+    LOCATION,
+    MODES,
+    Deployment,
+    Figures,
+    run_fault,
+    table,
+)
 from tests.e2e.faults.throttling import throttle
 from tests.e2e.operator_process import (
     Listener,
@@ -42,6 +50,7 @@ RSS_BOUND_KB = 20 * 1024
 def check(figures: Figures, d: Deployment) -> None:
     """The issue's goals for every fault, with the figures in the message."""
     summary = json.dumps(figures.__dict__, default=str, indent=1)
+    print(table([figures]))  # shown with a failure, and with -s
     assert figures.crashed == [], summary
     assert figures.lost == [], summary
     for mode in MODES:

@@ -338,3 +338,25 @@ def test_a_probe_that_waited_a_whole_interval_for_a_slot_is_dropped_and_counted(
     assert starved >= 3 and overlap == 0
     assert set(skips) == {(("b", "starved"), "concurrency")}
     assert len(skips) == starved
+
+
+def test_a_key_removed_and_added_again_is_probed_once_an_interval() -> None:
+    """The removed entry's slot still in the heap must not fire the new one (a runner that
+    hands a monitor over and takes it back probed it twice an interval, cancelling itself)."""
+
+    async def scenario() -> tuple[list[float], list[str]]:
+        rec = Recorder()
+        skips: list[str] = []
+        scheduler = Scheduler(rec, on_skip=lambda key, reason: skips.append(reason))
+        scheduler.schedule("a", 0.2, immediate=True)
+        await asyncio.sleep(0.05)
+        scheduler.unschedule("a")
+        scheduler.schedule("a", 0.2, immediate=False)
+        t0 = asyncio.get_running_loop().time()
+        await asyncio.sleep(1.0)
+        await scheduler.close()
+        return [t - t0 for t in rec.starts["a"]][1:], skips
+
+    starts, skips = run(scenario())
+    assert skips == []
+    assert 4 <= len(starts) <= 6, starts
