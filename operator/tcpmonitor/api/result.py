@@ -26,6 +26,9 @@ MAX_DNS_NAMES = 32
 MAX_CIPHER = 128
 MAX_PROTOCOL_DETAIL = 256
 MAX_STEP_OUTCOMES = 16
+# Certificates of the presented chain kept in a result; real chains have two to four.
+MAX_CHAIN = 8
+MAX_WARNINGS = 8
 
 
 class Verdict(StrEnum):
@@ -104,6 +107,8 @@ class WarningCode(StrEnum):
     TLS_CERTIFICATE_EXPIRING = "TLS_CERTIFICATE_EXPIRING"
     TLS_CERTIFICATE_EXPIRED = "TLS_CERTIFICATE_EXPIRED"
     TLS_CERTIFICATE_UNREADABLE = "TLS_CERTIFICATE_UNREADABLE"
+    TLS_CHAIN_CERTIFICATE_EXPIRING = "TLS_CHAIN_CERTIFICATE_EXPIRING"
+    TLS_CHAIN_CERTIFICATE_EXPIRED = "TLS_CHAIN_CERTIFICATE_EXPIRED"
 
 
 WARNING_CODE_DOCS: dict[WarningCode, str] = {
@@ -114,6 +119,14 @@ WARNING_CODE_DOCS: dict[WarningCode, str] = {
     WarningCode.TLS_CERTIFICATE_UNREADABLE: "The handshake worked but the certificate does not "
     "parse as strict clients require (malformed DER, a name that is not ASCII or not UTF-8, a "
     "broken extension); tls.certificate shows what could be read, or is null.",
+    WarningCode.TLS_CHAIN_CERTIFICATE_EXPIRING: "A certificate of the presented chain other "
+    "than the leaf (an intermediate, or a root the server sends) expires within "
+    "tls.expiryWarning (the earliest such is named); tls.chainExpiry says when the first of "
+    "the chain expires.",
+    WarningCode.TLS_CHAIN_CERTIFICATE_EXPIRED: "A certificate of the presented chain other "
+    "than the leaf has expired; the warning names it, which OpenSSL's verification error does "
+    "not. With verification the probe is also Down (TLS_CERTIFICATE_EXPIRED) unless the trust "
+    "store completes the chain another way, which clients with other trust stores cannot.",
 }
 
 
@@ -216,6 +229,39 @@ class Certificate(ResultModel):
     )
 
 
+class ChainCertificate(ResultModel):
+    """One certificate as the server presented it; a field that does not parse is null."""
+
+    subject: str = Field(
+        max_length=MAX_DISTINGUISHED_NAME, description="Subject distinguished name (escaped)."
+    )
+    issuer: str = Field(
+        max_length=MAX_DISTINGUISHED_NAME, description="Issuer distinguished name (escaped)."
+    )
+    not_before: datetime | None = Field(default=None, description="Start of validity.")
+    not_after: datetime | None = Field(default=None, description="End of validity.")
+    sha256_fingerprint: str = Field(
+        max_length=128, description="SHA-256 of the DER certificate, colon-separated hex."
+    )
+    key_type: str | None = Field(
+        default=None, max_length=16, description="RSA, EC, DSA, Ed25519, Ed448 or other."
+    )
+    key_size: int | None = Field(
+        default=None, ge=0, le=65536, description="Public key size in bits."
+    )
+    spki_sha256: str | None = Field(
+        default=None,
+        max_length=64,
+        description="Base64 SHA-256 of the SubjectPublicKeyInfo (the public-key pin, as in "
+        "HPKP and curl --pinnedpubkey): unchanged by a renewal that keeps the key.",
+    )
+    signature_algorithm: str | None = Field(
+        default=None,
+        max_length=64,
+        description="How the issuer signed it, e.g. sha256WithRSAEncryption, ecdsa-with-SHA384.",
+    )
+
+
 class TlsInfo(ResultModel):
     """The negotiated TLS session and the certificate."""
 
@@ -226,6 +272,29 @@ class TlsInfo(ResultModel):
         default=None, max_length=MAX_MESSAGE, description="Why verification failed."
     )
     certificate: Certificate | None = Field(default=None, description="The leaf certificate.")
+    chain: list[ChainCertificate] = Field(
+        default_factory=list,
+        max_length=MAX_CHAIN,
+        description=f"Every certificate the server presented, leaf first, in its order (at most "
+        f"{MAX_CHAIN}; chainLength says how many there were), read also when verification "
+        "failed. Empty in locations[].lastResult, and when the chain could not be read.",
+    )
+    chain_length: int | None = Field(
+        default=None,
+        ge=0,
+        le=1024,
+        description="How many certificates the server presented; null when not read.",
+    )
+    chain_expiry: datetime | None = Field(
+        default=None,
+        description="The earliest notAfter across the presented chain: when the first of its "
+        "certificates expires, leaf or not.",
+    )
+    chain_expiry_subject: str | None = Field(
+        default=None,
+        max_length=MAX_DISTINGUISHED_NAME,
+        description="Subject of the certificate that expires first (escaped).",
+    )
 
 
 class ProtocolInfo(ResultModel):
@@ -266,7 +335,7 @@ class ProbeResult(ResultModel):
     timings: Timings = Field(default_factory=Timings, description="Per-phase timings, ms.")
     error: Problem | None = Field(default=None, description="Why the probe is Down.")
     warnings: list[Problem] = Field(
-        default_factory=list, max_length=8, description="Why the probe is Degraded."
+        default_factory=list, max_length=MAX_WARNINGS, description="Why the probe is Degraded."
     )
     request: RequestSummary | None = Field(default=None, description="What was sent.")
     response: ResponseSummary | None = Field(default=None, description="What was read.")

@@ -246,7 +246,8 @@ class LocationStatus(ResultModel):
     last_result: ProbeResult | None = Field(
         default=None,
         description="This location's last probe result, as lastResult; to keep the status "
-        "small, assertions[].target and .actual are left out, texts are cut to "
+        "small, assertions[].target and .actual and tls.chain are left out (tls.chainLength "
+        "and tls.chainExpiry stay), texts are cut to "
         f"{LOCATION_TEXT} characters and certificate names to {LOCATION_DNS_NAMES}.",
     )
 

@@ -30,7 +30,7 @@ from ..api import (
 )
 from ..api import WarningCode as W
 from ..api.printable import printable
-from ..api.result import MAX_CIPHER, MAX_MESSAGE, MAX_PROTOCOL_DETAIL
+from ..api.result import MAX_CIPHER, MAX_MESSAGE, MAX_PROTOCOL_DETAIL, MAX_WARNINGS
 from .assertions import ReplyDecider, data_outcome, time_outcome
 from .excerpt import printable_excerpt
 from .failures import ProbeFailure, classify_dns_error, classify_socket_error, classify_tls_error
@@ -39,7 +39,7 @@ from .protocols import PROTOCOLS
 from .reader import Reader
 from .session import Session
 from .steps import StepTiming, run_steps
-from .tls import Inspection, inspect_certificate
+from .tls import Inspection, Peer, read_peer
 
 # RFC 6761: names under .invalid never resolve, so no resolver is asked (and none can time out).
 _RESERVED_INVALID = ".invalid"
@@ -399,28 +399,39 @@ class _Attempt:
         except (ssl.SSLError, OSError) as exc:
             failure = classify_tls_error(exc, self.remote or "?")
             if isinstance(exc, ssl.SSLCertVerificationError):
-                inspection = await self._fetch_certificate(family, sockaddr)
-                self.tls = TlsInfo.model_construct(
-                    version=None,
-                    cipher=None,
-                    verified=False,
-                    verify_error=printable(failure.message, MAX_MESSAGE),
-                    certificate=self._inspected(inspection),
-                )
+                peer = await self._fetch_certificate(family, sockaddr)
+                self.tls = self._tls_info(None, None, printable(failure.message, MAX_MESSAGE), peer)
             raise failure from None
         if tls_transport is None:
             raise ProbeFailure(ErrorCode.CONNECTION_CLOSED, f"{self.remote}: closed during TLS")
         ssl_object = tls_transport.get_extra_info("ssl_object")
-        der = ssl_object.getpeercert(binary_form=True) if ssl_object else None
         cipher = ssl_object.cipher() if ssl_object else None
-        self.tls = TlsInfo.model_construct(
-            version=ssl_object.version() if ssl_object else None,
-            cipher=printable(cipher[0], MAX_CIPHER) if cipher else None,
-            verified=not tls.insecure,
-            verify_error=None,
-            certificate=self._inspected(inspect_certificate(der) if der else None),
+        self.tls = self._tls_info(
+            ssl_object.version() if ssl_object else None,
+            printable(cipher[0], MAX_CIPHER) if cipher else None,
+            None,
+            read_peer(ssl_object),
         )
         return tls_transport
+
+    def _tls_info(
+        self, version: str | None, cipher: str | None, verify_error: str | None, peer: Peer
+    ) -> TlsInfo:
+        tls = self.plan.tls
+        assert tls is not None
+        chain = peer.chain
+        earliest = chain.earliest if chain is not None else None
+        return TlsInfo.model_construct(
+            version=version,
+            cipher=cipher,
+            verified=verify_error is None and not tls.insecure,
+            verify_error=verify_error,
+            certificate=self._inspected(peer.inspection),
+            chain=chain.certificates if chain is not None else [],
+            chain_length=chain.presented if chain is not None else None,
+            chain_expiry=earliest.not_after if earliest is not None else None,
+            chain_expiry_subject=earliest.subject if earliest is not None else None,
+        )
 
     def _inspected(self, inspection: Inspection | None) -> Certificate | None:
         if inspection is None:
@@ -428,9 +439,7 @@ class _Attempt:
         self.certificate_problem = inspection.problem
         return inspection.certificate
 
-    async def _fetch_certificate(
-        self, family: int, sockaddr: tuple[object, ...]
-    ) -> Inspection | None:
+    async def _fetch_certificate(self, family: int, sockaddr: tuple[object, ...]) -> Peer:
         """Connect again without verification, only to read the certificate that failed.
 
         Best effort within the probe's own deadline: the verification error stays the result.
@@ -454,22 +463,18 @@ class _Attempt:
                     ssl_shutdown_timeout=_SSL_SHUTDOWN_TIMEOUT,
                 )
                 if tls_transport is None:
-                    return None
+                    return Peer(None, None)
                 transport = tls_transport
-                ssl_object = tls_transport.get_extra_info("ssl_object")
-                der = ssl_object.getpeercert(binary_form=True)
-                return inspect_certificate(der) if der else None
+                return read_peer(tls_transport.get_extra_info("ssl_object"))
         except (OSError, ssl.SSLError, TimeoutError, ValueError):
-            return None
+            return Peer(None, None)
         finally:
             if transport is not None:
                 transport.abort()
             else:
                 sock.close()
 
-    async def _fetch_certificate_by_dialog(
-        self, family: int, sockaddr: tuple[object, ...]
-    ) -> Inspection | None:
+    async def _fetch_certificate_by_dialog(self, family: int, sockaddr: tuple[object, ...]) -> Peer:
         """The dialog again up to its upgrade, which only reads the certificate: STARTTLS
         servers show it only to a client that asked in their protocol."""
         tls = self.plan.tls
@@ -478,7 +483,7 @@ class _Attempt:
         sock.setblocking(False)
         reader = Reader(self.plan.read_cap)
         transports: list[asyncio.Transport] = []
-        found: list[Inspection] = []
+        found: list[Peer] = []
 
         async def upgrade() -> None:
             tls_transport = await self.loop.start_tls(
@@ -490,9 +495,7 @@ class _Attempt:
             )
             if tls_transport is not None:
                 transports.append(tls_transport)
-                der = tls_transport.get_extra_info("ssl_object").getpeercert(binary_form=True)
-                if der:
-                    found.append(inspect_certificate(der))
+                found.append(read_peer(tls_transport.get_extra_info("ssl_object")))
             raise _CertificateRead
 
         try:
@@ -510,7 +513,7 @@ class _Attempt:
                 transport.abort()
             if not transports:
                 sock.close()
-        return found[0] if found else None
+        return found[0] if found else Peer(None, None)
 
     def _timed_out(self) -> None:
         plan = self.plan
@@ -680,7 +683,38 @@ class _Attempt:
                     f"certificate {self.certificate_problem}",
                 )
             )
-        return warnings
+        if plan.tls is not None and self.tls is not None:
+            chain_warning = self._chain_warning(self.tls, plan.tls.expiry_warning_seconds)
+            if chain_warning is not None:
+                warnings.append(chain_warning)
+        return warnings[:MAX_WARNINGS]
+
+    @staticmethod
+    def _chain_warning(tls: TlsInfo, warn_seconds: float) -> Problem | None:
+        """The intermediate (or root) that expires first, if it has or soon will.
+
+        The leaf has its own codes; this is the outage behind a fine leaf. An expired one is
+        reported even when verification failed for it: OpenSSL's message does not say which
+        certificate of the chain expired, this one does.
+        """
+        dated = [(c.not_after, i) for i, c in enumerate(tls.chain[1:], 1) if c.not_after]
+        if not dated:
+            return None
+        not_after, index = min(dated)
+        cert = tls.chain[index]
+        seconds = (not_after - datetime.now(UTC)).total_seconds()
+        where = f"chain certificate {index} ({cert.subject})"
+        if seconds < 0:
+            return _problem(
+                W.TLS_CHAIN_CERTIFICATE_EXPIRED,
+                f"{where} expired {-seconds / 86400:.1f} days ago ({not_after.isoformat()})",
+            )
+        if seconds < warn_seconds:
+            return _problem(
+                W.TLS_CHAIN_CERTIFICATE_EXPIRING,
+                f"{where} expires in {seconds / 86400:.1f} days ({not_after.isoformat()})",
+            )
+        return None
 
 
 def _problem(code: ErrorCode | W, message: str) -> Problem:

@@ -22,6 +22,7 @@ from cryptography import x509
 from ..api import Certificate, TlsVersion
 from ..api.printable import printable, printable_list
 from ..api.result import MAX_DISTINGUISHED_NAME, MAX_DNS_NAME, MAX_DNS_NAMES
+from .chain import Chain, capture_chains, inspect_chain, presented_chain
 
 _VERSIONS = {
     TlsVersion.TLS1_0: ssl.TLSVersion.TLSv1,
@@ -96,6 +97,7 @@ def build_contexts(
             context.set_ciphers("DEFAULT:@SECLEVEL=0")
         if client is not None:
             _load_client_certificate(context, client)
+        capture_chains(context)
     return verifying, inspecting
 
 
@@ -238,4 +240,24 @@ def _inspect(der: bytes, now: datetime) -> Inspection:
     )
     return Inspection(
         certificate, f"read only in part: {'; '.join(problems)}" if problems else None
+    )
+
+
+@dataclass(frozen=True)
+class Peer:
+    """What the server presented: its leaf inspected, and the whole chain (None: not read)."""
+
+    inspection: Inspection | None
+    chain: Chain | None
+
+
+def read_peer(ssl_object: ssl.SSLObject | None) -> Peer:
+    """The leaf and the chain of a finished handshake on a context from build_contexts."""
+    if ssl_object is None:
+        return Peer(None, None)
+    der = ssl_object.getpeercert(binary_form=True)
+    presented = presented_chain(ssl_object)
+    return Peer(
+        inspect_certificate(der) if der else None,
+        inspect_chain(*presented) if presented is not None else None,
     )
