@@ -267,9 +267,34 @@ class TlsInfo(ResultModel):
 
     version: str | None = Field(default=None, max_length=16, description="e.g. TLSv1.3.")
     cipher: str | None = Field(default=None, max_length=MAX_CIPHER, description="Cipher suite.")
-    verified: bool = Field(description="Whether the chain and host name were verified.")
+    verified: bool = Field(
+        description="Whether the chain and host name were verified (false under "
+        "insecureSkipVerify, which verifies neither; chainTrusted and hostnameVerified say "
+        "what verification would have found)."
+    )
     verify_error: str | None = Field(
         default=None, max_length=MAX_MESSAGE, description="Why verification failed."
+    )
+    chain_trusted: bool | None = Field(
+        default=None,
+        description="Whether the presented chain verifies against the CA bundle or the system "
+        "roots (signatures, validity dates, OpenSSL's security level), judged also under "
+        "insecureSkipVerify; null when it could not be checked.",
+    )
+    chain_error: str | None = Field(
+        default=None,
+        max_length=MAX_MESSAGE,
+        description="Why the chain is not trusted (OpenSSL's reason), or why it was not checked.",
+    )
+    hostname_verified: bool | None = Field(
+        default=None,
+        description="Whether the leaf names tls.serverName (or host), by OpenSSL's rules "
+        "(subjectAltName, whole-label wildcards, the CN only without DNS names), judged also "
+        "under insecureSkipVerify and when the chain is untrusted; null when no certificate "
+        "was read.",
+    )
+    hostname_error: str | None = Field(
+        default=None, max_length=MAX_MESSAGE, description="Why the host name does not match."
     )
     certificate: Certificate | None = Field(default=None, description="The leaf certificate.")
     chain: list[ChainCertificate] = Field(

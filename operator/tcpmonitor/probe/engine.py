@@ -34,12 +34,14 @@ from ..api.result import MAX_CIPHER, MAX_MESSAGE, MAX_PROTOCOL_DETAIL, MAX_WARNI
 from .assertions import ReplyDecider, data_outcome, time_outcome
 from .excerpt import printable_excerpt
 from .failures import ProbeFailure, classify_dns_error, classify_socket_error, classify_tls_error
+from .hostname import HostnameVerdict, check_hostname
 from .plan import ProbePlan
 from .protocols import PROTOCOLS
 from .reader import Reader
 from .session import Session
 from .steps import StepTiming, run_steps
 from .tls import Inspection, Peer, read_peer
+from .trust_cache import TRUST_CACHE, TrustVerdict
 
 # RFC 6761: names under .invalid never resolve, so no resolver is asked (and none can time out).
 _RESERVED_INVALID = ".invalid"
@@ -66,7 +68,18 @@ _UNREACHABLE_CODES = frozenset(
 
 
 class _CertificateRead(Exception):
-    """Ends the dialog run only to read the certificate that failed verification."""
+    """Ends a side connection's dialog once its handshake is done (or failed)."""
+
+
+_PENDING = TrustVerdict(None, "not checked: the probe ended first")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Side:
+    """What a side connection's handshake showed, and the error it ended with, if any."""
+
+    peer: Peer
+    error: BaseException | None
 
 
 def format_address(sockaddr: tuple[object, ...], family: int) -> str:
@@ -94,11 +107,19 @@ class _Attempt:
         self.payload_left = 0  # bytes of the payload not yet handed to the transport
         self.session: Session | None = None
         self.step_timings: list[StepTiming] = []
+        self.trust_task: asyncio.Task[TrustVerdict] | None = None
 
     def _ms(self, since: float) -> float:
         return round((time.perf_counter() - since) * 1000, 3)
 
     async def run(self) -> ProbeResult:
+        try:
+            return await self._run()
+        finally:
+            if self.trust_task is not None and not self.trust_task.done():
+                self.trust_task.cancel()
+
+    async def _run(self) -> ProbeResult:
         now = datetime.now(UTC)
         started_at = now.replace(microsecond=now.microsecond // 1000 * 1000)
         t0 = time.perf_counter()
@@ -132,6 +153,7 @@ class _Attempt:
         finally:
             self._close(graceful=finished)
         total_ms = self._ms(t0)
+        await self._settle_trust()
         return self._result(started_at, total_ms)
 
     def _unsent(self) -> int:
@@ -386,12 +408,11 @@ class _Attempt:
     ) -> asyncio.Transport:
         tls = self.plan.tls
         assert tls is not None
-        context = tls.verifying or tls.inspecting
         try:
             tls_transport = await self.loop.start_tls(
                 transport,
                 reader,
-                context,
+                tls.handshake_context,
                 server_hostname=tls.server_name,
                 ssl_handshake_timeout=self.plan.timeout + 1,
                 ssl_shutdown_timeout=_SSL_SHUTDOWN_TIMEOUT,
@@ -399,33 +420,87 @@ class _Attempt:
         except (ssl.SSLError, OSError) as exc:
             failure = classify_tls_error(exc, self.remote or "?")
             if isinstance(exc, ssl.SSLCertVerificationError):
-                peer = await self._fetch_certificate(family, sockaddr)
-                self.tls = self._tls_info(None, None, printable(failure.message, MAX_MESSAGE), peer)
+                side = await self._side_handshake(family, sockaddr, tls.inspecting)
+                trust = TrustVerdict(False, printable(exc.verify_message or "", MAX_MESSAGE))
+                self.tls = self._tls_info(
+                    None, None, printable(failure.message, MAX_MESSAGE), side.peer, trust
+                )
+            raise failure from None
+        except UnicodeError as exc:
+            # The chain verified, then asyncio decoded the certificate into a dict and Python's
+            # ssl failed on a name that is not UTF-8; the connection is gone with it.
+            side = await self._side_handshake(family, sockaddr, tls.inspecting)
+            info = self._tls_info(None, None, None, side.peer, TrustVerdict(True))
+            if info.hostname_verified is False:
+                failure = ProbeFailure(
+                    ErrorCode.TLS_HOSTNAME_MISMATCH,
+                    f"certificate verify failed: {info.hostname_error}",
+                )
+            else:
+                failure = ProbeFailure(
+                    ErrorCode.TLS_HANDSHAKE_FAILED,
+                    f"{self.remote}: the certificate verified but Python's ssl cannot decode "
+                    f"its names ({exc})",
+                )
+            self.tls = info.model_copy(
+                update={"verified": False, "verify_error": printable(failure.message, MAX_MESSAGE)}
+            )
             raise failure from None
         if tls_transport is None:
             raise ProbeFailure(ErrorCode.CONNECTION_CLOSED, f"{self.remote}: closed during TLS")
         ssl_object = tls_transport.get_extra_info("ssl_object")
         cipher = ssl_object.cipher() if ssl_object else None
-        self.tls = self._tls_info(
+        peer = read_peer(ssl_object)
+        if tls.insecure:
+            trust = self._start_trust_check(peer, family, sockaddr)
+        else:
+            trust = TrustVerdict(True)
+        info = self._tls_info(
             ssl_object.version() if ssl_object else None,
             printable(cipher[0], MAX_CIPHER) if cipher else None,
             None,
-            read_peer(ssl_object),
+            peer,
+            trust,
         )
+        self.tls = info
+        if not tls.insecure and info.hostname_verified is False:
+            message = f"certificate verify failed: {info.hostname_error}"
+            self.tls = info.model_copy(
+                update={"verified": False, "verify_error": printable(message, MAX_MESSAGE)}
+            )
+            tls_transport.abort()
+            raise ProbeFailure(ErrorCode.TLS_HOSTNAME_MISMATCH, message)
         return tls_transport
 
     def _tls_info(
-        self, version: str | None, cipher: str | None, verify_error: str | None, peer: Peer
+        self,
+        version: str | None,
+        cipher: str | None,
+        verify_error: str | None,
+        peer: Peer,
+        trust: TrustVerdict,
     ) -> TlsInfo:
         tls = self.plan.tls
         assert tls is not None
         chain = peer.chain
         earliest = chain.earliest if chain is not None else None
+        leaf = peer.leaf_der
+        if leaf is None:
+            name = HostnameVerdict(None, "no certificate was read")
+        else:
+            name = check_hostname(leaf, tls.server_name)
         return TlsInfo.model_construct(
             version=version,
             cipher=cipher,
-            verified=verify_error is None and not tls.insecure,
+            verified=verify_error is None
+            and not tls.insecure
+            and trust.trusted is True
+            and name.matches is not False,
             verify_error=verify_error,
+            chain_trusted=trust.trusted,
+            chain_error=trust.reason,
+            hostname_verified=name.matches,
+            hostname_error=printable(name.reason, MAX_MESSAGE) if name.reason else None,
             certificate=self._inspected(peer.inspection),
             chain=chain.certificates if chain is not None else [],
             chain_length=chain.presented if chain is not None else None,
@@ -439,15 +514,78 @@ class _Attempt:
         self.certificate_problem = inspection.problem
         return inspection.certificate
 
-    async def _fetch_certificate(self, family: int, sockaddr: tuple[object, ...]) -> Peer:
-        """Connect again without verification, only to read the certificate that failed.
+    def _start_trust_check(
+        self, peer: Peer, family: int, sockaddr: tuple[object, ...]
+    ) -> TrustVerdict:
+        """The chain verdict under insecureSkipVerify, remembered for this chain, or pending.
 
-        Best effort within the probe's own deadline: the verification error stays the result.
+        A miss needs a second handshake with the trusting context. It runs beside the probe
+        and is awaited after the probe's timings are taken, so it never counts in them, and a
+        server that serves one connection at a time gets it after the probe's own.
+        """
+        tls = self.plan.tls
+        assert tls is not None
+        presented = peer.fingerprints
+        if presented:
+            cached = TRUST_CACHE.get(tls.trusting, presented, time.time())
+            if cached is not None:
+                return cached
+        self.trust_task = self.loop.create_task(self._trust_verdict(peer, family, sockaddr))
+        return _PENDING
+
+    async def _settle_trust(self) -> None:
+        task = self.trust_task
+        if task is None:
+            return
+        try:
+            async with asyncio.timeout_at(self.deadline):
+                verdict = await task
+        except TimeoutError:
+            verdict = TrustVerdict(None, "not checked: the probe's timeout ran out first")
+        if self.tls is not None:
+            self.tls = self.tls.model_copy(
+                update={"chain_trusted": verdict.trusted, "chain_error": verdict.reason}
+            )
+
+    async def _trust_verdict(
+        self, peer: Peer, family: int, sockaddr: tuple[object, ...]
+    ) -> TrustVerdict:
+        tls = self.plan.tls
+        assert tls is not None
+        presented = peer.fingerprints
+        now = time.time()
+        side = await self._side_handshake(family, sockaddr, tls.trusting)
+        if side.error is None and side.peer.leaf_der is not None:
+            verdict = TrustVerdict(True)
+        elif isinstance(side.error, UnicodeError):
+            # Raised after the chain verified (see _handshake): trusted, names aside.
+            verdict = TrustVerdict(True)
+        elif isinstance(side.error, ssl.SSLCertVerificationError):
+            verdict = TrustVerdict(False, printable(side.error.verify_message or "", MAX_MESSAGE))
+        else:
+            why = str(side.error) if side.error is not None else "the connection closed"
+            return TrustVerdict(None, printable(f"not checked: {why}", MAX_MESSAGE))
+        # Only when the second connection was shown the same chain (a balancer may hold
+        # several): then the verdict is this chain's.
+        if presented and side.peer.fingerprints in ((), presented):
+            chain = peer.chain
+            earliest = chain.earliest if chain is not None else None
+            expires = earliest.not_after.timestamp() if earliest and earliest.not_after else None
+            TRUST_CACHE.put(tls.trusting, presented, verdict, now, expires)
+        return verdict
+
+    async def _side_handshake(
+        self, family: int, sockaddr: tuple[object, ...], context: ssl.SSLContext
+    ) -> _Side:
+        """Connect again, only to handshake with ``context``: to read the certificate that
+        failed verification (inspecting), or to verify the chain of an insecure monitor.
+
+        Best effort within the probe's own deadline: the probe's own outcome stays the result.
         """
         tls = self.plan.tls
         assert tls is not None
         if self.plan.upgrades_in_dialog:
-            return await self._fetch_certificate_by_dialog(family, sockaddr)
+            return await self._side_handshake_by_dialog(family, sockaddr, context)
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setblocking(False)
         transport: asyncio.Transport | None = None
@@ -458,25 +596,27 @@ class _Attempt:
                 tls_transport = await self.loop.start_tls(
                     transport,
                     protocol,
-                    tls.inspecting,
+                    context,
                     server_hostname=tls.server_name,
                     ssl_shutdown_timeout=_SSL_SHUTDOWN_TIMEOUT,
                 )
                 if tls_transport is None:
-                    return Peer(None, None)
+                    return _Side(Peer(None, None), None)
                 transport = tls_transport
-                return read_peer(tls_transport.get_extra_info("ssl_object"))
-        except (OSError, ssl.SSLError, TimeoutError, ValueError):
-            return Peer(None, None)
+                return _Side(read_peer(tls_transport.get_extra_info("ssl_object")), None)
+        except (OSError, ssl.SSLError, TimeoutError, ValueError) as exc:
+            return _Side(Peer(None, None), exc)
         finally:
             if transport is not None:
                 transport.abort()
             else:
                 sock.close()
 
-    async def _fetch_certificate_by_dialog(self, family: int, sockaddr: tuple[object, ...]) -> Peer:
-        """The dialog again up to its upgrade, which only reads the certificate: STARTTLS
-        servers show it only to a client that asked in their protocol."""
+    async def _side_handshake_by_dialog(
+        self, family: int, sockaddr: tuple[object, ...], context: ssl.SSLContext
+    ) -> _Side:
+        """The dialog again up to its upgrade, which only handshakes: STARTTLS servers show
+        their certificate only to a client that asked in their protocol."""
         tls = self.plan.tls
         assert tls is not None
         sock = socket.socket(family, socket.SOCK_STREAM)
@@ -484,15 +624,20 @@ class _Attempt:
         reader = Reader(self.plan.read_cap)
         transports: list[asyncio.Transport] = []
         found: list[Peer] = []
+        errors: list[BaseException] = []
 
         async def upgrade() -> None:
-            tls_transport = await self.loop.start_tls(
-                transports[-1],
-                reader,
-                tls.inspecting,
-                server_hostname=tls.server_name,
-                ssl_shutdown_timeout=_SSL_SHUTDOWN_TIMEOUT,
-            )
+            try:
+                tls_transport = await self.loop.start_tls(
+                    transports[-1],
+                    reader,
+                    context,
+                    server_hostname=tls.server_name,
+                    ssl_shutdown_timeout=_SSL_SHUTDOWN_TIMEOUT,
+                )
+            except (OSError, ssl.SSLError) as exc:
+                errors.append(exc)
+                raise _CertificateRead from None
             if tls_transport is not None:
                 transports.append(tls_transport)
                 found.append(read_peer(tls_transport.get_extra_info("ssl_object")))
@@ -506,14 +651,16 @@ class _Attempt:
                 session = self._session(reader, lambda: transports[-1], upgrade)
                 session.deadline -= _INNER_MARGIN
                 await self._run_dialog(session, [])
-        except (_CertificateRead, ProbeFailure, OSError, ssl.SSLError, TimeoutError, ValueError):
+        except _CertificateRead:
             pass
+        except (ProbeFailure, OSError, ssl.SSLError, TimeoutError, ValueError) as exc:
+            errors.append(exc)
         finally:
             for transport in transports:
                 transport.abort()
             if not transports:
                 sock.close()
-        return found[0] if found else Peer(None, None)
+        return _Side(found[0] if found else Peer(None, None), errors[0] if errors else None)
 
     def _timed_out(self) -> None:
         plan = self.plan

@@ -59,13 +59,15 @@ class ProbeMaterial:
 @dataclass(frozen=True)
 class TlsPlan:
     server_name: str
-    verifying: ssl.SSLContext | None
+    # Verifies the chain, not the host name (probe/hostname.py does): see tls.build_contexts.
+    trusting: ssl.SSLContext
     inspecting: ssl.SSLContext
     expiry_warning_seconds: float
+    insecure: bool = False
 
     @property
-    def insecure(self) -> bool:
-        return self.verifying is None
+    def handshake_context(self) -> ssl.SSLContext:
+        return self.inspecting if self.insecure else self.trusting
 
 
 @dataclass(frozen=True)
@@ -129,20 +131,16 @@ def _tls_plan(spec: TcpMonitorSpec, material: ProbeMaterial, required: bool) -> 
     if tls.client_cert_secret_ref and material.client_certificate is None and required:
         raise PlanError("spec.tls.clientCertSecretRef", "the client certificate was not provided")
     try:
-        verifying, inspecting = build_contexts(
-            tls.min_version,
-            material.ca_pem,
-            material.client_certificate,
-            tls.insecure_skip_verify,
-        )
+        contexts = build_contexts(tls.min_version, material.ca_pem, material.client_certificate)
     except TlsSetupError as exc:
         where = "spec.tls.clientCertSecretRef" if "client" in str(exc) else "spec.tls"
         raise PlanError(where, str(exc)) from None
     return TlsPlan(
         server_name=(tls.server_name or spec.host).rstrip("."),
-        verifying=verifying,
-        inspecting=inspecting,
+        trusting=contexts.trusting,
+        inspecting=contexts.inspecting,
         expiry_warning_seconds=parse_duration(tls.expiry_warning),
+        insecure=tls.insecure_skip_verify,
     )
 
 

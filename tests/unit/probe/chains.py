@@ -53,6 +53,7 @@ class Issued:
         days: tuple[float, float] = (-1, 365),
         hash_algorithm: hashes.HashAlgorithm | None = None,
         dns_names: tuple[str, ...] = ("localhost",),
+        san: list[x509.GeneralName] | None = None,
     ) -> Issued:
         return issue(
             name,
@@ -62,6 +63,7 @@ class Issued:
             days=days,
             hash_algorithm=hash_algorithm,
             dns_names=dns_names,
+            san=san,
         )
 
 
@@ -74,8 +76,12 @@ def issue(
     days: tuple[float, float] = (-1, 3650),
     hash_algorithm: hashes.HashAlgorithm | None = None,
     dns_names: tuple[str, ...] = ("localhost",),
+    san: list[x509.GeneralName] | None = None,
 ) -> Issued:
-    """A certificate for ``name`` signed by ``issuer`` (self-signed root when None)."""
+    """A certificate for ``name`` signed by ``issuer`` (self-signed root when None).
+
+    A leaf names ``dns_names``, or exactly ``san`` when given (an empty list: no SAN at all).
+    """
     key = key or rsa_key()
     now = datetime.now(UTC)
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
@@ -105,9 +111,9 @@ def issue(
             critical=True,
         )
     else:
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName([x509.DNSName(n) for n in dns_names]), critical=False
-        )
+        names = [x509.DNSName(n) for n in dns_names] if san is None else san
+        if names:
+            builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
     signer = issuer.key if issuer else key
     cert = builder.sign(signer, hashes.SHA256())
     if hash_algorithm is not None:
