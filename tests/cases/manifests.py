@@ -100,6 +100,22 @@ CASES: list[Case] = [
         True,
     ),
     Case(
+        "tls-pin",
+        spec(
+            tls={
+                "enabled": True,
+                "insecureSkipVerify": True,
+                "pin": {
+                    "sha256Fingerprints": ["ab" * 32, ":".join(["CD"] * 32)],
+                    "spkiSha256": ["sha256//" + "A" * 43 + "=", "b" * 43 + "="],
+                    "scope": "Chain",
+                    "issuer": "CN=R11,O=Let's Encrypt,C=US",
+                },
+            }
+        ),
+        True,
+    ),
+    Case(
         "send-from-secret", spec(sendFrom={"secretKeyRef": {"name": "p", "key": "payload"}}), True
     ),
     Case("base64-payload", spec(sendBase64="AAEC/w=="), True),
@@ -252,6 +268,20 @@ CASES: list[Case] = [
         False,
         "spec.tls",
         "set at most one of caSecretRef and caConfigMapRef",
+    ),
+    Case(
+        "tls-pin-empty",
+        spec(tls={"enabled": True, "pin": {"scope": "Chain"}}),
+        False,
+        "spec.tls.pin",
+        "a pin needs sha256Fingerprints, spkiSha256 or issuer",
+    ),
+    Case(
+        "tls-pin-bad-fingerprint",
+        spec(tls={"enabled": True, "pin": {"sha256Fingerprints": ["AB:CD"]}}),
+        False,
+        "spec.tls.pin.sha256Fingerprints[0]",
+        "AB:CD",
     ),
     Case(
         "target-missing",

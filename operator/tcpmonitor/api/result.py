@@ -64,6 +64,9 @@ class ErrorCode(StrEnum):
     PROTOCOL_ERROR = "PROTOCOL_ERROR"
     STARTTLS_REFUSED = "STARTTLS_REFUSED"
     UNEXPECTEDLY_REACHABLE = "UNEXPECTEDLY_REACHABLE"
+    TLS_FINGERPRINT_MISMATCH = "TLS_FINGERPRINT_MISMATCH"
+    TLS_PUBLIC_KEY_PIN_MISMATCH = "TLS_PUBLIC_KEY_PIN_MISMATCH"
+    TLS_ISSUER_MISMATCH = "TLS_ISSUER_MISMATCH"
 
 
 ERROR_CODE_DOCS: dict[ErrorCode, str] = {
@@ -97,6 +100,11 @@ ERROR_CODE_DOCS: dict[ErrorCode, str] = {
     "(tls.startTLS or a startTLS step), or refused it.",
     ErrorCode.UNEXPECTEDLY_REACHABLE: "expect is Unreachable but the target accepted the "
     "connection: the NetworkPolicy or firewall does not hold.",
+    ErrorCode.TLS_FINGERPRINT_MISMATCH: "No certificate in tls.pin.scope has a SHA-256 "
+    "fingerprint listed in tls.pin.sha256Fingerprints: another certificate is served.",
+    ErrorCode.TLS_PUBLIC_KEY_PIN_MISMATCH: "No certificate in tls.pin.scope has a public key "
+    "listed in tls.pin.spkiSha256: the key changed (or another server answers).",
+    ErrorCode.TLS_ISSUER_MISMATCH: "The leaf's issuer is not tls.pin.issuer: another CA issued it.",
 }
 
 

@@ -236,6 +236,72 @@ class Assertion(ApiModel):
     )
 
 
+# SHA-256 as hex, with or without colons (openssl x509 -fingerprint prints them with).
+FINGERPRINT_PATTERN = r"^[0-9A-Fa-f]{2}(:?[0-9A-Fa-f]{2}){31}$"
+# Base64 of a SHA-256 digest, as HPKP and curl --pinnedpubkey write it (sha256// is optional).
+SPKI_PIN_PATTERN = r"^(sha256//)?[A-Za-z0-9+/]{43}=$"
+MAX_PINS = 8
+
+
+class PinScope(StrEnum):
+    LEAF = "Leaf"
+    CHAIN = "Chain"
+
+
+Fingerprint = Annotated[
+    str, Field(pattern=FINGERPRINT_PATTERN, max_length=95, description="SHA-256, hex.")
+]
+SpkiPin = Annotated[
+    str, Field(pattern=SPKI_PIN_PATTERN, max_length=52, description="Base64 SHA-256 of the SPKI.")
+]
+
+
+def _pin_something(p: TlsPin) -> str | None:
+    if not p.sha256_fingerprints and not p.spki_sha256 and p.issuer is None:
+        return "a pin needs sha256Fingerprints, spkiSha256 or issuer"
+    return None
+
+
+class TlsPin(ApiModel):
+    """What the server's certificate must be: each kind given must hold; within a kind, any
+    listed value is enough (list the next certificate or key before a planned change)."""
+
+    sha256_fingerprints: list[Fingerprint] = Field(
+        default_factory=list,
+        max_length=MAX_PINS,
+        description="SHA-256 fingerprints of the DER certificate (as tls.certificate."
+        "sha256Fingerprint, colons optional): changes with every renewal.",
+    )
+    spki_sha256: list[SpkiPin] = Field(
+        default_factory=list,
+        max_length=MAX_PINS,
+        description="Base64 SHA-256 of the SubjectPublicKeyInfo (as tls.chain[].spkiSha256; "
+        "openssl x509 -pubkey | openssl pkey -pubin -outform der | openssl dgst -sha256 "
+        "-binary | base64): survives renewals that keep the key.",
+    )
+    scope: PinScope = Field(
+        default=PinScope.LEAF,
+        description="Leaf: the fingerprints and keys are the leaf's. Chain: any certificate "
+        "the server presented may match (pin an intermediate or the CA's key).",
+    )
+    issuer: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=1024,
+        description="The leaf's issuer distinguished name exactly as tls.certificate.issuer "
+        "shows it (RFC 4514), e.g. CN=R11,O=Let's Encrypt,C=US.",
+    )
+
+    cross_field_rules = (
+        CrossFieldRule(
+            rule="(has(self.sha256Fingerprints) && size(self.sha256Fingerprints) > 0) || "
+            "(has(self.spkiSha256) && size(self.spkiSha256) > 0) || has(self.issuer)",
+            message_expression="'a pin needs sha256Fingerprints, spkiSha256 or issuer'",
+            check=_pin_something,
+        ),
+    )
+
+
 def _one_ca_source(t: TlsSpec) -> str | None:
     if t.ca_secret_ref is not None and t.ca_config_map_ref is not None:
         return "set at most one of caSecretRef and caConfigMapRef"
@@ -287,6 +353,13 @@ class TlsSpec(ApiModel):
         "AUTH TLS, PostgreSQL SSLRequest, MySQL SSL request, LDAP StartTLS, XMPP starttls) "
         "instead of starting with TLS; every TLS check applies to the upgraded session. "
         "Requires enabled and a protocol that has an upgrade.",
+    )
+    pin: TlsPin | None = Field(
+        default=None,
+        description="Require this certificate, key or issuer; anything else is Down "
+        "(TLS_FINGERPRINT_MISMATCH, TLS_PUBLIC_KEY_PIN_MISMATCH, TLS_ISSUER_MISMATCH) before "
+        "a byte is sent. Checked also under insecureSkipVerify, where it is what makes a "
+        "self-signed certificate safe to accept.",
     )
 
     cross_field_rules = (

@@ -35,6 +35,7 @@ from .assertions import ReplyDecider, data_outcome, time_outcome
 from .excerpt import printable_excerpt
 from .failures import ProbeFailure, classify_dns_error, classify_socket_error, classify_tls_error
 from .hostname import HostnameVerdict, check_hostname
+from .pins import check_pins
 from .plan import ProbePlan
 from .protocols import PROTOCOLS
 from .reader import Reader
@@ -463,6 +464,11 @@ class _Attempt:
             trust,
         )
         self.tls = info
+        if tls.pin is not None and (pin_failure := check_pins(tls.pin, info)) is not None:
+            # Before the hostname verdict: a pinned certificate is what the user asked for,
+            # and whoever fails the pin gets nothing, not even the payload.
+            tls_transport.abort()
+            raise pin_failure
         if not tls.insecure and info.hostname_verified is False:
             message = f"certificate verify failed: {info.hostname_error}"
             self.tls = info.model_copy(

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from ..api import IpFamily, Protocol, Reachability, Reason, TcpMonitorSpec, parse_duration
 from ..api.regex import RegexError, compile_regex
+from ..api.spec import PinScope, TlsPin
 from .assertions import AssertionCompileError, DataCheck, TimeCheck, compile_assertions
 from .steps import PlannedStep
 from .tls import ClientCertificate, TlsSetupError, build_contexts
@@ -57,6 +58,31 @@ class ProbeMaterial:
 
 
 @dataclass(frozen=True)
+class PinPlan:
+    """tls.pin normalised: fingerprints as colon-separated upper hex, keys as bare base64."""
+
+    fingerprints: frozenset[str]
+    spki: frozenset[str]
+    chain: bool  # scope Chain: any presented certificate may match, not only the leaf
+    issuer: str | None
+
+
+def _pin_plan(pin: TlsPin | None) -> PinPlan | None:
+    if pin is None:
+        return None
+    fingerprints = set()
+    for value in pin.sha256_fingerprints:
+        digits = value.replace(":", "").upper()
+        fingerprints.add(":".join(digits[i : i + 2] for i in range(0, len(digits), 2)))
+    return PinPlan(
+        fingerprints=frozenset(fingerprints),
+        spki=frozenset(v.removeprefix("sha256//") for v in pin.spki_sha256),
+        chain=pin.scope is PinScope.CHAIN,
+        issuer=pin.issuer,
+    )
+
+
+@dataclass(frozen=True)
 class TlsPlan:
     server_name: str
     # Verifies the chain, not the host name (probe/hostname.py does): see tls.build_contexts.
@@ -64,6 +90,7 @@ class TlsPlan:
     inspecting: ssl.SSLContext
     expiry_warning_seconds: float
     insecure: bool = False
+    pin: PinPlan | None = None
 
     @property
     def handshake_context(self) -> ssl.SSLContext:
@@ -141,6 +168,7 @@ def _tls_plan(spec: TcpMonitorSpec, material: ProbeMaterial, required: bool) -> 
         inspecting=contexts.inspecting,
         expiry_warning_seconds=parse_duration(tls.expiry_warning),
         insecure=tls.insecure_skip_verify,
+        pin=_pin_plan(tls.pin),
     )
 
 
