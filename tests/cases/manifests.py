@@ -116,6 +116,28 @@ CASES: list[Case] = [
         True,
     ),
     Case(
+        "tls-baseline",
+        spec(
+            tls={
+                "enabled": True,
+                "baseline": {
+                    "keySize": {"action": "Fail", "minRsaBits": 3072, "minEcBits": 384},
+                    "signature": {"action": "Fail"},
+                    "cipher": {"action": "Ignore"},
+                    "version": {"minimum": "TLS1.3"},
+                },
+            }
+        ),
+        True,
+    ),
+    Case(
+        "tls-baseline-bad-action",
+        spec(tls={"enabled": True, "baseline": {"cipher": {"action": "Warn"}}}),
+        False,
+        "spec.tls.baseline.cipher.action",
+        "Warn",
+    ),
+    Case(
         "send-from-secret", spec(sendFrom={"secretKeyRef": {"name": "p", "key": "payload"}}), True
     ),
     Case("base64-payload", spec(sendBase64="AAEC/w=="), True),

@@ -67,7 +67,21 @@ class ErrorCode(StrEnum):
     TLS_FINGERPRINT_MISMATCH = "TLS_FINGERPRINT_MISMATCH"
     TLS_PUBLIC_KEY_PIN_MISMATCH = "TLS_PUBLIC_KEY_PIN_MISMATCH"
     TLS_ISSUER_MISMATCH = "TLS_ISSUER_MISMATCH"
+    TLS_WEAK_KEY = "TLS_WEAK_KEY"
+    TLS_WEAK_SIGNATURE = "TLS_WEAK_SIGNATURE"
+    TLS_WEAK_CIPHER = "TLS_WEAK_CIPHER"
+    TLS_OLD_VERSION = "TLS_OLD_VERSION"
 
+
+# The security baseline's codes are errors or warnings as the rule's action says.
+_BASELINE_DOCS = {
+    "TLS_WEAK_KEY": "A presented certificate's key is below tls.baseline.keySize.",
+    "TLS_WEAK_SIGNATURE": "A presented certificate (not a self-signed root) is signed with "
+    "MD2, MD4, MD5 or SHA-1.",
+    "TLS_WEAK_CIPHER": "The negotiated cipher is not forward secret (RSA or static DH key "
+    "exchange) or is weak (RC4, DES, 3DES, NULL, export, anonymous, MD5).",
+    "TLS_OLD_VERSION": "The negotiated TLS version is below tls.baseline.version.minimum.",
+}
 
 ERROR_CODE_DOCS: dict[ErrorCode, str] = {
     ErrorCode.DNS_NOT_FOUND: "The name does not exist (NXDOMAIN), has no address of the "
@@ -105,6 +119,7 @@ ERROR_CODE_DOCS: dict[ErrorCode, str] = {
     ErrorCode.TLS_PUBLIC_KEY_PIN_MISMATCH: "No certificate in tls.pin.scope has a public key "
     "listed in tls.pin.spkiSha256: the key changed (or another server answers).",
     ErrorCode.TLS_ISSUER_MISMATCH: "The leaf's issuer is not tls.pin.issuer: another CA issued it.",
+    **{ErrorCode(code): f"{text} (rule action Fail)" for code, text in _BASELINE_DOCS.items()},
 }
 
 
@@ -117,6 +132,10 @@ class WarningCode(StrEnum):
     TLS_CERTIFICATE_UNREADABLE = "TLS_CERTIFICATE_UNREADABLE"
     TLS_CHAIN_CERTIFICATE_EXPIRING = "TLS_CHAIN_CERTIFICATE_EXPIRING"
     TLS_CHAIN_CERTIFICATE_EXPIRED = "TLS_CHAIN_CERTIFICATE_EXPIRED"
+    TLS_WEAK_KEY = "TLS_WEAK_KEY"
+    TLS_WEAK_SIGNATURE = "TLS_WEAK_SIGNATURE"
+    TLS_WEAK_CIPHER = "TLS_WEAK_CIPHER"
+    TLS_OLD_VERSION = "TLS_OLD_VERSION"
 
 
 WARNING_CODE_DOCS: dict[WarningCode, str] = {
@@ -135,6 +154,7 @@ WARNING_CODE_DOCS: dict[WarningCode, str] = {
     "than the leaf has expired; the warning names it, which OpenSSL's verification error does "
     "not. With verification the probe is also Down (TLS_CERTIFICATE_EXPIRED) unless the trust "
     "store completes the chain another way, which clients with other trust stores cannot.",
+    **{WarningCode(code): f"{text} (rule action Degrade)" for code, text in _BASELINE_DOCS.items()},
 }
 
 

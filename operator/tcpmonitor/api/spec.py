@@ -302,6 +302,71 @@ class TlsPin(ApiModel):
     )
 
 
+class BaselineAction(StrEnum):
+    """What a finding of the security baseline does to the probe."""
+
+    FAIL = "Fail"
+    DEGRADE = "Degrade"
+    IGNORE = "Ignore"
+
+
+_ACTION = "Fail (Down), Degrade (a warning) or Ignore."
+
+
+class KeySizeRule(ApiModel):
+    """Every presented certificate's public key at least this large."""
+
+    action: BaselineAction = Field(default=BaselineAction.DEGRADE, description=_ACTION)
+    min_rsa_bits: int = Field(
+        default=2048, ge=512, le=16384, description="Smallest RSA or DSA key, in bits."
+    )
+    min_ec_bits: int = Field(
+        default=256, ge=160, le=571, description="Smallest elliptic-curve key, in bits."
+    )
+
+
+class SignatureRule(ApiModel):
+    """No presented certificate signed with MD2, MD4, MD5 or SHA-1 (a self-signed root is
+    exempt: nobody checks a trust anchor's own signature)."""
+
+    action: BaselineAction = Field(default=BaselineAction.DEGRADE, description=_ACTION)
+
+
+class CipherRule(ApiModel):
+    """The negotiated cipher is forward secret (TLS 1.3, or ECDHE/DHE key exchange) and not
+    weak (RC4, DES, 3DES, NULL, export, anonymous, MD5). Setting it lets the probe offer
+    OpenSSL's DEFAULT cipher list, so that a server preferring such a cipher is seen using
+    it rather than refused."""
+
+    action: BaselineAction = Field(default=BaselineAction.DEGRADE, description=_ACTION)
+
+
+class VersionRule(ApiModel):
+    """The negotiated TLS version at least ``minimum``: below it the probe still connects
+    (tls.minVersion is the hard floor) and reports the finding."""
+
+    action: BaselineAction = Field(default=BaselineAction.DEGRADE, description=_ACTION)
+    minimum: TlsVersion = Field(default=TlsVersion.TLS1_2, description="e.g. TLS1.3.")
+
+
+class TlsBaseline(ApiModel):
+    """A security baseline: each rule Fail, Degrade or Ignore. A rule not written applies with
+    its defaults (Degrade) once baseline is set; without baseline nothing is checked."""
+
+    key_size: KeySizeRule | None = Field(
+        default=None, description="Key size (default: Degrade below RSA 2048, EC 256 bits)."
+    )
+    signature: SignatureRule | None = Field(
+        default=None, description="Weak signature algorithms (default: Degrade)."
+    )
+    cipher: CipherRule | None = Field(
+        default=None, description="Weak or not forward-secret cipher (default: Degrade)."
+    )
+    version: VersionRule | None = Field(
+        default=None, description="TLS version below a minimum (default: Degrade below TLS1.2)."
+    )
+
+
 def _one_ca_source(t: TlsSpec) -> str | None:
     if t.ca_secret_ref is not None and t.ca_config_map_ref is not None:
         return "set at most one of caSecretRef and caConfigMapRef"
@@ -353,6 +418,13 @@ class TlsSpec(ApiModel):
         "AUTH TLS, PostgreSQL SSLRequest, MySQL SSL request, LDAP StartTLS, XMPP starttls) "
         "instead of starting with TLS; every TLS check applies to the upgraded session. "
         "Requires enabled and a protocol that has an upgrade.",
+    )
+    baseline: TlsBaseline | None = Field(
+        default=None,
+        description="Security baseline: key size, weak signatures, weak or not "
+        "forward-secret ciphers, TLS version; each finding has its own code "
+        "(TLS_WEAK_KEY, TLS_WEAK_SIGNATURE, TLS_WEAK_CIPHER, TLS_OLD_VERSION), an error with "
+        "Fail and a warning with Degrade. Unset: nothing is checked.",
     )
     pin: TlsPin | None = Field(
         default=None,

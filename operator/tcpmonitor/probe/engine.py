@@ -31,7 +31,9 @@ from ..api import (
 from ..api import WarningCode as W
 from ..api.printable import printable
 from ..api.result import MAX_CIPHER, MAX_MESSAGE, MAX_PROTOCOL_DETAIL, MAX_WARNINGS
+from ..api.spec import BaselineAction
 from .assertions import ReplyDecider, data_outcome, time_outcome
+from .baseline import findings
 from .excerpt import printable_excerpt
 from .failures import ProbeFailure, classify_dns_error, classify_socket_error, classify_tls_error
 from .hostname import HostnameVerdict, check_hostname
@@ -733,6 +735,15 @@ class _Attempt:
                 f"took {total_ms:.1f}ms, more than maxResponseTime {limit * 1000:g}ms",
             )
         warnings = self._warnings(plan, total_ms)
+        baseline = plan.tls.baseline if plan.tls is not None else None
+        if baseline is not None and self.tls is not None:
+            for finding in findings(baseline, self.tls):
+                if finding.action is BaselineAction.FAIL and error is None:
+                    error = ProbeFailure(ErrorCode(finding.code), finding.message)
+                else:
+                    # A Fail finding on a probe already Down is kept, as a warning.
+                    warnings.append(_problem(W(finding.code), finding.message))
+            warnings = warnings[:MAX_WARNINGS]
         state = Verdict.DOWN if error else (Verdict.DEGRADED if warnings else Verdict.UP)
         t = self.timings
         return ProbeResult.model_construct(

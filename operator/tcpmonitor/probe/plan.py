@@ -16,7 +16,17 @@ from dataclasses import dataclass, field
 
 from ..api import IpFamily, Protocol, Reachability, Reason, TcpMonitorSpec, parse_duration
 from ..api.regex import RegexError, compile_regex
-from ..api.spec import PinScope, TlsPin
+from ..api.spec import (
+    BaselineAction,
+    CipherRule,
+    KeySizeRule,
+    PinScope,
+    SignatureRule,
+    TlsBaseline,
+    TlsPin,
+    TlsVersion,
+    VersionRule,
+)
 from .assertions import AssertionCompileError, DataCheck, TimeCheck, compile_assertions
 from .steps import PlannedStep
 from .tls import ClientCertificate, TlsSetupError, build_contexts
@@ -83,6 +93,39 @@ def _pin_plan(pin: TlsPin | None) -> PinPlan | None:
 
 
 @dataclass(frozen=True)
+class BaselinePlan:
+    """tls.baseline with its defaults applied: each rule's action, None when ignored."""
+
+    key_size: BaselineAction | None = None
+    min_rsa_bits: int = 2048
+    min_ec_bits: int = 256
+    signature: BaselineAction | None = None
+    cipher: BaselineAction | None = None
+    version: BaselineAction | None = None
+    min_version: TlsVersion = TlsVersion.TLS1_2
+
+
+def _active(action: BaselineAction) -> BaselineAction | None:
+    return None if action is BaselineAction.IGNORE else action
+
+
+def _baseline_plan(baseline: TlsBaseline | None) -> BaselinePlan | None:
+    if baseline is None:
+        return None
+    key_size = baseline.key_size or KeySizeRule()
+    version = baseline.version or VersionRule()
+    return BaselinePlan(
+        key_size=_active(key_size.action),
+        min_rsa_bits=key_size.min_rsa_bits,
+        min_ec_bits=key_size.min_ec_bits,
+        signature=_active((baseline.signature or SignatureRule()).action),
+        cipher=_active((baseline.cipher or CipherRule()).action),
+        version=_active(version.action),
+        min_version=version.minimum,
+    )
+
+
+@dataclass(frozen=True)
 class TlsPlan:
     server_name: str
     # Verifies the chain, not the host name (probe/hostname.py does): see tls.build_contexts.
@@ -91,6 +134,7 @@ class TlsPlan:
     expiry_warning_seconds: float
     insecure: bool = False
     pin: PinPlan | None = None
+    baseline: BaselinePlan | None = None
 
     @property
     def handshake_context(self) -> ssl.SSLContext:
@@ -158,7 +202,14 @@ def _tls_plan(spec: TcpMonitorSpec, material: ProbeMaterial, required: bool) -> 
     if tls.client_cert_secret_ref and material.client_certificate is None and required:
         raise PlanError("spec.tls.clientCertSecretRef", "the client certificate was not provided")
     try:
-        contexts = build_contexts(tls.min_version, material.ca_pem, material.client_certificate)
+        baseline = _baseline_plan(tls.baseline)
+        contexts = build_contexts(
+            tls.min_version,
+            material.ca_pem,
+            material.client_certificate,
+            # Only with the cipher rule on: the probe then offers what the server might pick.
+            wide_ciphers=baseline is not None and baseline.cipher is not None,
+        )
     except TlsSetupError as exc:
         where = "spec.tls.clientCertSecretRef" if "client" in str(exc) else "spec.tls"
         raise PlanError(where, str(exc)) from None
@@ -169,6 +220,7 @@ def _tls_plan(spec: TcpMonitorSpec, material: ProbeMaterial, required: bool) -> 
         expiry_warning_seconds=parse_duration(tls.expiry_warning),
         insecure=tls.insecure_skip_verify,
         pin=_pin_plan(tls.pin),
+        baseline=baseline,
     )
 
 

@@ -74,6 +74,7 @@ def build_contexts(
     min_version: TlsVersion,
     ca_pem: str | None,
     client: ClientCertificate | None,
+    wide_ciphers: bool = False,
 ) -> Contexts:
     """A context that verifies the chain (not the host name), and one that verifies nothing.
 
@@ -104,6 +105,11 @@ def build_contexts(
             # Asking for TLS 1.0/1.1 means talking to old servers; OpenSSL's default security
             # level would refuse them before the version is even negotiated.
             context.set_ciphers("DEFAULT:@SECLEVEL=0")
+        elif wide_ciphers:
+            # Python's own list offers forward-secret AEAD ciphers only, so a server that
+            # prefers RSA key exchange would fail the handshake instead of being seen using it
+            # (the security baseline's cipher rule is there to report that).
+            context.set_ciphers("DEFAULT")
         if client is not None:
             _load_client_certificate(context, client)
         capture_chains(context)
