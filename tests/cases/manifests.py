@@ -126,6 +126,7 @@ CASES: list[Case] = [
                     "cipher": {"action": "Ignore"},
                     "version": {"minimum": "TLS1.3"},
                 },
+                "clientCertificateEnforced": {"alert": "certificate_required"},
             }
         ),
         True,

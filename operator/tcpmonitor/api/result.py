@@ -71,6 +71,8 @@ class ErrorCode(StrEnum):
     TLS_WEAK_SIGNATURE = "TLS_WEAK_SIGNATURE"
     TLS_WEAK_CIPHER = "TLS_WEAK_CIPHER"
     TLS_OLD_VERSION = "TLS_OLD_VERSION"
+    TLS_CLIENT_CERTIFICATE_NOT_ENFORCED = "TLS_CLIENT_CERTIFICATE_NOT_ENFORCED"
+    TLS_CLIENT_CERTIFICATE_WRONG_ALERT = "TLS_CLIENT_CERTIFICATE_WRONG_ALERT"
 
 
 # The security baseline's codes are errors or warnings as the rule's action says.
@@ -120,6 +122,11 @@ ERROR_CODE_DOCS: dict[ErrorCode, str] = {
     "listed in tls.pin.spkiSha256: the key changed (or another server answers).",
     ErrorCode.TLS_ISSUER_MISMATCH: "The leaf's issuer is not tls.pin.issuer: another CA issued it.",
     **{ErrorCode(code): f"{text} (rule action Fail)" for code, text in _BASELINE_DOCS.items()},
+    ErrorCode.TLS_CLIENT_CERTIFICATE_NOT_ENFORCED: "tls.clientCertificateEnforced is set and "
+    "a client without a certificate completed the handshake and was not refused: mTLS is "
+    "off or optional.",
+    ErrorCode.TLS_CLIENT_CERTIFICATE_WRONG_ALERT: "A client without a certificate was "
+    "refused, but not with tls.clientCertificateEnforced.alert.",
 }
 
 
@@ -323,6 +330,17 @@ class TlsInfo(ResultModel):
     )
     hostname_error: str | None = Field(
         default=None, max_length=MAX_MESSAGE, description="Why the host name does not match."
+    )
+    client_certificate_enforced: bool | None = Field(
+        default=None,
+        description="With tls.clientCertificateEnforced: whether a client without a "
+        "certificate was refused; null when not checked.",
+    )
+    refusal_alert: str | None = Field(
+        default=None,
+        max_length=64,
+        description="The TLS alert that refused it (e.g. certificate_required), or "
+        "connection_closed.",
     )
     certificate: Certificate | None = Field(default=None, description="The leaf certificate.")
     chain: list[ChainCertificate] = Field(

@@ -367,6 +367,28 @@ class TlsBaseline(ApiModel):
     )
 
 
+class RefusalAlert(StrEnum):
+    """TLS alerts a server sends to a client without a certificate (RFC 8446 6.2)."""
+
+    ANY = "Any"
+    CERTIFICATE_REQUIRED = "certificate_required"
+    HANDSHAKE_FAILURE = "handshake_failure"
+    BAD_CERTIFICATE = "bad_certificate"
+    ACCESS_DENIED = "access_denied"
+    UNKNOWN_CA = "unknown_ca"
+
+
+class ClientCertificateEnforcement(ApiModel):
+    """Assert that the server refuses a client that presents no certificate."""
+
+    alert: RefusalAlert = Field(
+        default=RefusalAlert.ANY,
+        description="The alert the refusal must carry (TLS 1.3 servers send "
+        "certificate_required, TLS 1.2 ones usually handshake_failure); Any: any alert, or "
+        "the connection closed before any data.",
+    )
+
+
 def _one_ca_source(t: TlsSpec) -> str | None:
     if t.ca_secret_ref is not None and t.ca_config_map_ref is not None:
         return "set at most one of caSecretRef and caConfigMapRef"
@@ -425,6 +447,13 @@ class TlsSpec(ApiModel):
         "forward-secret ciphers, TLS version; each finding has its own code "
         "(TLS_WEAK_KEY, TLS_WEAK_SIGNATURE, TLS_WEAK_CIPHER, TLS_OLD_VERSION), an error with "
         "Fail and a warning with Degrade. Unset: nothing is checked.",
+    )
+    client_certificate_enforced: ClientCertificateEnforcement | None = Field(
+        default=None,
+        description="After each probe, connect once more without a client certificate and "
+        "expect to be refused: Down with TLS_CLIENT_CERTIFICATE_NOT_ENFORCED when that "
+        "client gets in, TLS_CLIENT_CERTIFICATE_WRONG_ALERT when refused with another alert. "
+        "Proves mTLS is still enforced; works after STARTTLS too.",
     )
     pin: TlsPin | None = Field(
         default=None,

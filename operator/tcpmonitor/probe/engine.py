@@ -31,7 +31,7 @@ from ..api import (
 from ..api import WarningCode as W
 from ..api.printable import printable
 from ..api.result import MAX_CIPHER, MAX_MESSAGE, MAX_PROTOCOL_DETAIL, MAX_WARNINGS
-from ..api.spec import BaselineAction
+from ..api.spec import BaselineAction, RefusalAlert
 from .assertions import ReplyDecider, data_outcome, time_outcome
 from .baseline import findings
 from .excerpt import printable_excerpt
@@ -79,10 +79,45 @@ _PENDING = TrustVerdict(None, "not checked: the probe ended first")
 
 @dataclasses.dataclass(frozen=True)
 class _Side:
-    """What a side connection's handshake showed, and the error it ended with, if any."""
+    """What a side connection's handshake showed, and the error it ended with, if any; with a
+    linger, what the server did next: sent data, or ended the connection (with ``after``)."""
 
     peer: Peer
     error: BaseException | None
+    received: bool = False
+    ended: bool = False
+    after: BaseException | None = None
+
+
+# How long a client without a certificate waits for its refusal once its handshake is done:
+# a TLS 1.3 server judges the client's (empty) Certificate after the client's Finished and
+# sends certificate_required at once, within a round trip.
+_REFUSAL_WAIT = 1.0
+
+
+def _alert_name(exc: BaseException | None) -> str | None:
+    """certificate_required from OpenSSL's TLSV13_ALERT_CERTIFICATE_REQUIRED, and so on."""
+    reason = getattr(exc, "reason", None) if isinstance(exc, ssl.SSLError) else None
+    if isinstance(reason, str) and "_ALERT_" in reason:
+        return reason.split("_ALERT_", 1)[1].lower()
+    return None
+
+
+async def _linger(reader: Reader, seconds: float) -> tuple[bool, bool]:
+    """(data arrived, connection ended) within ``seconds`` after a handshake."""
+    loop = asyncio.get_running_loop()
+    start = len(reader.buffer)
+    until = loop.time() + seconds
+    for _ in range(64):  # each turn is data, an end or the timer; bounded all the same
+        if len(reader.buffer) > start:
+            return True, False
+        if reader.eof or reader.lost:
+            return False, True
+        left = until - loop.time()
+        if left <= 0:
+            break
+        await reader.wait(left)
+    return len(reader.buffer) > start, reader.eof or reader.lost
 
 
 def format_address(sockaddr: tuple[object, ...], family: int) -> str:
@@ -111,6 +146,10 @@ class _Attempt:
         self.session: Session | None = None
         self.step_timings: list[StepTiming] = []
         self.trust_task: asyncio.Task[TrustVerdict] | None = None
+        # Where the probe connected, for the side connections made after it.
+        self.family: int = socket.AF_INET
+        self.sockaddr: tuple[object, ...] | None = None
+        self.refusal_failure: ProbeFailure | None = None
 
     def _ms(self, since: float) -> float:
         return round((time.perf_counter() - since) * 1000, 3)
@@ -132,6 +171,7 @@ class _Attempt:
             async with asyncio.timeout_at(self.deadline):
                 addresses = await self._resolve()
                 sock, family, sockaddr = await self._connect(addresses)
+                self.family, self.sockaddr = family, sockaddr
                 if self.plan.expect_unreachable:
                     sock.close()
                     raise ProbeFailure(
@@ -157,6 +197,7 @@ class _Attempt:
             self._close(graceful=finished)
         total_ms = self._ms(t0)
         await self._settle_trust()
+        await self._check_refusal()
         return self._result(started_at, total_ms)
 
     def _unsent(self) -> int:
@@ -555,6 +596,42 @@ class _Attempt:
                 update={"chain_trusted": verdict.trusted, "chain_error": verdict.reason}
             )
 
+    async def _check_refusal(self) -> None:
+        """tls.clientCertificateEnforced: a client without a certificate must be refused."""
+        tls = self.plan.tls
+        if tls is None or tls.anonymous is None or self.tls is None or self.error is not None:
+            return
+        if self.sockaddr is None:
+            return
+        side = await self._side_handshake(
+            self.family, self.sockaddr, tls.anonymous, linger=_REFUSAL_WAIT
+        )
+        if side.error is not None:
+            alert = _alert_name(side.error)
+            if alert is None and not isinstance(side.error, ssl.SSLError | ConnectionError):
+                return  # a timeout or no connection: nothing learnt about client certificates
+            refused, alert = True, alert or "connection_closed"
+        elif side.after is not None or (side.ended and not side.received):
+            refused, alert = True, _alert_name(side.after) or "connection_closed"
+        else:
+            refused, alert = False, None
+        self.tls = self.tls.model_copy(
+            update={"client_certificate_enforced": refused, "refusal_alert": alert}
+        )
+        expected = tls.refusal_alert
+        if not refused:
+            how = "got data" if side.received else f"was not refused within {_REFUSAL_WAIT:g}s"
+            self.refusal_failure = ProbeFailure(
+                ErrorCode.TLS_CLIENT_CERTIFICATE_NOT_ENFORCED,
+                f"{self.remote}: a client without a certificate completed the handshake and {how}",
+            )
+        elif expected is not RefusalAlert.ANY and alert != expected.value:
+            self.refusal_failure = ProbeFailure(
+                ErrorCode.TLS_CLIENT_CERTIFICATE_WRONG_ALERT,
+                f"{self.remote}: a client without a certificate was refused with {alert}, "
+                f"not {expected.value}",
+            )
+
     async def _trust_verdict(
         self, peer: Peer, family: int, sockaddr: tuple[object, ...]
     ) -> TrustVerdict:
@@ -583,7 +660,11 @@ class _Attempt:
         return verdict
 
     async def _side_handshake(
-        self, family: int, sockaddr: tuple[object, ...], context: ssl.SSLContext
+        self,
+        family: int,
+        sockaddr: tuple[object, ...],
+        context: ssl.SSLContext,
+        linger: float = 0.0,
     ) -> _Side:
         """Connect again, only to handshake with ``context``: to read the certificate that
         failed verification (inspecting), or to verify the chain of an insecure monitor.
@@ -593,25 +674,30 @@ class _Attempt:
         tls = self.plan.tls
         assert tls is not None
         if self.plan.upgrades_in_dialog:
-            return await self._side_handshake_by_dialog(family, sockaddr, context)
+            return await self._side_handshake_by_dialog(family, sockaddr, context, linger)
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setblocking(False)
         transport: asyncio.Transport | None = None
+        reader = Reader(64)
         try:
             async with asyncio.timeout_at(self.deadline - _INNER_MARGIN):
                 await self.loop.sock_connect(sock, sockaddr)
-                transport, protocol = await self.loop.create_connection(asyncio.Protocol, sock=sock)
+                transport, _ = await self.loop.create_connection(lambda: reader, sock=sock)
                 tls_transport = await self.loop.start_tls(
                     transport,
-                    protocol,
+                    reader,
                     context,
                     server_hostname=tls.server_name,
                     ssl_shutdown_timeout=_SSL_SHUTDOWN_TIMEOUT,
                 )
                 if tls_transport is None:
-                    return _Side(Peer(None, None), None)
+                    return _Side(Peer(None, None), None, ended=True)
                 transport = tls_transport
-                return _Side(read_peer(tls_transport.get_extra_info("ssl_object")), None)
+                peer = read_peer(tls_transport.get_extra_info("ssl_object"))
+                if linger <= 0:
+                    return _Side(peer, None)
+                received, ended = await _linger(reader, linger)
+                return _Side(peer, None, received, ended, reader.error)
         except (OSError, ssl.SSLError, TimeoutError, ValueError) as exc:
             return _Side(Peer(None, None), exc)
         finally:
@@ -621,7 +707,11 @@ class _Attempt:
                 sock.close()
 
     async def _side_handshake_by_dialog(
-        self, family: int, sockaddr: tuple[object, ...], context: ssl.SSLContext
+        self,
+        family: int,
+        sockaddr: tuple[object, ...],
+        context: ssl.SSLContext,
+        linger: float = 0.0,
     ) -> _Side:
         """The dialog again up to its upgrade, which only handshakes: STARTTLS servers show
         their certificate only to a client that asked in their protocol."""
@@ -633,6 +723,7 @@ class _Attempt:
         transports: list[asyncio.Transport] = []
         found: list[Peer] = []
         errors: list[BaseException] = []
+        after: list[tuple[bool, bool, BaseException | None]] = []
 
         async def upgrade() -> None:
             try:
@@ -649,6 +740,9 @@ class _Attempt:
             if tls_transport is not None:
                 transports.append(tls_transport)
                 found.append(read_peer(tls_transport.get_extra_info("ssl_object")))
+                if linger > 0:
+                    received, ended = await _linger(reader, linger)
+                    after.append((received, ended, reader.error))
             raise _CertificateRead
 
         try:
@@ -668,7 +762,14 @@ class _Attempt:
                 transport.abort()
             if not transports:
                 sock.close()
-        return _Side(found[0] if found else Peer(None, None), errors[0] if errors else None)
+        received, ended, after_error = after[0] if after else (False, False, None)
+        return _Side(
+            found[0] if found else Peer(None, None),
+            errors[0] if errors else None,
+            received,
+            ended,
+            after_error,
+        )
 
     def _timed_out(self) -> None:
         plan = self.plan
@@ -734,6 +835,8 @@ class _Attempt:
                 ErrorCode.RESPONSE_TIME_EXCEEDED,
                 f"took {total_ms:.1f}ms, more than maxResponseTime {limit * 1000:g}ms",
             )
+        if error is None and self.refusal_failure is not None:
+            error = self.refusal_failure
         warnings = self._warnings(plan, total_ms)
         baseline = plan.tls.baseline if plan.tls is not None else None
         if baseline is not None and self.tls is not None:

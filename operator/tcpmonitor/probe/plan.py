@@ -21,6 +21,7 @@ from ..api.spec import (
     CipherRule,
     KeySizeRule,
     PinScope,
+    RefusalAlert,
     SignatureRule,
     TlsBaseline,
     TlsPin,
@@ -135,6 +136,9 @@ class TlsPlan:
     insecure: bool = False
     pin: PinPlan | None = None
     baseline: BaselinePlan | None = None
+    # tls.clientCertificateEnforced: the context without a client certificate, and the alert.
+    anonymous: ssl.SSLContext | None = None
+    refusal_alert: RefusalAlert = RefusalAlert.ANY
 
     @property
     def handshake_context(self) -> ssl.SSLContext:
@@ -210,6 +214,10 @@ def _tls_plan(spec: TcpMonitorSpec, material: ProbeMaterial, required: bool) -> 
             # Only with the cipher rule on: the probe then offers what the server might pick.
             wide_ciphers=baseline is not None and baseline.cipher is not None,
         )
+        enforced = tls.client_certificate_enforced
+        anonymous = None
+        if enforced is not None:
+            anonymous = build_contexts(tls.min_version, material.ca_pem, None).inspecting
     except TlsSetupError as exc:
         where = "spec.tls.clientCertSecretRef" if "client" in str(exc) else "spec.tls"
         raise PlanError(where, str(exc)) from None
@@ -221,6 +229,8 @@ def _tls_plan(spec: TcpMonitorSpec, material: ProbeMaterial, required: bool) -> 
         insecure=tls.insecure_skip_verify,
         pin=_pin_plan(tls.pin),
         baseline=baseline,
+        anonymous=anonymous,
+        refusal_alert=enforced.alert if enforced is not None else RefusalAlert.ANY,
     )
 
 
