@@ -616,7 +616,11 @@ class _Attempt:
         else:
             refused, alert = False, None
         self.tls = self.tls.model_copy(
-            update={"client_certificate_enforced": refused, "refusal_alert": alert}
+            update={
+                "client_certificate_enforced": refused,
+                # OpenSSL's reason text, but from its table, not the peer: bounded all the same.
+                "refusal_alert": printable(alert, 64, ascii_only=True) if alert else None,
+            }
         )
         expected = tls.refusal_alert
         if not refused:

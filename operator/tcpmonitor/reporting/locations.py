@@ -58,6 +58,8 @@ def location_result(result: ProbeResult, location: str) -> ProbeResult:
         tls = tls.model_copy(
             update={
                 "verify_error": _cut(tls.verify_error),
+                "chain_error": _cut(tls.chain_error),
+                "hostname_error": _cut(tls.hostname_error),
                 "certificate": cert,
                 "chain": [],
                 "chain_expiry_subject": _cut(tls.chain_expiry_subject),

@@ -78,6 +78,12 @@ def full_result(
             cipher="c" * 128,
             verified=False,
             verify_error="v" * MAX_MESSAGE,
+            chain_trusted=False,
+            chain_error="c" * MAX_MESSAGE,
+            hostname_verified=False,
+            hostname_error="h" * MAX_MESSAGE,
+            client_certificate_enforced=True,
+            refusal_alert="a" * 64,
             certificate=Certificate(
                 subject="s" * MAX_DISTINGUISHED_NAME,
                 issuer="i" * MAX_DISTINGUISHED_NAME,
@@ -141,6 +147,9 @@ def test_a_location_entry_carries_the_full_result_from_the_record() -> None:
     assert (copy.tls.chain_length, copy.tls.chain_expiry) == (1024, NOW + timedelta(days=1))
     assert copy.tls.chain_expiry_subject is not None
     assert len(copy.tls.chain_expiry_subject) <= LOCATION_TEXT
+    for reason in (copy.tls.chain_error, copy.tls.hostname_error):
+        assert reason is not None and len(reason) <= LOCATION_TEXT
+    assert (copy.tls.chain_trusted, copy.tls.hostname_verified) == (False, False)
     assert [a.passed for a in copy.assertions] == [False] * 16
     assert copy.protocol == result.protocol and copy.steps == result.steps
     # The spec has the target and the response excerpt shows what was seen.
