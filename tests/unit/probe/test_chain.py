@@ -238,3 +238,33 @@ def test_chain_expiry_is_within_a_second_of_now_plus_validity(root: Issued) -> N
     assert result.tls is not None and result.tls.chain_expiry is not None
     expected = datetime.now(UTC) + timedelta(days=20)
     assert abs((result.tls.chain_expiry - expected).total_seconds()) < 60
+
+
+def test_a_long_chain_is_cut_to_the_bound_and_counted() -> None:
+    issuer = issue("Long Root", key=ec_key())
+    intermediates = []
+    for index in range(MAX_CHAIN + 4):
+        issuer = issuer.issue(f"Intermediate {index}", ca=True, key=ec_key())
+        intermediates.append(issuer)
+    leaf = issuer.issue("leaf", key=ec_key())
+    server = server_context(leaf, *reversed(intermediates))
+    result = tls_probe(server, insecureSkipVerify=True)
+    assert result.tls is not None
+    assert len(result.tls.chain) == MAX_CHAIN
+    assert result.tls.chain_length == MAX_CHAIN + 5
+    assert [c.subject for c in result.tls.chain[:2]] == [
+        "CN=leaf",
+        f"CN=Intermediate {MAX_CHAIN + 3}",
+    ]
+
+
+def test_names_in_the_chain_are_escaped(root: Issued) -> None:
+    hostile = root.issue("evil\x1b[2J\r\nNormal TargetUp\u202e", ca=True, key=ec_key())
+    leaf = hostile.issue("leaf", key=ec_key())
+    result = tls_probe(server_context(leaf, hostile), insecureSkipVerify=True)
+    assert result.tls is not None
+    shown = result.tls.chain[1].subject
+    assert shown == "CN=evil\\x1b[2J\\r\\nNormal TargetUp\\u202e"
+    assert result.tls.chain[0].issuer == shown
+    assert result.tls.chain_expiry_subject is not None
+    assert result.tls.chain_expiry_subject.isprintable()
