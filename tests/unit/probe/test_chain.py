@@ -268,3 +268,21 @@ def test_names_in_the_chain_are_escaped(root: Issued) -> None:
     assert result.tls.chain[0].issuer == shown
     assert result.tls.chain_expiry_subject is not None
     assert result.tls.chain_expiry_subject.isprintable()
+
+
+def test_without_the_handshake_hook_the_leaf_still_serves(
+    root: Issued, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A Python without SSLContext._msg_callback: no chain, nothing invented, the leaf and a
+    # fingerprint pin still work.
+    monkeypatch.setattr("tcpmonitor.probe.tls.presented_chain", lambda _: None)
+    leaf = root.issue("leaf")
+    server = server_context(leaf)
+    first = tls_probe(server, trusting(root))
+    assert first.state is Verdict.UP, first.error
+    assert first.tls is not None and first.tls.certificate is not None
+    assert (first.tls.chain, first.tls.chain_length, first.tls.chain_expiry) == ([], None, None)
+    pin = {"sha256Fingerprints": [first.tls.certificate.sha256_fingerprint]}
+    assert tls_probe(server, trusting(root), pin=pin).state is Verdict.UP
+    wrong = tls_probe(server, trusting(root), pin={"sha256Fingerprints": ["00" * 32]})
+    assert wrong.error is not None and wrong.error.code == ErrorCode.TLS_FINGERPRINT_MISMATCH
