@@ -180,7 +180,7 @@ EVENT_DOCS: dict[EventReason, tuple[str, str]] = {
     EventReason.TARGET_DEGRADED: ("Warning", "The state became Degraded."),
     EventReason.CERTIFICATE_EXPIRING: (
         "Warning",
-        "The certificate-expiry warning appeared (once, not every probe).",
+        "An expiry warning appeared, the leaf's or a chain certificate's (once, not every probe).",
     ),
     EventReason.INVALID_SPEC: ("Warning", "The spec cannot be probed (once per distinct problem)."),
     EventReason.PROBE_ERROR: ("Warning", "Probing raised an unexpected exception (once per type)."),
