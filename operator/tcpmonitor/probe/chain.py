@@ -4,7 +4,8 @@ Python 3.11's ssl shows the leaf only (``getpeercert``); ``SSLObject.get_unverif
 arrives in 3.13. The chain is read instead from the server's Certificate handshake message,
 which OpenSSL hands to ``SSLContext._msg_callback`` decrypted (TLS 1.3 encrypts it on the wire,
 so parsing the raw TCP bytes would not do). That hook is private but has existed unchanged
-since Python 3.8 and still does in 3.13; where it is missing the chain falls back to the leaf.
+since Python 3.8 and still does in 3.13; where it is missing no chain is reported (the leaf
+still is, from getpeercert).
 It also reads the chain when verification fails, from the same inspecting connection that
 reads the leaf, and never depends on OpenSSL trusting anything.
 """
@@ -45,8 +46,10 @@ _received: weakref.WeakKeyDictionary[object, tuple[int, bytes]] = weakref.WeakKe
 def _on_message(
     conn: object, direction: str, version: int, content_type: int, msg_type: int, data: bytes
 ) -> None:
-    # Called by OpenSSL for every record and handshake message. Only the first Certificate
-    # counts: a renegotiation would send another, and the first decided the handshake.
+    # Called by OpenSSL for every record and handshake message, inside the handshake: it must
+    # not raise (nothing here can). ``version`` is the message's protocol version, which says
+    # how the message is laid out. Only the first Certificate counts: a renegotiation would
+    # send another, and the first decided the handshake.
     if (
         direction == "read"
         and content_type == _HANDSHAKE
