@@ -87,12 +87,17 @@ class _Side:
     received: bool = False
     ended: bool = False
     after: BaseException | None = None
+    waited: float = 0.0  # seconds the linger lasted
 
 
-# How long a client without a certificate waits for its refusal once its handshake is done:
-# a TLS 1.3 server judges the client's (empty) Certificate after the client's Finished and
-# sends certificate_required at once, within a round trip.
-_REFUSAL_WAIT = 1.0
+# How long a client without a certificate waits for its refusal once its handshake is done,
+# at most: a TLS 1.3 server judges the client's (empty) Certificate after the client's
+# Finished and sends certificate_required within a round trip, but a slow or loaded server
+# must not read as "let in". A server that let the client in and says nothing costs the wait,
+# and is Down anyway. Never past the probe's deadline: with less time left than the minimum,
+# the check says nothing rather than guess.
+_REFUSAL_WAIT = 5.0
+_REFUSAL_MIN_WAIT = 0.5
 
 
 def _alert_name(exc: BaseException | None) -> str | None:
@@ -103,21 +108,22 @@ def _alert_name(exc: BaseException | None) -> str | None:
     return None
 
 
-async def _linger(reader: Reader, seconds: float) -> tuple[bool, bool]:
-    """(data arrived, connection ended) within ``seconds`` after a handshake."""
+async def _linger(reader: Reader, seconds: float) -> tuple[bool, bool, float]:
+    """(data arrived, connection ended, seconds waited) within ``seconds`` after a handshake."""
     loop = asyncio.get_running_loop()
     start = len(reader.buffer)
-    until = loop.time() + seconds
+    began = loop.time()
+    until = began + seconds
     for _ in range(64):  # each turn is data, an end or the timer; bounded all the same
         if len(reader.buffer) > start:
-            return True, False
+            return True, False, loop.time() - began
         if reader.eof or reader.lost:
-            return False, True
+            return False, True, loop.time() - began
         left = until - loop.time()
         if left <= 0:
             break
         await reader.wait(left)
-    return len(reader.buffer) > start, reader.eof or reader.lost
+    return len(reader.buffer) > start, reader.eof or reader.lost, loop.time() - began
 
 
 def format_address(sockaddr: tuple[object, ...], family: int) -> str:
@@ -606,6 +612,9 @@ class _Attempt:
         side = await self._side_handshake(
             self.family, self.sockaddr, tls.anonymous, linger=_REFUSAL_WAIT
         )
+        quiet = side.error is None and not (side.received or side.ended)
+        if quiet and side.waited < _REFUSAL_MIN_WAIT:
+            return  # too little time was left to tell a slow refusal from none
         if side.error is not None:
             alert = _alert_name(side.error)
             if alert is None and not isinstance(side.error, ssl.SSLError | ConnectionError):
@@ -624,7 +633,7 @@ class _Attempt:
         )
         expected = tls.refusal_alert
         if not refused:
-            how = "got data" if side.received else f"was not refused within {_REFUSAL_WAIT:g}s"
+            how = "got data" if side.received else f"was not refused within {side.waited:.1f}s"
             self.refusal_failure = ProbeFailure(
                 ErrorCode.TLS_CLIENT_CERTIFICATE_NOT_ENFORCED,
                 f"{self.remote}: a client without a certificate completed the handshake and {how}",
@@ -700,8 +709,8 @@ class _Attempt:
                 peer = read_peer(tls_transport.get_extra_info("ssl_object"))
                 if linger <= 0:
                     return _Side(peer, None)
-                received, ended = await _linger(reader, linger)
-                return _Side(peer, None, received, ended, reader.error)
+                received, ended, waited = await _linger(reader, self._linger_for(linger))
+                return _Side(peer, None, received, ended, reader.error, waited)
         except (OSError, ssl.SSLError, TimeoutError, ValueError) as exc:
             return _Side(Peer(None, None), exc)
         finally:
@@ -727,7 +736,7 @@ class _Attempt:
         transports: list[asyncio.Transport] = []
         found: list[Peer] = []
         errors: list[BaseException] = []
-        after: list[tuple[bool, bool, BaseException | None]] = []
+        after: list[tuple[bool, bool, BaseException | None, float]] = []
 
         async def upgrade() -> None:
             try:
@@ -745,8 +754,8 @@ class _Attempt:
                 transports.append(tls_transport)
                 found.append(read_peer(tls_transport.get_extra_info("ssl_object")))
                 if linger > 0:
-                    received, ended = await _linger(reader, linger)
-                    after.append((received, ended, reader.error))
+                    received, ended, waited = await _linger(reader, self._linger_for(linger))
+                    after.append((received, ended, reader.error, waited))
             raise _CertificateRead
 
         try:
@@ -766,14 +775,19 @@ class _Attempt:
                 transport.abort()
             if not transports:
                 sock.close()
-        received, ended, after_error = after[0] if after else (False, False, None)
+        received, ended, after_error, waited = after[0] if after else (False, False, None, 0.0)
         return _Side(
             found[0] if found else Peer(None, None),
             errors[0] if errors else None,
             received,
             ended,
             after_error,
+            waited,
         )
+
+    def _linger_for(self, wanted: float) -> float:
+        """``wanted`` seconds, ending before the side connection's own deadline does."""
+        return max(0.0, min(wanted, self.deadline - _INNER_MARGIN - self.loop.time() - 0.05))
 
     def _timed_out(self) -> None:
         plan = self.plan

@@ -127,3 +127,27 @@ def test_after_starttls(ca: trustme.CA) -> None:
     optional = asyncio.run(scenario(context(ssl.CERT_OPTIONAL)))
     assert optional.error is not None
     assert optional.error.code == ErrorCode.TLS_CLIENT_CERTIFICATE_NOT_ENFORCED
+
+
+def test_a_silent_server_that_lets_the_client_in_is_down_after_the_wait(
+    ca: trustme.CA, server_context: ServerContextFactory
+) -> None:
+    # No data and no alert: the client waits (never past the deadline) and then knows it is in.
+    server = server_context(require_client_cert=True)
+    server.verify_mode = ssl.CERT_OPTIONAL
+
+    async def scenario() -> ProbeResult:
+        with blocking_tls_server(server, reply=b"") as port:
+            return await probe(
+                port,
+                with_client_certificate(ca),
+                host="localhost",
+                timeout="2s",
+                tls={"enabled": True, "clientCertificateEnforced": {}},
+            )
+
+    result = asyncio.run(scenario())
+    assert result.error is not None
+    assert result.error.code == ErrorCode.TLS_CLIENT_CERTIFICATE_NOT_ENFORCED
+    assert "was not refused within" in result.error.message
+    assert result.timings.total is not None and result.timings.total < 1000  # the wait is not timed
