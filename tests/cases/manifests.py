@@ -100,6 +100,45 @@ CASES: list[Case] = [
         True,
     ),
     Case(
+        "tls-pin",
+        spec(
+            tls={
+                "enabled": True,
+                "insecureSkipVerify": True,
+                "pin": {
+                    "sha256Fingerprints": ["ab" * 32, ":".join(["CD"] * 32)],
+                    "spkiSha256": ["sha256//" + "A" * 43 + "=", "b" * 43 + "="],
+                    "scope": "Chain",
+                    "issuer": "CN=R11,O=Let's Encrypt,C=US",
+                },
+            }
+        ),
+        True,
+    ),
+    Case(
+        "tls-baseline",
+        spec(
+            tls={
+                "enabled": True,
+                "baseline": {
+                    "keySize": {"action": "Fail", "minRsaBits": 3072, "minEcBits": 384},
+                    "signature": {"action": "Fail"},
+                    "cipher": {"action": "Ignore"},
+                    "version": {"minimum": "TLS1.3"},
+                },
+                "clientCertificateEnforced": {"alert": "certificate_required"},
+            }
+        ),
+        True,
+    ),
+    Case(
+        "tls-baseline-bad-action",
+        spec(tls={"enabled": True, "baseline": {"cipher": {"action": "Warn"}}}),
+        False,
+        "spec.tls.baseline.cipher.action",
+        "Warn",
+    ),
+    Case(
         "send-from-secret", spec(sendFrom={"secretKeyRef": {"name": "p", "key": "payload"}}), True
     ),
     Case("base64-payload", spec(sendBase64="AAEC/w=="), True),
@@ -252,6 +291,20 @@ CASES: list[Case] = [
         False,
         "spec.tls",
         "set at most one of caSecretRef and caConfigMapRef",
+    ),
+    Case(
+        "tls-pin-empty",
+        spec(tls={"enabled": True, "pin": {"scope": "Chain"}}),
+        False,
+        "spec.tls.pin",
+        "a pin needs sha256Fingerprints, spkiSha256 or issuer",
+    ),
+    Case(
+        "tls-pin-bad-fingerprint",
+        spec(tls={"enabled": True, "pin": {"sha256Fingerprints": ["AB:CD"]}}),
+        False,
+        "spec.tls.pin.sha256Fingerprints[0]",
+        "AB:CD",
     ),
     Case(
         "target-missing",

@@ -54,6 +54,13 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
         "jsonPath": ".status.lastResult.tls.certificate.notAfter",
         "priority": 1,
     },
+    {
+        # The first certificate of the chain to expire: an intermediate may go before the leaf.
+        "name": "Chain Expiry",
+        "type": "string",
+        "jsonPath": ".status.lastResult.tls.chainExpiry",
+        "priority": 1,
+    },
 ]
 
 

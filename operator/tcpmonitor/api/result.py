@@ -26,6 +26,9 @@ MAX_DNS_NAMES = 32
 MAX_CIPHER = 128
 MAX_PROTOCOL_DETAIL = 256
 MAX_STEP_OUTCOMES = 16
+# Certificates of the presented chain kept in a result; real chains have two to four.
+MAX_CHAIN = 8
+MAX_WARNINGS = 8
 
 
 class Verdict(StrEnum):
@@ -61,7 +64,26 @@ class ErrorCode(StrEnum):
     PROTOCOL_ERROR = "PROTOCOL_ERROR"
     STARTTLS_REFUSED = "STARTTLS_REFUSED"
     UNEXPECTEDLY_REACHABLE = "UNEXPECTEDLY_REACHABLE"
+    TLS_FINGERPRINT_MISMATCH = "TLS_FINGERPRINT_MISMATCH"
+    TLS_PUBLIC_KEY_PIN_MISMATCH = "TLS_PUBLIC_KEY_PIN_MISMATCH"
+    TLS_ISSUER_MISMATCH = "TLS_ISSUER_MISMATCH"
+    TLS_WEAK_KEY = "TLS_WEAK_KEY"
+    TLS_WEAK_SIGNATURE = "TLS_WEAK_SIGNATURE"
+    TLS_WEAK_CIPHER = "TLS_WEAK_CIPHER"
+    TLS_OLD_VERSION = "TLS_OLD_VERSION"
+    TLS_CLIENT_CERTIFICATE_NOT_ENFORCED = "TLS_CLIENT_CERTIFICATE_NOT_ENFORCED"
+    TLS_CLIENT_CERTIFICATE_WRONG_ALERT = "TLS_CLIENT_CERTIFICATE_WRONG_ALERT"
 
+
+# The security baseline's codes are errors or warnings as the rule's action says.
+_BASELINE_DOCS = {
+    "TLS_WEAK_KEY": "A presented certificate's key is below tls.baseline.keySize.",
+    "TLS_WEAK_SIGNATURE": "A presented certificate (not a self-signed root) is signed with "
+    "MD2, MD4, MD5 or SHA-1.",
+    "TLS_WEAK_CIPHER": "The negotiated cipher is not forward secret (RSA or static DH key "
+    "exchange) or is weak (RC4, DES, 3DES, NULL, export, anonymous, MD5).",
+    "TLS_OLD_VERSION": "The negotiated TLS version is below tls.baseline.version.minimum.",
+}
 
 ERROR_CODE_DOCS: dict[ErrorCode, str] = {
     ErrorCode.DNS_NOT_FOUND: "The name does not exist (NXDOMAIN), has no address of the "
@@ -94,6 +116,17 @@ ERROR_CODE_DOCS: dict[ErrorCode, str] = {
     "(tls.startTLS or a startTLS step), or refused it.",
     ErrorCode.UNEXPECTEDLY_REACHABLE: "expect is Unreachable but the target accepted the "
     "connection: the NetworkPolicy or firewall does not hold.",
+    ErrorCode.TLS_FINGERPRINT_MISMATCH: "No certificate in tls.pin.scope has a SHA-256 "
+    "fingerprint listed in tls.pin.sha256Fingerprints: another certificate is served.",
+    ErrorCode.TLS_PUBLIC_KEY_PIN_MISMATCH: "No certificate in tls.pin.scope has a public key "
+    "listed in tls.pin.spkiSha256: the key changed (or another server answers).",
+    ErrorCode.TLS_ISSUER_MISMATCH: "The leaf's issuer is not tls.pin.issuer: another CA issued it.",
+    **{ErrorCode(code): f"{text} (rule action Fail)" for code, text in _BASELINE_DOCS.items()},
+    ErrorCode.TLS_CLIENT_CERTIFICATE_NOT_ENFORCED: "tls.clientCertificateEnforced is set and "
+    "a client without a certificate completed the handshake and was not refused: mTLS is "
+    "off or optional.",
+    ErrorCode.TLS_CLIENT_CERTIFICATE_WRONG_ALERT: "A client without a certificate was "
+    "refused, but not with tls.clientCertificateEnforced.alert.",
 }
 
 
@@ -104,6 +137,12 @@ class WarningCode(StrEnum):
     TLS_CERTIFICATE_EXPIRING = "TLS_CERTIFICATE_EXPIRING"
     TLS_CERTIFICATE_EXPIRED = "TLS_CERTIFICATE_EXPIRED"
     TLS_CERTIFICATE_UNREADABLE = "TLS_CERTIFICATE_UNREADABLE"
+    TLS_CHAIN_CERTIFICATE_EXPIRING = "TLS_CHAIN_CERTIFICATE_EXPIRING"
+    TLS_CHAIN_CERTIFICATE_EXPIRED = "TLS_CHAIN_CERTIFICATE_EXPIRED"
+    TLS_WEAK_KEY = "TLS_WEAK_KEY"
+    TLS_WEAK_SIGNATURE = "TLS_WEAK_SIGNATURE"
+    TLS_WEAK_CIPHER = "TLS_WEAK_CIPHER"
+    TLS_OLD_VERSION = "TLS_OLD_VERSION"
 
 
 WARNING_CODE_DOCS: dict[WarningCode, str] = {
@@ -114,6 +153,15 @@ WARNING_CODE_DOCS: dict[WarningCode, str] = {
     WarningCode.TLS_CERTIFICATE_UNREADABLE: "The handshake worked but the certificate does not "
     "parse as strict clients require (malformed DER, a name that is not ASCII or not UTF-8, a "
     "broken extension); tls.certificate shows what could be read, or is null.",
+    WarningCode.TLS_CHAIN_CERTIFICATE_EXPIRING: "A certificate of the presented chain other "
+    "than the leaf (an intermediate, or a root the server sends) expires within "
+    "tls.expiryWarning (the earliest such is named); tls.chainExpiry says when the first of "
+    "the chain expires.",
+    WarningCode.TLS_CHAIN_CERTIFICATE_EXPIRED: "A certificate of the presented chain other "
+    "than the leaf has expired; the warning names it, which OpenSSL's verification error does "
+    "not. With verification the probe is also Down (TLS_CERTIFICATE_EXPIRED) unless the trust "
+    "store completes the chain another way, which clients with other trust stores cannot.",
+    **{WarningCode(code): f"{text} (rule action Degrade)" for code, text in _BASELINE_DOCS.items()},
 }
 
 
@@ -216,16 +264,108 @@ class Certificate(ResultModel):
     )
 
 
+class ChainCertificate(ResultModel):
+    """One certificate as the server presented it; a field that does not parse is null."""
+
+    subject: str = Field(
+        max_length=MAX_DISTINGUISHED_NAME, description="Subject distinguished name (escaped)."
+    )
+    issuer: str = Field(
+        max_length=MAX_DISTINGUISHED_NAME, description="Issuer distinguished name (escaped)."
+    )
+    not_before: datetime | None = Field(default=None, description="Start of validity.")
+    not_after: datetime | None = Field(default=None, description="End of validity.")
+    sha256_fingerprint: str = Field(
+        max_length=128, description="SHA-256 of the DER certificate, colon-separated hex."
+    )
+    key_type: str | None = Field(
+        default=None, max_length=16, description="RSA, EC, DSA, Ed25519, Ed448 or other."
+    )
+    key_size: int | None = Field(
+        default=None, ge=0, le=65536, description="Public key size in bits."
+    )
+    spki_sha256: str | None = Field(
+        default=None,
+        max_length=64,
+        description="Base64 SHA-256 of the SubjectPublicKeyInfo (the public-key pin, as in "
+        "HPKP and curl --pinnedpubkey): unchanged by a renewal that keeps the key.",
+    )
+    signature_algorithm: str | None = Field(
+        default=None,
+        max_length=64,
+        description="How the issuer signed it, e.g. sha256WithRSAEncryption, ecdsa-with-SHA384.",
+    )
+
+
 class TlsInfo(ResultModel):
     """The negotiated TLS session and the certificate."""
 
     version: str | None = Field(default=None, max_length=16, description="e.g. TLSv1.3.")
     cipher: str | None = Field(default=None, max_length=MAX_CIPHER, description="Cipher suite.")
-    verified: bool = Field(description="Whether the chain and host name were verified.")
+    verified: bool = Field(
+        description="Whether the chain and host name were verified (false under "
+        "insecureSkipVerify, which verifies neither; chainTrusted and hostnameVerified say "
+        "what verification would have found)."
+    )
     verify_error: str | None = Field(
         default=None, max_length=MAX_MESSAGE, description="Why verification failed."
     )
+    chain_trusted: bool | None = Field(
+        default=None,
+        description="Whether the presented chain verifies against the CA bundle or the system "
+        "roots (signatures, validity dates, OpenSSL's security level), judged also under "
+        "insecureSkipVerify; null when it could not be checked.",
+    )
+    chain_error: str | None = Field(
+        default=None,
+        max_length=MAX_MESSAGE,
+        description="Why the chain is not trusted (OpenSSL's reason), or why it was not checked.",
+    )
+    hostname_verified: bool | None = Field(
+        default=None,
+        description="Whether the leaf names tls.serverName (or host), by OpenSSL's rules "
+        "(subjectAltName, whole-label wildcards, the CN only without DNS names), judged also "
+        "under insecureSkipVerify and when the chain is untrusted; null when no certificate "
+        "was read.",
+    )
+    hostname_error: str | None = Field(
+        default=None, max_length=MAX_MESSAGE, description="Why the host name does not match."
+    )
+    client_certificate_enforced: bool | None = Field(
+        default=None,
+        description="With tls.clientCertificateEnforced: whether a client without a "
+        "certificate was refused; null when not checked.",
+    )
+    refusal_alert: str | None = Field(
+        default=None,
+        max_length=64,
+        description="The TLS alert that refused it (e.g. certificate_required), or "
+        "connection_closed.",
+    )
     certificate: Certificate | None = Field(default=None, description="The leaf certificate.")
+    chain: list[ChainCertificate] = Field(
+        default_factory=list,
+        max_length=MAX_CHAIN,
+        description=f"Every certificate the server presented, leaf first, in its order (at most "
+        f"{MAX_CHAIN}; chainLength says how many there were), read also when verification "
+        "failed. Empty in locations[].lastResult, and when the chain could not be read.",
+    )
+    chain_length: int | None = Field(
+        default=None,
+        ge=0,
+        le=1024,
+        description="How many certificates the server presented; null when not read.",
+    )
+    chain_expiry: datetime | None = Field(
+        default=None,
+        description="The earliest notAfter across the presented chain: when the first of its "
+        "certificates expires, leaf or not.",
+    )
+    chain_expiry_subject: str | None = Field(
+        default=None,
+        max_length=MAX_DISTINGUISHED_NAME,
+        description="Subject of the certificate that expires first (escaped).",
+    )
 
 
 class ProtocolInfo(ResultModel):
@@ -266,7 +406,7 @@ class ProbeResult(ResultModel):
     timings: Timings = Field(default_factory=Timings, description="Per-phase timings, ms.")
     error: Problem | None = Field(default=None, description="Why the probe is Down.")
     warnings: list[Problem] = Field(
-        default_factory=list, max_length=8, description="Why the probe is Degraded."
+        default_factory=list, max_length=MAX_WARNINGS, description="Why the probe is Degraded."
     )
     request: RequestSummary | None = Field(default=None, description="What was sent.")
     response: ResponseSummary | None = Field(default=None, description="What was read.")

@@ -236,6 +236,159 @@ class Assertion(ApiModel):
     )
 
 
+# SHA-256 as hex, with or without colons (openssl x509 -fingerprint prints them with).
+FINGERPRINT_PATTERN = r"^[0-9A-Fa-f]{2}(:?[0-9A-Fa-f]{2}){31}$"
+# Base64 of a SHA-256 digest, as HPKP and curl --pinnedpubkey write it (sha256// is optional).
+SPKI_PIN_PATTERN = r"^(sha256//)?[A-Za-z0-9+/]{43}=$"
+MAX_PINS = 8
+
+
+class PinScope(StrEnum):
+    LEAF = "Leaf"
+    CHAIN = "Chain"
+
+
+Fingerprint = Annotated[
+    str, Field(pattern=FINGERPRINT_PATTERN, max_length=95, description="SHA-256, hex.")
+]
+SpkiPin = Annotated[
+    str, Field(pattern=SPKI_PIN_PATTERN, max_length=52, description="Base64 SHA-256 of the SPKI.")
+]
+
+
+def _pin_something(p: TlsPin) -> str | None:
+    if not p.sha256_fingerprints and not p.spki_sha256 and p.issuer is None:
+        return "a pin needs sha256Fingerprints, spkiSha256 or issuer"
+    return None
+
+
+class TlsPin(ApiModel):
+    """What the server's certificate must be: each kind given must hold; within a kind, any
+    listed value is enough (list the next certificate or key before a planned change)."""
+
+    sha256_fingerprints: list[Fingerprint] = Field(
+        default_factory=list,
+        max_length=MAX_PINS,
+        description="SHA-256 fingerprints of the DER certificate (as tls.certificate."
+        "sha256Fingerprint, colons optional): changes with every renewal.",
+    )
+    spki_sha256: list[SpkiPin] = Field(
+        default_factory=list,
+        max_length=MAX_PINS,
+        description="Base64 SHA-256 of the SubjectPublicKeyInfo (as tls.chain[].spkiSha256; "
+        "openssl x509 -pubkey | openssl pkey -pubin -outform der | openssl dgst -sha256 "
+        "-binary | base64): survives renewals that keep the key.",
+    )
+    scope: PinScope = Field(
+        default=PinScope.LEAF,
+        description="Leaf: the fingerprints and keys are the leaf's. Chain: any certificate "
+        "the server presented may match (pin an intermediate or the CA's key).",
+    )
+    issuer: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=1024,
+        description="The leaf's issuer distinguished name exactly as tls.certificate.issuer "
+        "shows it (RFC 4514), e.g. CN=R11,O=Let's Encrypt,C=US.",
+    )
+
+    cross_field_rules = (
+        CrossFieldRule(
+            rule="(has(self.sha256Fingerprints) && size(self.sha256Fingerprints) > 0) || "
+            "(has(self.spkiSha256) && size(self.spkiSha256) > 0) || has(self.issuer)",
+            message_expression="'a pin needs sha256Fingerprints, spkiSha256 or issuer'",
+            check=_pin_something,
+        ),
+    )
+
+
+class BaselineAction(StrEnum):
+    """What a finding of the security baseline does to the probe."""
+
+    FAIL = "Fail"
+    DEGRADE = "Degrade"
+    IGNORE = "Ignore"
+
+
+_ACTION = "Fail (Down), Degrade (a warning) or Ignore."
+
+
+class KeySizeRule(ApiModel):
+    """Every presented certificate's public key at least this large."""
+
+    action: BaselineAction = Field(default=BaselineAction.DEGRADE, description=_ACTION)
+    min_rsa_bits: int = Field(
+        default=2048, ge=512, le=16384, description="Smallest RSA or DSA key, in bits."
+    )
+    min_ec_bits: int = Field(
+        default=256, ge=160, le=571, description="Smallest elliptic-curve key, in bits."
+    )
+
+
+class SignatureRule(ApiModel):
+    """No presented certificate signed with MD2, MD4, MD5 or SHA-1 (a self-signed root is
+    exempt: nobody checks a trust anchor's own signature)."""
+
+    action: BaselineAction = Field(default=BaselineAction.DEGRADE, description=_ACTION)
+
+
+class CipherRule(ApiModel):
+    """The negotiated cipher is forward secret (TLS 1.3, or ECDHE/DHE key exchange) and not
+    weak (RC4, DES, 3DES, NULL, export, anonymous, MD5). Setting it lets the probe offer
+    OpenSSL's DEFAULT cipher list, so that a server preferring such a cipher is seen using
+    it rather than refused."""
+
+    action: BaselineAction = Field(default=BaselineAction.DEGRADE, description=_ACTION)
+
+
+class VersionRule(ApiModel):
+    """The negotiated TLS version at least ``minimum``: below it the probe still connects
+    (tls.minVersion is the hard floor) and reports the finding."""
+
+    action: BaselineAction = Field(default=BaselineAction.DEGRADE, description=_ACTION)
+    minimum: TlsVersion = Field(default=TlsVersion.TLS1_2, description="e.g. TLS1.3.")
+
+
+class TlsBaseline(ApiModel):
+    """A security baseline: each rule Fail, Degrade or Ignore. A rule not written applies with
+    its defaults (Degrade) once baseline is set; without baseline nothing is checked."""
+
+    key_size: KeySizeRule | None = Field(
+        default=None, description="Key size (default: Degrade below RSA 2048, EC 256 bits)."
+    )
+    signature: SignatureRule | None = Field(
+        default=None, description="Weak signature algorithms (default: Degrade)."
+    )
+    cipher: CipherRule | None = Field(
+        default=None, description="Weak or not forward-secret cipher (default: Degrade)."
+    )
+    version: VersionRule | None = Field(
+        default=None, description="TLS version below a minimum (default: Degrade below TLS1.2)."
+    )
+
+
+class RefusalAlert(StrEnum):
+    """TLS alerts a server sends to a client without a certificate (RFC 8446 6.2)."""
+
+    ANY = "Any"
+    CERTIFICATE_REQUIRED = "certificate_required"
+    HANDSHAKE_FAILURE = "handshake_failure"
+    BAD_CERTIFICATE = "bad_certificate"
+    ACCESS_DENIED = "access_denied"
+    UNKNOWN_CA = "unknown_ca"
+
+
+class ClientCertificateEnforcement(ApiModel):
+    """Assert that the server refuses a client that presents no certificate."""
+
+    alert: RefusalAlert = Field(
+        default=RefusalAlert.ANY,
+        description="The alert the refusal must carry (TLS 1.3 servers send "
+        "certificate_required, TLS 1.2 ones usually handshake_failure); Any: any alert, or "
+        "the connection closed before any data.",
+    )
+
+
 def _one_ca_source(t: TlsSpec) -> str | None:
     if t.ca_secret_ref is not None and t.ca_config_map_ref is not None:
         return "set at most one of caSecretRef and caConfigMapRef"
@@ -255,7 +408,9 @@ class TlsSpec(ApiModel):
     insecure_skip_verify: bool = Field(
         default=False,
         description="Do not fail on an untrusted, expired or mismatched certificate. The "
-        "certificate is still inspected and its expiry still reported.",
+        "certificate and chain are still inspected, their expiry still reported, and the chain "
+        "and host name still judged (tls.chainTrusted, tls.hostnameVerified; the chain verdict "
+        "takes a second connection, made about once an hour per chain).",
     )
     min_version: TlsVersion = Field(
         default=TlsVersion.TLS1_2,
@@ -285,6 +440,27 @@ class TlsSpec(ApiModel):
         "AUTH TLS, PostgreSQL SSLRequest, MySQL SSL request, LDAP StartTLS, XMPP starttls) "
         "instead of starting with TLS; every TLS check applies to the upgraded session. "
         "Requires enabled and a protocol that has an upgrade.",
+    )
+    baseline: TlsBaseline | None = Field(
+        default=None,
+        description="Security baseline: key size, weak signatures, weak or not "
+        "forward-secret ciphers, TLS version; each finding has its own code "
+        "(TLS_WEAK_KEY, TLS_WEAK_SIGNATURE, TLS_WEAK_CIPHER, TLS_OLD_VERSION), an error with "
+        "Fail and a warning with Degrade. Unset: nothing is checked.",
+    )
+    client_certificate_enforced: ClientCertificateEnforcement | None = Field(
+        default=None,
+        description="After each probe, connect once more without a client certificate and "
+        "expect to be refused: Down with TLS_CLIENT_CERTIFICATE_NOT_ENFORCED when that "
+        "client gets in, TLS_CLIENT_CERTIFICATE_WRONG_ALERT when refused with another alert. "
+        "Proves mTLS is still enforced; works after STARTTLS too.",
+    )
+    pin: TlsPin | None = Field(
+        default=None,
+        description="Require this certificate, key or issuer; anything else is Down "
+        "(TLS_FINGERPRINT_MISMATCH, TLS_PUBLIC_KEY_PIN_MISMATCH, TLS_ISSUER_MISMATCH) before "
+        "a byte is sent. Checked also under insecureSkipVerify, where it is what makes a "
+        "self-signed certificate safe to accept.",
     )
 
     cross_field_rules = (

@@ -180,7 +180,7 @@ EVENT_DOCS: dict[EventReason, tuple[str, str]] = {
     EventReason.TARGET_DEGRADED: ("Warning", "The state became Degraded."),
     EventReason.CERTIFICATE_EXPIRING: (
         "Warning",
-        "The certificate-expiry warning appeared (once, not every probe).",
+        "An expiry warning appeared, the leaf's or a chain certificate's (once, not every probe).",
     ),
     EventReason.INVALID_SPEC: ("Warning", "The spec cannot be probed (once per distinct problem)."),
     EventReason.PROBE_ERROR: ("Warning", "Probing raised an unexpected exception (once per type)."),
@@ -246,7 +246,8 @@ class LocationStatus(ResultModel):
     last_result: ProbeResult | None = Field(
         default=None,
         description="This location's last probe result, as lastResult; to keep the status "
-        "small, assertions[].target and .actual are left out, texts are cut to "
+        "small, assertions[].target and .actual and tls.chain are left out (tls.chainLength "
+        "and tls.chainExpiry stay), texts are cut to "
         f"{LOCATION_TEXT} characters and certificate names to {LOCATION_DNS_NAMES}.",
     )
 

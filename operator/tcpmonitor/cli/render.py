@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from ..api import ProbeResult
 from ..api.printable import printable
+from ..api.result import ChainCertificate
 
 _PHASES = ("dns", "connect", "tls", "data", "total")
 
@@ -48,6 +51,16 @@ def render_result(result: ProbeResult, title: str) -> str:
         session = " ".join(v for v in (tls.version, tls.cipher) if v)
         trust = "verified" if tls.verified else f"NOT verified ({tls.verify_error or 'skipped'})"
         row("tls", f"{session}, {trust}" if session else trust)
+        row("trust", _verdict(tls.chain_trusted, "chain trusted", tls.chain_error))
+        row("hostname", _verdict(tls.hostname_verified, "matches", tls.hostname_error))
+        if tls.client_certificate_enforced is not None:
+            enforced = tls.client_certificate_enforced
+            row(
+                "mTLS",
+                f"enforced: a client without a certificate was refused ({tls.refusal_alert})"
+                if enforced
+                else "NOT enforced: a client without a certificate got in",
+            )
         cert = tls.certificate
         if cert is not None:
             row("subject", cert.subject)
@@ -58,4 +71,34 @@ def render_result(result: ProbeResult, title: str) -> str:
                 "expires",
                 f"{cert.not_after.strftime('%Y-%m-%d %H:%M:%SZ')} ({cert.days_remaining:.1f} days)",
             )
+        for index, entry in enumerate(tls.chain):
+            row(f"chain[{index}]", _chain_entry(entry))
+        if tls.chain_length is not None and tls.chain_length > len(tls.chain):
+            row("chain", f"{tls.chain_length - len(tls.chain)} more not shown")
+        if tls.chain_expiry is not None:
+            row(
+                "chain exp",
+                f"{_date(tls.chain_expiry)} ({tls.chain_expiry_subject or '?'}), earliest in "
+                "the chain",
+            )
     return "\n".join(lines)
+
+
+def _date(when: datetime | None) -> str:
+    return "-" if when is None else when.strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def _verdict(value: bool | None, good: str, reason: str | None) -> str:
+    if value is None:
+        text = reason or "no certificate"
+        return text if text.startswith("not checked") else f"not checked: {text}"
+    return good if value else f"NO: {reason or 'no reason given'}"
+
+
+def _chain_entry(entry: ChainCertificate) -> str:
+    key = " ".join(str(v) for v in (entry.key_type, entry.key_size) if v is not None)
+    return (
+        f"{entry.subject}, issuer {entry.issuer}, expires {_date(entry.not_after)}, "
+        f"{key or 'key ?'}, {entry.signature_algorithm or 'signature ?'}, "
+        f"SHA-256 {entry.sha256_fingerprint}"
+    )

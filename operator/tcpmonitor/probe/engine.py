@@ -30,16 +30,21 @@ from ..api import (
 )
 from ..api import WarningCode as W
 from ..api.printable import printable
-from ..api.result import MAX_CIPHER, MAX_MESSAGE, MAX_PROTOCOL_DETAIL
+from ..api.result import MAX_CIPHER, MAX_MESSAGE, MAX_PROTOCOL_DETAIL, MAX_WARNINGS
+from ..api.spec import BaselineAction, RefusalAlert
 from .assertions import ReplyDecider, data_outcome, time_outcome
+from .baseline import findings
 from .excerpt import printable_excerpt
 from .failures import ProbeFailure, classify_dns_error, classify_socket_error, classify_tls_error
+from .hostname import HostnameVerdict, check_hostname
+from .pins import check_pins
 from .plan import ProbePlan
 from .protocols import PROTOCOLS
 from .reader import Reader
 from .session import Session
 from .steps import StepTiming, run_steps
-from .tls import Inspection, inspect_certificate
+from .tls import Inspection, Peer, read_peer
+from .trust_cache import TRUST_CACHE, TrustVerdict
 
 # RFC 6761: names under .invalid never resolve, so no resolver is asked (and none can time out).
 _RESERVED_INVALID = ".invalid"
@@ -66,7 +71,59 @@ _UNREACHABLE_CODES = frozenset(
 
 
 class _CertificateRead(Exception):
-    """Ends the dialog run only to read the certificate that failed verification."""
+    """Ends a side connection's dialog once its handshake is done (or failed)."""
+
+
+_PENDING = TrustVerdict(None, "not checked: the probe ended first")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Side:
+    """What a side connection's handshake showed, and the error it ended with, if any; with a
+    linger, what the server did next: sent data, or ended the connection (with ``after``)."""
+
+    peer: Peer
+    error: BaseException | None
+    received: bool = False
+    ended: bool = False
+    after: BaseException | None = None
+    waited: float = 0.0  # seconds the linger lasted
+
+
+# How long a client without a certificate waits for its refusal once its handshake is done,
+# at most: a TLS 1.3 server judges the client's (empty) Certificate after the client's
+# Finished and sends certificate_required within a round trip, but a slow or loaded server
+# must not read as "let in". A server that let the client in and says nothing costs the wait,
+# and is Down anyway. Never past the probe's deadline: with less time left than the minimum,
+# the check says nothing rather than guess.
+_REFUSAL_WAIT = 5.0
+_REFUSAL_MIN_WAIT = 0.5
+
+
+def _alert_name(exc: BaseException | None) -> str | None:
+    """certificate_required from OpenSSL's TLSV13_ALERT_CERTIFICATE_REQUIRED, and so on."""
+    reason = getattr(exc, "reason", None) if isinstance(exc, ssl.SSLError) else None
+    if isinstance(reason, str) and "_ALERT_" in reason:
+        return reason.split("_ALERT_", 1)[1].lower()
+    return None
+
+
+async def _linger(reader: Reader, seconds: float) -> tuple[bool, bool, float]:
+    """(data arrived, connection ended, seconds waited) within ``seconds`` after a handshake."""
+    loop = asyncio.get_running_loop()
+    start = len(reader.buffer)
+    began = loop.time()
+    until = began + seconds
+    for _ in range(64):  # each turn is data, an end or the timer; bounded all the same
+        if len(reader.buffer) > start:
+            return True, False, loop.time() - began
+        if reader.eof or reader.lost:
+            return False, True, loop.time() - began
+        left = until - loop.time()
+        if left <= 0:
+            break
+        await reader.wait(left)
+    return len(reader.buffer) > start, reader.eof or reader.lost, loop.time() - began
 
 
 def format_address(sockaddr: tuple[object, ...], family: int) -> str:
@@ -94,11 +151,23 @@ class _Attempt:
         self.payload_left = 0  # bytes of the payload not yet handed to the transport
         self.session: Session | None = None
         self.step_timings: list[StepTiming] = []
+        self.trust_task: asyncio.Task[TrustVerdict] | None = None
+        # Where the probe connected, for the side connections made after it.
+        self.family: int = socket.AF_INET
+        self.sockaddr: tuple[object, ...] | None = None
+        self.refusal_failure: ProbeFailure | None = None
 
     def _ms(self, since: float) -> float:
         return round((time.perf_counter() - since) * 1000, 3)
 
     async def run(self) -> ProbeResult:
+        try:
+            return await self._run()
+        finally:
+            if self.trust_task is not None and not self.trust_task.done():
+                self.trust_task.cancel()
+
+    async def _run(self) -> ProbeResult:
         now = datetime.now(UTC)
         started_at = now.replace(microsecond=now.microsecond // 1000 * 1000)
         t0 = time.perf_counter()
@@ -108,6 +177,7 @@ class _Attempt:
             async with asyncio.timeout_at(self.deadline):
                 addresses = await self._resolve()
                 sock, family, sockaddr = await self._connect(addresses)
+                self.family, self.sockaddr = family, sockaddr
                 if self.plan.expect_unreachable:
                     sock.close()
                     raise ProbeFailure(
@@ -132,6 +202,8 @@ class _Attempt:
         finally:
             self._close(graceful=finished)
         total_ms = self._ms(t0)
+        await self._settle_trust()
+        await self._check_refusal()
         return self._result(started_at, total_ms)
 
     def _unsent(self) -> int:
@@ -386,12 +458,11 @@ class _Attempt:
     ) -> asyncio.Transport:
         tls = self.plan.tls
         assert tls is not None
-        context = tls.verifying or tls.inspecting
         try:
             tls_transport = await self.loop.start_tls(
                 transport,
                 reader,
-                context,
+                tls.handshake_context,
                 server_hostname=tls.server_name,
                 ssl_handshake_timeout=self.plan.timeout + 1,
                 ssl_shutdown_timeout=_SSL_SHUTDOWN_TIMEOUT,
@@ -399,28 +470,98 @@ class _Attempt:
         except (ssl.SSLError, OSError) as exc:
             failure = classify_tls_error(exc, self.remote or "?")
             if isinstance(exc, ssl.SSLCertVerificationError):
-                inspection = await self._fetch_certificate(family, sockaddr)
-                self.tls = TlsInfo.model_construct(
-                    version=None,
-                    cipher=None,
-                    verified=False,
-                    verify_error=printable(failure.message, MAX_MESSAGE),
-                    certificate=self._inspected(inspection),
+                side = await self._side_handshake(family, sockaddr, tls.inspecting)
+                trust = TrustVerdict(False, printable(exc.verify_message or "", MAX_MESSAGE))
+                self.tls = self._tls_info(
+                    None, None, printable(failure.message, MAX_MESSAGE), side.peer, trust
                 )
+            raise failure from None
+        except UnicodeError as exc:
+            # The chain verified, then asyncio decoded the certificate into a dict and Python's
+            # ssl failed on a name that is not UTF-8; the connection is gone with it.
+            side = await self._side_handshake(family, sockaddr, tls.inspecting)
+            info = self._tls_info(None, None, None, side.peer, TrustVerdict(True))
+            if info.hostname_verified is False:
+                failure = ProbeFailure(
+                    ErrorCode.TLS_HOSTNAME_MISMATCH,
+                    f"certificate verify failed: {info.hostname_error}",
+                )
+            else:
+                failure = ProbeFailure(
+                    ErrorCode.TLS_HANDSHAKE_FAILED,
+                    f"{self.remote}: the certificate verified but Python's ssl cannot decode "
+                    f"its names ({exc})",
+                )
+            self.tls = info.model_copy(
+                update={"verified": False, "verify_error": printable(failure.message, MAX_MESSAGE)}
+            )
             raise failure from None
         if tls_transport is None:
             raise ProbeFailure(ErrorCode.CONNECTION_CLOSED, f"{self.remote}: closed during TLS")
         ssl_object = tls_transport.get_extra_info("ssl_object")
-        der = ssl_object.getpeercert(binary_form=True) if ssl_object else None
         cipher = ssl_object.cipher() if ssl_object else None
-        self.tls = TlsInfo.model_construct(
-            version=ssl_object.version() if ssl_object else None,
-            cipher=printable(cipher[0], MAX_CIPHER) if cipher else None,
-            verified=not tls.insecure,
-            verify_error=None,
-            certificate=self._inspected(inspect_certificate(der) if der else None),
+        peer = read_peer(ssl_object)
+        if tls.insecure:
+            trust = self._start_trust_check(peer, family, sockaddr)
+        else:
+            trust = TrustVerdict(True)
+        info = self._tls_info(
+            ssl_object.version() if ssl_object else None,
+            printable(cipher[0], MAX_CIPHER) if cipher else None,
+            None,
+            peer,
+            trust,
         )
+        self.tls = info
+        if tls.pin is not None and (pin_failure := check_pins(tls.pin, info)) is not None:
+            # Before the hostname verdict: a pinned certificate is what the user asked for,
+            # and whoever fails the pin gets nothing, not even the payload.
+            tls_transport.abort()
+            raise pin_failure
+        if not tls.insecure and info.hostname_verified is False:
+            message = f"certificate verify failed: {info.hostname_error}"
+            self.tls = info.model_copy(
+                update={"verified": False, "verify_error": printable(message, MAX_MESSAGE)}
+            )
+            tls_transport.abort()
+            raise ProbeFailure(ErrorCode.TLS_HOSTNAME_MISMATCH, message)
         return tls_transport
+
+    def _tls_info(
+        self,
+        version: str | None,
+        cipher: str | None,
+        verify_error: str | None,
+        peer: Peer,
+        trust: TrustVerdict,
+    ) -> TlsInfo:
+        tls = self.plan.tls
+        assert tls is not None
+        chain = peer.chain
+        earliest = chain.earliest if chain is not None else None
+        leaf = peer.leaf_der
+        if leaf is None:
+            name = HostnameVerdict(None, "no certificate was read")
+        else:
+            name = check_hostname(leaf, tls.server_name)
+        return TlsInfo.model_construct(
+            version=version,
+            cipher=cipher,
+            verified=verify_error is None
+            and not tls.insecure
+            and trust.trusted is True
+            and name.matches is not False,
+            verify_error=verify_error,
+            chain_trusted=trust.trusted,
+            chain_error=trust.reason,
+            hostname_verified=name.matches,
+            hostname_error=printable(name.reason, MAX_MESSAGE) if name.reason else None,
+            certificate=self._inspected(peer.inspection),
+            chain=chain.certificates if chain is not None else [],
+            chain_length=chain.presented if chain is not None else None,
+            chain_expiry=earliest.not_after if earliest is not None else None,
+            chain_expiry_subject=earliest.subject if earliest is not None else None,
+        )
 
     def _inspected(self, inspection: Inspection | None) -> Certificate | None:
         if inspection is None:
@@ -428,71 +569,193 @@ class _Attempt:
         self.certificate_problem = inspection.problem
         return inspection.certificate
 
-    async def _fetch_certificate(
-        self, family: int, sockaddr: tuple[object, ...]
-    ) -> Inspection | None:
-        """Connect again without verification, only to read the certificate that failed.
+    def _start_trust_check(
+        self, peer: Peer, family: int, sockaddr: tuple[object, ...]
+    ) -> TrustVerdict:
+        """The chain verdict under insecureSkipVerify, remembered for this chain, or pending.
 
-        Best effort within the probe's own deadline: the verification error stays the result.
+        A miss needs a second handshake with the trusting context. It runs beside the probe
+        and is awaited after the probe's timings are taken, so it never counts in them, and a
+        server that serves one connection at a time gets it after the probe's own.
+        """
+        tls = self.plan.tls
+        assert tls is not None
+        presented = peer.fingerprints
+        if presented:
+            cached = TRUST_CACHE.get(tls.trusting, presented, time.time())
+            if cached is not None:
+                return cached
+        self.trust_task = self.loop.create_task(self._trust_verdict(peer, family, sockaddr))
+        return _PENDING
+
+    async def _settle_trust(self) -> None:
+        task = self.trust_task
+        if task is None:
+            return
+        try:
+            async with asyncio.timeout_at(self.deadline):
+                verdict = await task
+        except TimeoutError:
+            verdict = TrustVerdict(None, "not checked: the probe's timeout ran out first")
+        if self.tls is not None:
+            self.tls = self.tls.model_copy(
+                update={"chain_trusted": verdict.trusted, "chain_error": verdict.reason}
+            )
+
+    async def _check_refusal(self) -> None:
+        """tls.clientCertificateEnforced: a client without a certificate must be refused."""
+        tls = self.plan.tls
+        if tls is None or tls.anonymous is None or self.tls is None or self.error is not None:
+            return
+        if self.sockaddr is None:
+            return
+        side = await self._side_handshake(
+            self.family, self.sockaddr, tls.anonymous, linger=_REFUSAL_WAIT
+        )
+        quiet = side.error is None and not (side.received or side.ended)
+        if quiet and side.waited < _REFUSAL_MIN_WAIT:
+            return  # too little time was left to tell a slow refusal from none
+        if side.error is not None:
+            alert = _alert_name(side.error)
+            if alert is None and not isinstance(side.error, ssl.SSLError | ConnectionError):
+                return  # a timeout or no connection: nothing learnt about client certificates
+            refused, alert = True, alert or "connection_closed"
+        elif side.after is not None or (side.ended and not side.received):
+            refused, alert = True, _alert_name(side.after) or "connection_closed"
+        else:
+            refused, alert = False, None
+        self.tls = self.tls.model_copy(
+            update={
+                "client_certificate_enforced": refused,
+                # OpenSSL's reason text, but from its table, not the peer: bounded all the same.
+                "refusal_alert": printable(alert, 64, ascii_only=True) if alert else None,
+            }
+        )
+        expected = tls.refusal_alert
+        if not refused:
+            how = "got data" if side.received else f"was not refused within {side.waited:.1f}s"
+            self.refusal_failure = ProbeFailure(
+                ErrorCode.TLS_CLIENT_CERTIFICATE_NOT_ENFORCED,
+                f"{self.remote}: a client without a certificate completed the handshake and {how}",
+            )
+        elif expected is not RefusalAlert.ANY and alert != expected.value:
+            self.refusal_failure = ProbeFailure(
+                ErrorCode.TLS_CLIENT_CERTIFICATE_WRONG_ALERT,
+                f"{self.remote}: a client without a certificate was refused with {alert}, "
+                f"not {expected.value}",
+            )
+
+    async def _trust_verdict(
+        self, peer: Peer, family: int, sockaddr: tuple[object, ...]
+    ) -> TrustVerdict:
+        tls = self.plan.tls
+        assert tls is not None
+        presented = peer.fingerprints
+        now = time.time()
+        side = await self._side_handshake(family, sockaddr, tls.trusting)
+        if side.error is None and side.peer.leaf_der is not None:
+            verdict = TrustVerdict(True)
+        elif isinstance(side.error, UnicodeError):
+            # Raised after the chain verified (see _handshake): trusted, names aside.
+            verdict = TrustVerdict(True)
+        elif isinstance(side.error, ssl.SSLCertVerificationError):
+            verdict = TrustVerdict(False, printable(side.error.verify_message or "", MAX_MESSAGE))
+        else:
+            why = str(side.error) if side.error is not None else "the connection closed"
+            return TrustVerdict(None, printable(f"not checked: {why}", MAX_MESSAGE))
+        # Only when the second connection was shown the same chain (a balancer may hold
+        # several): then the verdict is this chain's.
+        if presented and side.peer.fingerprints in ((), presented):
+            chain = peer.chain
+            earliest = chain.earliest if chain is not None else None
+            expires = earliest.not_after.timestamp() if earliest and earliest.not_after else None
+            TRUST_CACHE.put(tls.trusting, presented, verdict, now, expires)
+        return verdict
+
+    async def _side_handshake(
+        self,
+        family: int,
+        sockaddr: tuple[object, ...],
+        context: ssl.SSLContext,
+        linger: float = 0.0,
+    ) -> _Side:
+        """Connect again, only to handshake with ``context``: to read the certificate that
+        failed verification (inspecting), or to verify the chain of an insecure monitor.
+
+        Best effort within the probe's own deadline: the probe's own outcome stays the result.
         """
         tls = self.plan.tls
         assert tls is not None
         if self.plan.upgrades_in_dialog:
-            return await self._fetch_certificate_by_dialog(family, sockaddr)
+            return await self._side_handshake_by_dialog(family, sockaddr, context, linger)
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setblocking(False)
         transport: asyncio.Transport | None = None
+        reader = Reader(64)
         try:
             async with asyncio.timeout_at(self.deadline - _INNER_MARGIN):
                 await self.loop.sock_connect(sock, sockaddr)
-                transport, protocol = await self.loop.create_connection(asyncio.Protocol, sock=sock)
+                transport, _ = await self.loop.create_connection(lambda: reader, sock=sock)
                 tls_transport = await self.loop.start_tls(
                     transport,
-                    protocol,
-                    tls.inspecting,
+                    reader,
+                    context,
                     server_hostname=tls.server_name,
                     ssl_shutdown_timeout=_SSL_SHUTDOWN_TIMEOUT,
                 )
                 if tls_transport is None:
-                    return None
+                    return _Side(Peer(None, None), None, ended=True)
                 transport = tls_transport
-                ssl_object = tls_transport.get_extra_info("ssl_object")
-                der = ssl_object.getpeercert(binary_form=True)
-                return inspect_certificate(der) if der else None
-        except (OSError, ssl.SSLError, TimeoutError, ValueError):
-            return None
+                peer = read_peer(tls_transport.get_extra_info("ssl_object"))
+                if linger <= 0:
+                    return _Side(peer, None)
+                received, ended, waited = await _linger(reader, self._linger_for(linger))
+                return _Side(peer, None, received, ended, reader.error, waited)
+        except (OSError, ssl.SSLError, TimeoutError, ValueError) as exc:
+            return _Side(Peer(None, None), exc)
         finally:
             if transport is not None:
                 transport.abort()
             else:
                 sock.close()
 
-    async def _fetch_certificate_by_dialog(
-        self, family: int, sockaddr: tuple[object, ...]
-    ) -> Inspection | None:
-        """The dialog again up to its upgrade, which only reads the certificate: STARTTLS
-        servers show it only to a client that asked in their protocol."""
+    async def _side_handshake_by_dialog(
+        self,
+        family: int,
+        sockaddr: tuple[object, ...],
+        context: ssl.SSLContext,
+        linger: float = 0.0,
+    ) -> _Side:
+        """The dialog again up to its upgrade, which only handshakes: STARTTLS servers show
+        their certificate only to a client that asked in their protocol."""
         tls = self.plan.tls
         assert tls is not None
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setblocking(False)
         reader = Reader(self.plan.read_cap)
         transports: list[asyncio.Transport] = []
-        found: list[Inspection] = []
+        found: list[Peer] = []
+        errors: list[BaseException] = []
+        after: list[tuple[bool, bool, BaseException | None, float]] = []
 
         async def upgrade() -> None:
-            tls_transport = await self.loop.start_tls(
-                transports[-1],
-                reader,
-                tls.inspecting,
-                server_hostname=tls.server_name,
-                ssl_shutdown_timeout=_SSL_SHUTDOWN_TIMEOUT,
-            )
+            try:
+                tls_transport = await self.loop.start_tls(
+                    transports[-1],
+                    reader,
+                    context,
+                    server_hostname=tls.server_name,
+                    ssl_shutdown_timeout=_SSL_SHUTDOWN_TIMEOUT,
+                )
+            except (OSError, ssl.SSLError) as exc:
+                errors.append(exc)
+                raise _CertificateRead from None
             if tls_transport is not None:
                 transports.append(tls_transport)
-                der = tls_transport.get_extra_info("ssl_object").getpeercert(binary_form=True)
-                if der:
-                    found.append(inspect_certificate(der))
+                found.append(read_peer(tls_transport.get_extra_info("ssl_object")))
+                if linger > 0:
+                    received, ended, waited = await _linger(reader, self._linger_for(linger))
+                    after.append((received, ended, reader.error, waited))
             raise _CertificateRead
 
         try:
@@ -503,14 +766,28 @@ class _Attempt:
                 session = self._session(reader, lambda: transports[-1], upgrade)
                 session.deadline -= _INNER_MARGIN
                 await self._run_dialog(session, [])
-        except (_CertificateRead, ProbeFailure, OSError, ssl.SSLError, TimeoutError, ValueError):
+        except _CertificateRead:
             pass
+        except (ProbeFailure, OSError, ssl.SSLError, TimeoutError, ValueError) as exc:
+            errors.append(exc)
         finally:
             for transport in transports:
                 transport.abort()
             if not transports:
                 sock.close()
-        return found[0] if found else None
+        received, ended, after_error, waited = after[0] if after else (False, False, None, 0.0)
+        return _Side(
+            found[0] if found else Peer(None, None),
+            errors[0] if errors else None,
+            received,
+            ended,
+            after_error,
+            waited,
+        )
+
+    def _linger_for(self, wanted: float) -> float:
+        """``wanted`` seconds, ending before the side connection's own deadline does."""
+        return max(0.0, min(wanted, self.deadline - _INNER_MARGIN - self.loop.time() - 0.05))
 
     def _timed_out(self) -> None:
         plan = self.plan
@@ -576,7 +853,18 @@ class _Attempt:
                 ErrorCode.RESPONSE_TIME_EXCEEDED,
                 f"took {total_ms:.1f}ms, more than maxResponseTime {limit * 1000:g}ms",
             )
+        if error is None and self.refusal_failure is not None:
+            error = self.refusal_failure
         warnings = self._warnings(plan, total_ms)
+        baseline = plan.tls.baseline if plan.tls is not None else None
+        if baseline is not None and self.tls is not None:
+            for finding in findings(baseline, self.tls):
+                if finding.action is BaselineAction.FAIL and error is None:
+                    error = ProbeFailure(ErrorCode(finding.code), finding.message)
+                else:
+                    # A Fail finding on a probe already Down is kept, as a warning.
+                    warnings.append(_problem(W(finding.code), finding.message))
+            warnings = warnings[:MAX_WARNINGS]
         state = Verdict.DOWN if error else (Verdict.DEGRADED if warnings else Verdict.UP)
         t = self.timings
         return ProbeResult.model_construct(
@@ -680,7 +968,38 @@ class _Attempt:
                     f"certificate {self.certificate_problem}",
                 )
             )
-        return warnings
+        if plan.tls is not None and self.tls is not None:
+            chain_warning = self._chain_warning(self.tls, plan.tls.expiry_warning_seconds)
+            if chain_warning is not None:
+                warnings.append(chain_warning)
+        return warnings[:MAX_WARNINGS]
+
+    @staticmethod
+    def _chain_warning(tls: TlsInfo, warn_seconds: float) -> Problem | None:
+        """The intermediate (or root) that expires first, if it has or soon will.
+
+        The leaf has its own codes; this is the outage behind a fine leaf. An expired one is
+        reported even when verification failed for it: OpenSSL's message does not say which
+        certificate of the chain expired, this one does.
+        """
+        dated = [(c.not_after, i) for i, c in enumerate(tls.chain[1:], 1) if c.not_after]
+        if not dated:
+            return None
+        not_after, index = min(dated)
+        cert = tls.chain[index]
+        seconds = (not_after - datetime.now(UTC)).total_seconds()
+        where = f"chain certificate {index} ({cert.subject})"
+        if seconds < 0:
+            return _problem(
+                W.TLS_CHAIN_CERTIFICATE_EXPIRED,
+                f"{where} expired {-seconds / 86400:.1f} days ago ({not_after.isoformat()})",
+            )
+        if seconds < warn_seconds:
+            return _problem(
+                W.TLS_CHAIN_CERTIFICATE_EXPIRING,
+                f"{where} expires in {seconds / 86400:.1f} days ({not_after.isoformat()})",
+            )
+        return None
 
 
 def _problem(code: ErrorCode | W, message: str) -> Problem:

@@ -16,6 +16,18 @@ from dataclasses import dataclass, field
 
 from ..api import IpFamily, Protocol, Reachability, Reason, TcpMonitorSpec, parse_duration
 from ..api.regex import RegexError, compile_regex
+from ..api.spec import (
+    BaselineAction,
+    CipherRule,
+    KeySizeRule,
+    PinScope,
+    RefusalAlert,
+    SignatureRule,
+    TlsBaseline,
+    TlsPin,
+    TlsVersion,
+    VersionRule,
+)
 from .assertions import AssertionCompileError, DataCheck, TimeCheck, compile_assertions
 from .steps import PlannedStep
 from .tls import ClientCertificate, TlsSetupError, build_contexts
@@ -57,15 +69,80 @@ class ProbeMaterial:
 
 
 @dataclass(frozen=True)
+class PinPlan:
+    """tls.pin normalised: fingerprints as colon-separated upper hex, keys as bare base64."""
+
+    fingerprints: frozenset[str]
+    spki: frozenset[str]
+    chain: bool  # scope Chain: any presented certificate may match, not only the leaf
+    issuer: str | None
+
+
+def _pin_plan(pin: TlsPin | None) -> PinPlan | None:
+    if pin is None:
+        return None
+    fingerprints = set()
+    for value in pin.sha256_fingerprints:
+        digits = value.replace(":", "").upper()
+        fingerprints.add(":".join(digits[i : i + 2] for i in range(0, len(digits), 2)))
+    return PinPlan(
+        fingerprints=frozenset(fingerprints),
+        spki=frozenset(v.removeprefix("sha256//") for v in pin.spki_sha256),
+        chain=pin.scope is PinScope.CHAIN,
+        issuer=pin.issuer,
+    )
+
+
+@dataclass(frozen=True)
+class BaselinePlan:
+    """tls.baseline with its defaults applied: each rule's action, None when ignored."""
+
+    key_size: BaselineAction | None = None
+    min_rsa_bits: int = 2048
+    min_ec_bits: int = 256
+    signature: BaselineAction | None = None
+    cipher: BaselineAction | None = None
+    version: BaselineAction | None = None
+    min_version: TlsVersion = TlsVersion.TLS1_2
+
+
+def _active(action: BaselineAction) -> BaselineAction | None:
+    return None if action is BaselineAction.IGNORE else action
+
+
+def _baseline_plan(baseline: TlsBaseline | None) -> BaselinePlan | None:
+    if baseline is None:
+        return None
+    key_size = baseline.key_size or KeySizeRule()
+    version = baseline.version or VersionRule()
+    return BaselinePlan(
+        key_size=_active(key_size.action),
+        min_rsa_bits=key_size.min_rsa_bits,
+        min_ec_bits=key_size.min_ec_bits,
+        signature=_active((baseline.signature or SignatureRule()).action),
+        cipher=_active((baseline.cipher or CipherRule()).action),
+        version=_active(version.action),
+        min_version=version.minimum,
+    )
+
+
+@dataclass(frozen=True)
 class TlsPlan:
     server_name: str
-    verifying: ssl.SSLContext | None
+    # Verifies the chain, not the host name (probe/hostname.py does): see tls.build_contexts.
+    trusting: ssl.SSLContext
     inspecting: ssl.SSLContext
     expiry_warning_seconds: float
+    insecure: bool = False
+    pin: PinPlan | None = None
+    baseline: BaselinePlan | None = None
+    # tls.clientCertificateEnforced: the context without a client certificate, and the alert.
+    anonymous: ssl.SSLContext | None = None
+    refusal_alert: RefusalAlert = RefusalAlert.ANY
 
     @property
-    def insecure(self) -> bool:
-        return self.verifying is None
+    def handshake_context(self) -> ssl.SSLContext:
+        return self.inspecting if self.insecure else self.trusting
 
 
 @dataclass(frozen=True)
@@ -129,20 +206,31 @@ def _tls_plan(spec: TcpMonitorSpec, material: ProbeMaterial, required: bool) -> 
     if tls.client_cert_secret_ref and material.client_certificate is None and required:
         raise PlanError("spec.tls.clientCertSecretRef", "the client certificate was not provided")
     try:
-        verifying, inspecting = build_contexts(
+        baseline = _baseline_plan(tls.baseline)
+        contexts = build_contexts(
             tls.min_version,
             material.ca_pem,
             material.client_certificate,
-            tls.insecure_skip_verify,
+            # Only with the cipher rule on: the probe then offers what the server might pick.
+            wide_ciphers=baseline is not None and baseline.cipher is not None,
         )
+        enforced = tls.client_certificate_enforced
+        anonymous = None
+        if enforced is not None:
+            anonymous = build_contexts(tls.min_version, material.ca_pem, None).inspecting
     except TlsSetupError as exc:
         where = "spec.tls.clientCertSecretRef" if "client" in str(exc) else "spec.tls"
         raise PlanError(where, str(exc)) from None
     return TlsPlan(
         server_name=(tls.server_name or spec.host).rstrip("."),
-        verifying=verifying,
-        inspecting=inspecting,
+        trusting=contexts.trusting,
+        inspecting=contexts.inspecting,
         expiry_warning_seconds=parse_duration(tls.expiry_warning),
+        insecure=tls.insecure_skip_verify,
+        pin=_pin_plan(tls.pin),
+        baseline=baseline,
+        anonymous=anonymous,
+        refusal_alert=enforced.alert if enforced is not None else RefusalAlert.ANY,
     )
 
 

@@ -22,6 +22,7 @@ from cryptography import x509
 from ..api import Certificate, TlsVersion
 from ..api.printable import printable, printable_list
 from ..api.result import MAX_DISTINGUISHED_NAME, MAX_DNS_NAME, MAX_DNS_NAMES
+from .chain import Chain, capture_chains, inspect_chain, presented_chain
 
 _VERSIONS = {
     TlsVersion.TLS1_0: ssl.TLSVersion.TLSv1,
@@ -60,14 +61,27 @@ def _load_client_certificate(context: ssl.SSLContext, client: ClientCertificate)
             raise TlsSetupError(f"client certificate or key does not load: {exc}") from None
 
 
+@dataclass(frozen=True)
+class Contexts:
+    """The two client contexts of a monitor (see build_contexts)."""
+
+    trusting: ssl.SSLContext
+    inspecting: ssl.SSLContext
+
+
 @lru_cache(maxsize=512)
 def build_contexts(
     min_version: TlsVersion,
     ca_pem: str | None,
     client: ClientCertificate | None,
-    insecure: bool,
-) -> tuple[ssl.SSLContext | None, ssl.SSLContext]:
-    """(verifying context or None when insecure, inspecting context that verifies nothing).
+    wide_ciphers: bool = False,
+) -> Contexts:
+    """A context that verifies the chain (not the host name), and one that verifies nothing.
+
+    The trusting context judges the chain against the CA bundle or the system roots; the host
+    name is judged apart on the leaf (probe/hostname.py), so that each verdict has its own
+    reason: OpenSSL would stop at the first problem and report only that. insecureSkipVerify
+    handshakes with the inspecting context and still asks the trusting one for a verdict.
 
     The inspecting context exists because OpenSSL hides the peer certificate when verification
     fails, and the certificate is exactly what a user needs to see then. Contexts are cached
@@ -77,26 +91,29 @@ def build_contexts(
     inspecting = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     inspecting.check_hostname = False
     inspecting.verify_mode = ssl.CERT_NONE
-    contexts = [inspecting]
-    verifying: ssl.SSLContext | None = None
-    if not insecure:
-        verifying = ssl.create_default_context()
-        if ca_pem is not None:
-            verifying = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-            try:
-                verifying.load_verify_locations(cadata=ca_pem)
-            except (ssl.SSLError, ValueError) as exc:
-                raise TlsSetupError(f"CA bundle does not load: {exc}") from None
-        contexts.append(verifying)
-    for context in contexts:
+    trusting = ssl.create_default_context()
+    if ca_pem is not None:
+        trusting = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        try:
+            trusting.load_verify_locations(cadata=ca_pem)
+        except (ssl.SSLError, ValueError) as exc:
+            raise TlsSetupError(f"CA bundle does not load: {exc}") from None
+    trusting.check_hostname = False  # judged in probe/hostname.py; verify_mode stays REQUIRED
+    for context in (trusting, inspecting):
         context.minimum_version = _VERSIONS[min_version]
         if min_version in (TlsVersion.TLS1_0, TlsVersion.TLS1_1):
             # Asking for TLS 1.0/1.1 means talking to old servers; OpenSSL's default security
             # level would refuse them before the version is even negotiated.
             context.set_ciphers("DEFAULT:@SECLEVEL=0")
+        elif wide_ciphers:
+            # Python's own list offers forward-secret AEAD ciphers only, so a server that
+            # prefers RSA key exchange would fail the handshake instead of being seen using it
+            # (the security baseline's cipher rule is there to report that).
+            context.set_ciphers("DEFAULT")
         if client is not None:
             _load_client_certificate(context, client)
-    return verifying, inspecting
+        capture_chains(context)
+    return Contexts(trusting, inspecting)
 
 
 _SAN_OID = bytes.fromhex("551d11")  # 2.5.29.17, subjectAltName
@@ -153,7 +170,7 @@ def _children(data: bytes, start: int, end: int) -> Iterator[tuple[int, int, int
         start = element[2]
 
 
-def _raw_dns_names(tbs: bytes) -> list[bytes]:
+def raw_dns_names(tbs: bytes) -> list[bytes]:
     """The dNSName entries of the subjectAltName extension, read from the DER by hand.
 
     For certificates cryptography refuses (a name that is not IA5/ASCII): the names are still
@@ -184,7 +201,7 @@ def _dns_names(cert: x509.Certificate, problems: list[str]) -> list[str]:
 
     names = _attempt(parsed, "subjectAltName", problems)
     if names is None:
-        raw = _attempt(lambda: _raw_dns_names(cert.tbs_certificate_bytes), "raw DER", problems)
+        raw = _attempt(lambda: raw_dns_names(cert.tbs_certificate_bytes), "raw DER", problems)
         if raw is None:
             return []
         problems.append("the DNS names shown were read from the raw DER")
@@ -238,4 +255,35 @@ def _inspect(der: bytes, now: datetime) -> Inspection:
     )
     return Inspection(
         certificate, f"read only in part: {'; '.join(problems)}" if problems else None
+    )
+
+
+@dataclass(frozen=True)
+class Peer:
+    """What the server presented: its leaf inspected, and the whole chain (None: not read)."""
+
+    inspection: Inspection | None
+    chain: Chain | None
+    leaf_der: bytes | None = None
+
+    @property
+    def fingerprints(self) -> tuple[str, ...]:
+        """The chain's SHA-256 fingerprints in order: what identifies what was presented."""
+        if self.chain is not None and self.chain.certificates:
+            return tuple(c.sha256_fingerprint for c in self.chain.certificates)
+        if self.inspection is not None and self.inspection.certificate is not None:
+            return (self.inspection.certificate.sha256_fingerprint,)
+        return ()
+
+
+def read_peer(ssl_object: ssl.SSLObject | None) -> Peer:
+    """The leaf and the chain of a finished handshake on a context from build_contexts."""
+    if ssl_object is None:
+        return Peer(None, None)
+    der = ssl_object.getpeercert(binary_form=True)
+    presented = presented_chain(ssl_object)
+    return Peer(
+        inspect_certificate(der) if der else None,
+        inspect_chain(*presented) if presented is not None else None,
+        der or None,
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ..api import EventReason, MonitorState, ProbeResult
+from ..api import EventReason, MonitorState, ProbeResult, WarningCode
 from .messages import describe_result, describe_skipped
 from .problems import SpecProblem
 from .record import MonitorRecord, Transition
@@ -44,7 +44,18 @@ def transition_event(transition: Transition, result: ProbeResult | None) -> Even
 
 
 def expiring_event(result: ProbeResult) -> EventSpec:
-    cert = result.tls.certificate if result.tls else None
+    tls = result.tls
+    chain_warning = any(
+        w.code == WarningCode.TLS_CHAIN_CERTIFICATE_EXPIRING.value for w in result.warnings
+    )
+    if chain_warning and tls is not None and tls.chain_expiry is not None:
+        # The chain expires first: name the intermediate, the leaf is not the problem.
+        detail = (
+            f"chain certificate {tls.chain_expiry_subject or '?'} expires "
+            f"{tls.chain_expiry.isoformat()}"
+        )
+        return EventSpec("Warning", EventReason.CERTIFICATE_EXPIRING.value, detail)
+    cert = tls.certificate if tls else None
     detail = (
         f"certificate {cert.subject} expires {cert.not_after.isoformat()} "
         f"({cert.days_remaining:.1f} days)"

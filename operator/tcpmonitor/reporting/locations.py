@@ -37,9 +37,10 @@ def location_result(result: ProbeResult, location: str) -> ProbeResult:
 
     Kept: everything a reader needs to see where and why (state, address, timings, codes, the
     request and response excerpts, which assertions passed, the TLS session, the certificate's
-    dates and fingerprint). Cut: messages and distinguished names to ``LOCATION_TEXT``
-    characters, the certificate's names to ``LOCATION_DNS_NAMES``; left out: each assertion's
-    target (the spec has it) and observed value (the response excerpt shows it).
+    dates and fingerprint, the chain's length and earliest expiry). Cut: messages and
+    distinguished names to ``LOCATION_TEXT`` characters, the certificate's names to
+    ``LOCATION_DNS_NAMES``; left out: each assertion's target (the spec has it) and observed
+    value (the response excerpt shows it), and the chain's certificates.
     """
     tls = result.tls
     if tls is not None:
@@ -52,7 +53,18 @@ def location_result(result: ProbeResult, location: str) -> ProbeResult:
                     "dns_names": printable_list(cert.dns_names, LOCATION_DNS_NAMES, MAX_DNS_NAME),
                 }
             )
-        tls = tls.model_copy(update={"verify_error": _cut(tls.verify_error), "certificate": cert})
+        # The chain is left out (up to eight certificates, sixteen times over): the leaf is
+        # above, and chainExpiry and its subject say when and where the chain fails first.
+        tls = tls.model_copy(
+            update={
+                "verify_error": _cut(tls.verify_error),
+                "chain_error": _cut(tls.chain_error),
+                "hostname_error": _cut(tls.hostname_error),
+                "certificate": cert,
+                "chain": [],
+                "chain_expiry_subject": _cut(tls.chain_expiry_subject),
+            }
+        )
     return result.model_copy(
         update={
             "location": location,

@@ -126,7 +126,14 @@ def _remember(
     return (*recent, (state, at))[-MAX_RECENT_TRANSITIONS:]
 
 
+_EXPIRING = (
+    WarningCode.TLS_CERTIFICATE_EXPIRING.value,
+    WarningCode.TLS_CHAIN_CERTIFICATE_EXPIRING.value,
+)
+
+
 def newly_expiring(previous: ProbeResult | None, current: ProbeResult) -> bool:
-    """Whether the certificate-expiry warning just appeared (an Event once, not every probe)."""
-    code = WarningCode.TLS_CERTIFICATE_EXPIRING.value
-    return code in _warning_codes(current) and code not in _warning_codes(previous)
+    """Whether an expiry warning, the leaf's or the chain's, just appeared (an Event once, not
+    every probe)."""
+    now, before = _warning_codes(current), _warning_codes(previous)
+    return any(code in now and code not in before for code in _EXPIRING)

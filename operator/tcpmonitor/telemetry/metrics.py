@@ -54,6 +54,7 @@ class _Row:
     phases: dict[str, float] = field(default_factory=dict)
     probes: dict[str, tuple[float, float]] = field(default_factory=dict)  # result: count, created
     cert_expiry: float | None = None
+    chain_expiry: float | None = None
 
 
 # A family's lines for one row, each with its extra label (or None) and its value; the
@@ -86,6 +87,10 @@ def _probes_created(row: _Row) -> list[tuple[str | None, float]]:
 
 def _cert_expiry(row: _Row) -> list[tuple[str | None, float]]:
     return [] if row.cert_expiry is None else [(None, row.cert_expiry)]
+
+
+def _chain_expiry(row: _Row) -> list[tuple[str | None, float]]:
+    return [] if row.chain_expiry is None else [(None, row.chain_expiry)]
 
 
 class _Family(Metric):
@@ -177,6 +182,12 @@ class MonitorSeries:
             "notAfter of the target's certificate, also when it failed verification.",
             "gauge",
         ),
+        (
+            "tcpmonitor_tls_chain_expiry_timestamp_seconds",
+            "Earliest notAfter across the certificates the target presented (leaf, "
+            "intermediates, a root it sends), also when it failed verification.",
+            "gauge",
+        ),
     )
     _LINES: tuple[tuple[_Lines, str, _Lines | None], ...] = (
         (_success, "", None),
@@ -184,6 +195,7 @@ class MonitorSeries:
         (_phases, "phase", None),
         (_probes, "result", _probes_created),
         (_cert_expiry, "", None),
+        (_chain_expiry, "", None),
     )
 
     def __init__(self) -> None:
@@ -350,6 +362,9 @@ class Metrics:
         cert = result.tls.certificate if result.tls else None
         if cert is not None:
             row.cert_expiry = cert.not_after.timestamp()
+        chain_expiry = result.tls.chain_expiry if result.tls else None
+        if chain_expiry is not None:
+            row.chain_expiry = chain_expiry.timestamp()
         row.state = state.value
 
     def set_state(self, key: Key, state: MonitorState) -> None:

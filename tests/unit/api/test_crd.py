@@ -106,6 +106,7 @@ def test_names_columns_and_subresources() -> None:
         ("Age", 0),
         ("Message", 1),
         ("Certificate Expiry", 1),
+        ("Chain Expiry", 1),
     ]
 
 

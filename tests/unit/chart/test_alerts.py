@@ -72,6 +72,11 @@ def test_prometheus_rule_alerts() -> None:
         assert rule["labels"]["team"] == "platform"
     assert rules["TcpMonitorDown"]["for"] == "5m"
     assert "< 21 * 86400" in rules["TcpMonitorCertificateExpiringSoon"]["expr"]
+    # The earliest expiry of the whole chain, the leaf's where no chain is reported.
+    assert metric_names(rules["TcpMonitorCertificateExpiringSoon"]["expr"]) == {
+        "tcpmonitor_tls_chain_expiry_timestamp_seconds",
+        "tcpmonitor_tls_certificate_expiry_timestamp_seconds",
+    }
     assert rules["TcpMonitorCertificateExpiringSoon"]["for"] == "1h"
     # The monitor's state is the controller's aggregate (no location label), never a runner's
     # view of one location: with minFailedLocations 2, one location Down is not the monitor Down.

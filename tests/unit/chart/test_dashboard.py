@@ -43,6 +43,7 @@ def test_dashboard_queries_parse_and_use_exported_metrics() -> None:
         "tcpmonitor_state",
         "tcpmonitor_probe_phase_duration_seconds",
         "tcpmonitor_tls_certificate_expiry_timestamp_seconds",
+        "tcpmonitor_tls_chain_expiry_timestamp_seconds",
         "tcpmonitor_monitors_scheduled",
         "tcpmonitor_schedule_lag_seconds_bucket",
         "tcpmonitor_status_patches_total",

@@ -18,6 +18,7 @@ from tcpmonitor.api import (
     Verdict,
 )
 from tcpmonitor.api.result import (
+    MAX_CHAIN,
     MAX_DISTINGUISHED_NAME,
     MAX_DNS_NAME,
     MAX_DNS_NAMES,
@@ -27,6 +28,7 @@ from tcpmonitor.api.result import (
     MAX_STEP_OUTCOMES,
     AssertionOutcome,
     Certificate,
+    ChainCertificate,
     ProtocolInfo,
     RequestSummary,
     ResponseSummary,
@@ -76,6 +78,12 @@ def full_result(
             cipher="c" * 128,
             verified=False,
             verify_error="v" * MAX_MESSAGE,
+            chain_trusted=False,
+            chain_error="c" * MAX_MESSAGE,
+            hostname_verified=False,
+            hostname_error="h" * MAX_MESSAGE,
+            client_certificate_enforced=True,
+            refusal_alert="a" * 64,
             certificate=Certificate(
                 subject="s" * MAX_DISTINGUISHED_NAME,
                 issuer="i" * MAX_DISTINGUISHED_NAME,
@@ -85,6 +93,23 @@ def full_result(
                 days_remaining=3.0,
                 sha256_fingerprint=":".join(["AB"] * 32),
             ),
+            chain=[
+                ChainCertificate(
+                    subject="s" * MAX_DISTINGUISHED_NAME,
+                    issuer="i" * MAX_DISTINGUISHED_NAME,
+                    not_before=NOW - timedelta(days=900),
+                    not_after=NOW + timedelta(days=1),
+                    sha256_fingerprint=":".join(["CD"] * 32),
+                    key_type="RSA",
+                    key_size=4096,
+                    spki_sha256="p" * 44,
+                    signature_algorithm="sha256WithRSAEncryption",
+                )
+            ]
+            * MAX_CHAIN,
+            chain_length=1024,
+            chain_expiry=NOW + timedelta(days=1),
+            chain_expiry_subject="s" * MAX_DISTINGUISHED_NAME,
         ),
         protocol=ProtocolInfo(name="PostgreSQL", detail="p" * MAX_PROTOCOL_DETAIL),
         steps=[StepOutcome(time=9999.125, passed=True)] * MAX_STEP_OUTCOMES,
@@ -117,6 +142,14 @@ def test_a_location_entry_carries_the_full_result_from_the_record() -> None:
     assert copy.request == result.request and copy.response == result.response
     assert copy.tls is not None and copy.tls.certificate is not None
     assert copy.tls.certificate.not_after == NOW + timedelta(days=3)
+    # The chain's certificates stay in lastResult; the entry keeps when and where it fails.
+    assert copy.tls.chain == [] and len(result.tls.chain) == MAX_CHAIN  # type: ignore[union-attr]
+    assert (copy.tls.chain_length, copy.tls.chain_expiry) == (1024, NOW + timedelta(days=1))
+    assert copy.tls.chain_expiry_subject is not None
+    assert len(copy.tls.chain_expiry_subject) <= LOCATION_TEXT
+    for reason in (copy.tls.chain_error, copy.tls.hostname_error):
+        assert reason is not None and len(reason) <= LOCATION_TEXT
+    assert (copy.tls.chain_trusted, copy.tls.hostname_verified) == (False, False)
     assert [a.passed for a in copy.assertions] == [False] * 16
     assert copy.protocol == result.protocol and copy.steps == result.steps
     # The spec has the target and the response excerpt shows what was seen.

@@ -14,6 +14,7 @@ from tcpmonitor.api import (
     TcpMonitorSpec,
     TcpMonitorStatus,
     Timings,
+    TlsInfo,
     Verdict,
 )
 from tcpmonitor.api.status import MAX_RECENT_TRANSITIONS
@@ -23,6 +24,7 @@ from tcpmonitor.reporting import (
     build_status,
     conditions,
     describe_result,
+    expiring_event,
     probe_error,
     probe_error_event,
     skipped_event,
@@ -200,6 +202,9 @@ def test_events_carry_code_address_and_timings() -> None:
         ((), ("TLS_CERTIFICATE_EXPIRING",), True),
         (("TLS_CERTIFICATE_EXPIRING",), ("TLS_CERTIFICATE_EXPIRING",), False),
         ((), (), False),
+        ((), ("TLS_CHAIN_CERTIFICATE_EXPIRING",), True),
+        (("TLS_CERTIFICATE_EXPIRING",), ("TLS_CHAIN_CERTIFICATE_EXPIRING",), True),
+        (("TLS_CHAIN_CERTIFICATE_EXPIRING",), ("TLS_CHAIN_CERTIFICATE_EXPIRING",), False),
     ],
 )
 def test_certificate_expiring_is_reported_once(
@@ -254,3 +259,18 @@ def test_probe_error_names_the_exception_type() -> None:
     ready = conditions(MonitorRecord(), problem, 1, [], NOW)[0]
     assert (ready.type, ready.status, ready.reason) == ("Ready", "False", "ProbeError")
     assert probe_error_event(problem).type == "Warning"
+
+
+def test_the_expiring_event_names_the_chain_certificate_that_expires_first() -> None:
+    expiry = NOW + timedelta(days=5)
+    current = result(Verdict.DEGRADED, warnings=("TLS_CHAIN_CERTIFICATE_EXPIRING",))
+    current = current.model_copy(
+        update={
+            "tls": TlsInfo(
+                verified=True, chain_expiry=expiry, chain_expiry_subject="CN=Intermediate"
+            )
+        }
+    )
+    event = expiring_event(current)
+    assert (event.type, event.reason) == ("Warning", "CertificateExpiring")
+    assert event.message == f"chain certificate CN=Intermediate expires {expiry.isoformat()}"

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tcpmonitor.api import MonitorState, ProbeResult, Timings, Verdict
+from tcpmonitor.api import MonitorState, ProbeResult, Timings, TlsInfo, Verdict
 from tcpmonitor.telemetry.metrics import Metrics
 
 KEY = ("shop", "web")
@@ -69,3 +69,36 @@ def test_forgetting_a_monitor_removes_every_series_and_a_state_alone_is_exported
         ]
         == 1
     )
+
+
+def test_certificate_and_chain_expiry_are_separate_series() -> None:
+    leaf_expiry = datetime(2031, 1, 1, tzinfo=UTC)
+    chain_expiry = datetime(2027, 6, 1, tzinfo=UTC)
+    tls = TlsInfo.model_validate(
+        {
+            "verified": True,
+            "certificate": {
+                "subject": "CN=leaf",
+                "issuer": "CN=intermediate",
+                "notBefore": datetime(2026, 1, 1, tzinfo=UTC),
+                "notAfter": leaf_expiry,
+                "daysRemaining": 1000.0,
+                "sha256Fingerprint": "00:11",
+            },
+            "chainLength": 2,
+            "chainExpiry": chain_expiry,
+        }
+    )
+    metrics = Metrics()
+    result = ProbeResult(state=Verdict.UP, started_at=datetime.now(UTC), tls=tls)
+    metrics.observe(KEY, result, MonitorState.UP)
+    got = series(metrics)
+    assert got[("tcpmonitor_tls_certificate_expiry_timestamp_seconds", labels())] == (
+        leaf_expiry.timestamp()
+    )
+    assert got[("tcpmonitor_tls_chain_expiry_timestamp_seconds", labels())] == (
+        chain_expiry.timestamp()
+    )
+    # A probe without TLS facts keeps the last known expiries, as for the leaf.
+    metrics.observe(KEY, probe(Verdict.DOWN, total=1.0), MonitorState.DOWN)
+    assert ("tcpmonitor_tls_chain_expiry_timestamp_seconds", labels()) in series(metrics)

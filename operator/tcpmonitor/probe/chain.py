@@ -1,0 +1,226 @@
+"""The certificate chain exactly as the server presented it, read from the handshake.
+
+Python 3.11's ssl shows the leaf only (``getpeercert``); ``SSLObject.get_unverified_chain``
+arrives in 3.13. The chain is read instead from the server's Certificate handshake message,
+which OpenSSL hands to ``SSLContext._msg_callback`` decrypted (TLS 1.3 encrypts it on the wire,
+so parsing the raw TCP bytes would not do). That hook is private but has existed unchanged
+since Python 3.8 and still does in 3.13; where it is missing no chain is reported (the leaf
+still is, from getpeercert).
+It also reads the chain when verification fails, from the same inspecting connection that
+reads the leaf, and never depends on OpenSSL trusting anything.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import ssl
+import warnings
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+
+from ..api.printable import printable
+from ..api.result import MAX_CHAIN, MAX_DISTINGUISHED_NAME, ChainCertificate
+
+# At most this many entries are even counted: OpenSSL already refuses a certificate list over
+# 100 KiB (SSL_CTX_set_max_cert_list), this bounds the loop independently of it.
+_MAX_ENTRIES = 256
+_HANDSHAKE = 22
+_CERTIFICATE = 11
+_TLS1_3 = 0x0304
+_UNREADABLE = "(unreadable)"
+_T = TypeVar("_T")
+
+# The Certificate message each connection received, by SSLObject; weak, so a connection that
+# is gone takes its entry with it and nothing has to be cleaned up.
+_received: weakref.WeakKeyDictionary[object, tuple[int, bytes]] = weakref.WeakKeyDictionary()
+
+
+def _on_message(
+    conn: object, direction: str, version: int, content_type: int, msg_type: int, data: bytes
+) -> None:
+    # Called by OpenSSL for every record and handshake message, inside the handshake: it must
+    # not raise (nothing here can). ``version`` is the message's protocol version, which says
+    # how the message is laid out. Only the first Certificate counts: a renegotiation would
+    # send another, and the first decided the handshake.
+    if (
+        direction == "read"
+        and content_type == _HANDSHAKE
+        and msg_type == _CERTIFICATE
+        and conn not in _received
+    ):
+        _received[conn] = (version, bytes(data))
+
+
+def capture_chains(context: ssl.SSLContext) -> None:
+    """Make ``context`` keep the Certificate message of each connection (see module doc).
+
+    Without the hook (a future Python) the chain is simply not reported.
+    """
+    with contextlib.suppress(AttributeError):
+        context._msg_callback = _on_message  # type: ignore[attr-defined]
+
+
+def presented_chain(ssl_object: object) -> tuple[list[bytes], int] | None:
+    """(DER certificates of the chain, leaf first, at most MAX_CHAIN; how many were presented).
+
+    None when the Certificate message was not seen (hook missing) or does not parse.
+    """
+    received = _received.get(ssl_object)
+    if received is None:
+        return None
+    version, message = received
+    try:
+        return parse_certificate_message(message, version)
+    except ValueError:
+        return None
+
+
+def parse_certificate_message(message: bytes, version: int) -> tuple[list[bytes], int]:
+    """The certificates of a TLS Certificate handshake message (RFC 5246 7.4.2, RFC 8446 4.4.2).
+
+    ``message`` starts with the handshake header (type, 24-bit length). TLS 1.3 adds a request
+    context before the list and extensions after each certificate. ValueError when malformed.
+    """
+    if len(message) < 4 or message[0] != _CERTIFICATE:
+        raise ValueError("not a Certificate message")
+    end = min(len(message), 4 + int.from_bytes(message[1:4], "big"))
+    pos = 4
+    if version == _TLS1_3:
+        if pos >= end:
+            raise ValueError("truncated request context")
+        pos += 1 + message[pos]
+    if pos + 3 > end:
+        raise ValueError("truncated certificate list")
+    list_end = pos + 3 + int.from_bytes(message[pos : pos + 3], "big")
+    pos += 3
+    if list_end > end:
+        raise ValueError("certificate list longer than the message")
+    ders: list[bytes] = []
+    count = 0
+    while pos < list_end and count < _MAX_ENTRIES:
+        if pos + 3 > list_end:
+            raise ValueError("truncated certificate length")
+        size = int.from_bytes(message[pos : pos + 3], "big")
+        pos += 3
+        if size == 0 or pos + size > list_end:
+            raise ValueError("certificate longer than the list")
+        if len(ders) < MAX_CHAIN:
+            ders.append(message[pos : pos + size])
+        pos += size
+        count += 1
+        if version == _TLS1_3:
+            if pos + 2 > list_end:
+                raise ValueError("truncated certificate extensions")
+            pos += 2 + int.from_bytes(message[pos : pos + 2], "big")
+    if pos < list_end:  # more than _MAX_ENTRIES: counted as at least that many
+        count += 1
+    return ders, count
+
+
+def _colon_hex(digest: bytes) -> str:
+    text = digest.hex().upper()
+    return ":".join(text[i : i + 2] for i in range(0, len(text), 2))
+
+
+def _key(cert: x509.Certificate) -> tuple[str | None, int | None, str | None]:
+    """(key type, size in bits, base64 SHA-256 of the SubjectPublicKeyInfo)."""
+    key = cert.public_key()
+    spki = key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    pin = base64.b64encode(hashlib.sha256(spki).digest()).decode()
+    if isinstance(key, rsa.RSAPublicKey):
+        return "RSA", key.key_size, pin
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return "EC", key.key_size, pin
+    if isinstance(key, dsa.DSAPublicKey):
+        return "DSA", key.key_size, pin
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        return "Ed25519", 256, pin
+    if isinstance(key, ed448.Ed448PublicKey):
+        return "Ed448", 456, pin
+    return "other", None, pin
+
+
+def _signature_algorithm(cert: x509.Certificate) -> str:
+    oid = cert.signature_algorithm_oid
+    # cryptography names the OIDs it knows (sha256WithRSAEncryption, ecdsa-with-SHA384); an
+    # unknown one is shown dotted, which is what openssl x509 -text would show too.
+    name = getattr(oid, "_name", None)
+    return name if isinstance(name, str) and name != "Unknown OID" else oid.dotted_string
+
+
+def _guarded(read: Callable[[], _T]) -> _T | None:
+    try:
+        return read()
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException:
+        # As in tls._attempt: cryptography raises ValueError on odd DER and a panic of its
+        # Rust parser is a BaseException; a part that does not parse is shown as null.
+        return None
+
+
+def _subject(name: Callable[[], x509.Name]) -> str:
+    text = _guarded(lambda: name().rfc4514_string())
+    return printable(text if text is not None else _UNREADABLE, MAX_DISTINGUISHED_NAME)
+
+
+def inspect_chain_entry(der: bytes) -> ChainCertificate:
+    """One certificate of the chain summarised; never raises, what does not parse is null."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the target's odd DER is not our log's business
+        cert = _guarded(lambda: x509.load_der_x509_certificate(der))
+        if cert is None:
+            return ChainCertificate.model_construct(
+                subject=_UNREADABLE,
+                issuer=_UNREADABLE,
+                not_before=None,
+                not_after=None,
+                sha256_fingerprint=_colon_hex(hashlib.sha256(der).digest()),
+                key_type=None,
+                key_size=None,
+                spki_sha256=None,
+                signature_algorithm=None,
+            )
+        key_type, key_size, pin = _guarded(lambda: _key(cert)) or (None, None, None)
+        algorithm = _guarded(lambda: _signature_algorithm(cert))
+        return ChainCertificate.model_construct(
+            subject=_subject(lambda: cert.subject),
+            issuer=_subject(lambda: cert.issuer),
+            not_before=_guarded(lambda: cert.not_valid_before_utc),
+            not_after=_guarded(lambda: cert.not_valid_after_utc),
+            sha256_fingerprint=_colon_hex(hashlib.sha256(der).digest()),
+            key_type=key_type,
+            key_size=key_size,
+            spki_sha256=pin,
+            signature_algorithm=printable(algorithm, 64, ascii_only=True) if algorithm else None,
+        )
+
+
+@dataclass(frozen=True)
+class Chain:
+    """The presented chain summarised, and which of its certificates expires first."""
+
+    certificates: list[ChainCertificate]
+    presented: int
+    earliest: ChainCertificate | None  # None when no notAfter could be read
+    earliest_index: int | None
+
+
+def inspect_chain(ders: list[bytes], presented: int) -> Chain:
+    """Each certificate summarised (at most MAX_CHAIN), and the one that expires first."""
+    certificates = [inspect_chain_entry(der) for der in ders[:MAX_CHAIN]]
+    dated = [(c.not_after, i) for i, c in enumerate(certificates) if c.not_after is not None]
+    if not dated:
+        return Chain(certificates, presented, None, None)
+    _, index = min(dated)
+    return Chain(certificates, presented, certificates[index], index)
