@@ -184,6 +184,7 @@ class RunnerLease:
         period = self.duration / 4
         loop = asyncio.get_running_loop()
         renewed_at = loop.time()
+        keep_until = -1.0
         fenced = rejoining = False
         while True:
             try:
@@ -192,8 +193,15 @@ class RunnerLease:
                 if fenced and not rejoining:
                     log.info("lease %s renewed again; rejoining %s", self.name, self.location)
                     rejoining = True
+                    keep_until = loop.time() + self.duration
                 else:
                     members = await self.live()
+                    if loop.time() < keep_until:
+                        # Just back from an outage: the others were cut off as long as this
+                        # runner and may not have renewed yet. Their Leases look expired, but
+                        # taking their monitors now would have two runners probing and writing
+                        # the same entries; they keep their share for a lease duration.
+                        members = sorted({*members, *self.members})
                     if self.identity not in members:
                         members = sorted({*members, self.identity})
                     if members != self.members:

@@ -535,3 +535,36 @@ def test_a_controller_releases_only_a_lease_it_holds() -> None:
         assert spec_of(api, "ctl")["holderIdentity"] == "b"
 
     run(scenario)
+
+
+def test_a_rejoining_runner_leaves_the_others_their_share_for_a_lease_duration() -> None:
+    """Back from an outage, the others' Leases look expired because they could not renew
+    either; taking their monitors at once would have two runners writing the same entries."""
+
+    async def scenario() -> None:
+        api = MemoryApi()
+        api.coordination.put(
+            "tcpmonitor-runner-r2",
+            "r2",
+            datetime.now(UTC),
+            duration=1,
+            labels={LOCATION_LABEL: "eu", ROLE_LABEL: "runner"},
+        )
+        lease = RunnerLease(api, NS, "r1", "eu", duration=0.4)  # renews every 100 ms
+        changes: list[list[str]] = []
+        loop = asyncio.get_running_loop()
+        task = loop.create_task(lease.run(changes.append, lambda fenced: None))
+        try:
+            await until(lambda: changes == [["r1", "r2"]])
+            api.coordination.failing = True
+            await asyncio.sleep(1.2)  # fenced; r2's Lease (never renewed) has expired by now
+            api.coordination.failing = False
+            back = loop.time()
+            await until(lambda: changes[-1] == ["r1"], within=3.0)
+            # Not before a lease duration after rejoining (one period to rejoin, then kept).
+            assert loop.time() - back >= 0.4
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    run(scenario)
