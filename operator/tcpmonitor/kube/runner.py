@@ -75,13 +75,18 @@ async def read_monitors(api: KubeApi, namespaces: list[str]) -> dict[Key, TcpMon
             if attempt + 1 < REJOIN_READS:
                 await asyncio.sleep(1.0)
             continue
-        monitors: dict[Key, TcpMonitor] = {}
-        for body in items:
-            with contextlib.suppress(ValidationError):
-                monitor = parse_monitor(body)
-                monitors[monitor.key] = monitor
-        return monitors
+        # Thousands of objects: validated in a worker thread, not on the loop that probes.
+        return await asyncio.to_thread(_parse_all, items)
     return None
+
+
+def _parse_all(items: list[dict[str, Any]]) -> dict[Key, TcpMonitor]:
+    monitors: dict[Key, TcpMonitor] = {}
+    for body in items:
+        with contextlib.suppress(ValidationError):
+            monitor = parse_monitor(body)
+            monitors[monitor.key] = monitor
+    return monitors
 
 
 async def run_runner(options: ProcessOptions, *, location: str, write_budget: float) -> int:
