@@ -511,11 +511,14 @@ class Step(ApiModel):
         "send must match (searched, ^ and $ at the ends unless (?m)) before the next step "
         "starts; the probe is Down (PROTOCOL_ERROR) when it does not within the timeout.",
     )
-    start_tls: bool = Field(
-        default=False,
+    # No default: a default inside a list item is written into the stored object, and
+    # `kubectl apply` then sees every steps list as changed ("configured") on every apply.
+    start_tls: bool | None = Field(
+        default=None,
         alias="startTLS",
         description="Upgrade the connection to TLS here, after send and expect; needs "
-        "spec.tls.enabled. The TLS checks and the certificate report apply to this session.",
+        "spec.tls.enabled. The TLS checks and the certificate report apply to this session. "
+        "Absent means no upgrade.",
     )
 
     cross_field_rules = (
@@ -608,7 +611,7 @@ def _no_tls_for_ssh(s: TcpMonitorSpec) -> str | None:
 
 
 def _one_start_tls_step(s: TcpMonitorSpec) -> str | None:
-    if sum(step.start_tls for step in s.steps) <= 1:
+    if sum(1 for step in s.steps if step.start_tls) <= 1:
         return None
     return "at most one step may be startTLS"
 

@@ -236,5 +236,14 @@ async def run_operator(
         gate=election.acquire if leader_election else None,
         alive=runtime.health if runtime is not None else None,
         api_readiness=ApiReadiness(api, options.namespaces, metrics),
-        acting=lambda: gated.active,
+        not_acting=lambda: not_acting(gated, reporter),
     )
+
+
+def not_acting(gated: LeaderGatedSink, reporter: KubeReporter) -> str | None:
+    """Why this replica is not doing its job though it runs (readiness says it), or None."""
+    if not gated.active:
+        return "standing by: another replica holds the Lease"
+    if reporter.fenced:
+        return "cannot renew its Lease: status writes and Events held"
+    return None

@@ -100,7 +100,7 @@ async def run_watching(
     gate: Callable[[], Coroutine[Any, Any, None]] | None = None,
     alive: Callable[[], tuple[bool, str]] | None = None,
     api_readiness: ApiReadiness | None = None,
-    acting: Callable[[], bool] | None = None,
+    not_acting: Callable[[], str | None] | None = None,
 ) -> int:
     """Run kopf feeding ``sink`` until SIGTERM/SIGINT, with HTTP endpoints and helper tasks.
 
@@ -127,8 +127,9 @@ async def run_watching(
     def readiness() -> tuple[bool, str]:
         if not ready.is_set():
             return False, "starting"
-        if acting is not None and not acting():
-            return False, "standing by: another replica holds the Lease"
+        why = not_acting() if not_acting is not None else None
+        if why is not None:
+            return False, why
         if api_readiness is not None:
             return api_readiness.verdict()
         return True, "ready"

@@ -329,6 +329,7 @@ class KubeReporter:
         self.instance = instance  # the process identity: Events say which replica saw it
         self.queue = WriteQueue(self._merge_patch, metrics, workers=workers, rate=rate)
         self._events: set[asyncio.Task[None]] = set()
+        self.fenced = False
 
     def write_status(
         self, ref: MonitorRef, report: StatusReport | TcpMonitorStatus, *, urgent: bool
@@ -354,6 +355,7 @@ class KubeReporter:
 
     def fence(self, fenced: bool) -> None:
         """Hold status writes and Events while this replica may no longer be the leader."""
+        self.fenced = fenced
         if fenced:
             self.queue.pause()
         else:
@@ -364,6 +366,7 @@ class KubeReporter:
         monitor was dropped, and its queued writes with it)."""
         for task in self._events:
             task.cancel()
+        self.fenced = False
         self.queue.resume()
 
     async def close(self) -> None:

@@ -253,7 +253,7 @@ def _steps(spec: TcpMonitorSpec) -> tuple[PlannedStep, ...]:
                 pattern = compile_regex(step.expect)
             except RegexError as exc:
                 raise PlanError(f"spec.steps[{index}].expect", str(exc)) from None
-        planned.append(PlannedStep(send, pattern, step.expect, step.start_tls))
+        planned.append(PlannedStep(send, pattern, step.expect, bool(step.start_tls)))
     return tuple(planned)
 
 

@@ -167,8 +167,11 @@ def controller_unreadable(name: str, reference: str) -> Callable[[Scene], bool]:
     return check
 
 
-def exited(scene: Scene) -> bool:
-    return scene.process.process.poll() == 1
+def fenced_not_ready(scene: Scene) -> bool:
+    process = scene.process
+    if process.process.poll() is not None or process.http_status("/readyz") != 503:
+        return False
+    return "cannot renew its Lease" in process._get("/readyz")[1]
 
 
 TCPMONITORS_LIST = ("tcpmonitor.dev", "tcpmonitors", "list")
@@ -249,9 +252,10 @@ FAILURES: dict[str, dict[Rule, Failure]] = {
             ("leader election: ", 'cannot get resource "leases"'),
             located_not_aggregated,
         ),
-        # It creates the Lease and acts, cannot renew it, and stops (the pod restarts).
+        # It creates the Lease and acts, cannot renew it: it holds its writes and says so in
+        # /readyz, without exiting (an API server outage looks the same from inside).
         leases("update"): Failure(
-            ("leader election renewal: ", 'cannot update resource "leases"'), exited
+            ("leader election renewal: ", 'cannot update resource "leases"'), fenced_not_ready
         ),
         # It cannot give the Lease up: a standby waits for it to expire.
         leases("delete"): Failure(
