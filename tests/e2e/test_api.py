@@ -88,11 +88,13 @@ def test_defaults_are_stored(control_plane: Cluster, namespace: str) -> None:
         "paused": False,
         "locations": ["default"],
         "minFailedLocations": 1,
+        "expect": "Reachable",
         "tls": {
             "enabled": True,
             "insecureSkipVerify": False,
             "minVersion": "TLS1.2",
             "expiryWarning": "14d",
+            "startTLS": False,
         },
     }
 
@@ -160,8 +162,9 @@ def test_printer_columns(control_plane: Cluster, namespace: str) -> None:
     assert row.split()[:5] == ["cols", "db.example.com", "5432", "Down", "1.2ms"]
     wide = control_plane.kubectl("get", "tcpm", "-o", "wide", "-n", namespace, check=True).stdout
     header, row = wide.splitlines()[:2]
-    assert header.split()[-4:] == ["AGE", "MESSAGE", "CERTIFICATE", "EXPIRY"]
-    assert row.split()[-1] == "2027-01-01T00:00:00Z"  # a future date, shown as it is
+    assert header.split()[-6:] == ["AGE", "MESSAGE", "CERTIFICATE", "EXPIRY", "CHAIN", "EXPIRY"]
+    # A future date, shown as it is; no chain was reported, so the last column is empty.
+    assert row.split()[-1] == "2027-01-01T00:00:00Z"
     assert "CONNECTION_REFUSED 10.0.0.1:5432: Connection refused" in row
     category = control_plane.kubectl("get", "monitoring", "-n", namespace, check=True).stdout
     header, row = category.splitlines()[:2]
