@@ -47,6 +47,7 @@ def main() -> int:
         work = Path(tmp)
         stack.callback(plane.stop)
         plane.install_crds()
+        plane.cluster.allow_loopback_targets()
         kubeconfig = work / "operator.kubeconfig"
         service_account_kubeconfig(
             cluster, *OPERATOR_ACCOUNT, kubeconfig, cluster_admin=True, duration="3h"

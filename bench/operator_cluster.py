@@ -134,6 +134,7 @@ def main() -> None:
     args = parser.parse_args()
     with ControlPlane(ensure_binaries()) as cluster, tempfile.TemporaryDirectory() as tmp:
         cluster.install_crds()
+        cluster.allow_loopback_targets()
         if args.what == "apply-latency":
             out = apply_latency(cluster, Path(tmp), args.count)
         else:

@@ -7,6 +7,7 @@ server came from.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from dataclasses import dataclass
@@ -21,6 +22,8 @@ if TYPE_CHECKING:
     from kubernetes.client import ApiClient
 
 CRD_DIR = REPO_ROOT / "crds"
+LOOPBACK_POLICY = "e2e-allow-loopback"
+POLICY_TEST_LABEL = "tcpmonitor.dev/e2e-policy"
 _MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 
 
@@ -155,6 +158,28 @@ class Cluster:
                 timeout=timeout + 10,
             )
         return crds
+
+    def allow_loopback_targets(self) -> None:
+        """A TcpMonitorPolicy allowing loopback targets, which the operator refuses by default.
+
+        Every target of the tests listens on loopback. Namespaces labelled
+        ``tcpmonitor.dev/e2e-policy`` are left out: the target policy's own tests put their
+        monitors there, to see the defaults and their own policies at work.
+        """
+        policy = {
+            "apiVersion": "tcpmonitor.dev/v1alpha1",
+            "kind": "TcpMonitorPolicy",
+            "metadata": {"name": LOOPBACK_POLICY},
+            "spec": {
+                "namespaceSelector": {
+                    "matchExpressions": [{"key": POLICY_TEST_LABEL, "operator": "DoesNotExist"}]
+                },
+                "rules": [
+                    {"name": "loopback", "action": "Allow", "cidrs": ["127.0.0.0/8", "::1/128"]}
+                ],
+            },
+        }
+        self.kubectl("apply", "-f", "-", input=json.dumps(policy), check=True)
 
     def _current_cluster(self) -> dict[str, Any]:
         config = yaml.safe_load(self.kubeconfig.read_text())

@@ -112,6 +112,7 @@ def kube_cluster() -> Iterator[Cluster]:
 def control_plane(kube_cluster: Cluster) -> Cluster:
     """The cluster with every CRD from crds/ applied and Established."""
     kube_cluster.install_crds()
+    kube_cluster.allow_loopback_targets()
     return kube_cluster
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .crd import build_crd
+from .crd import build_crd, build_policy_crd
 from .durations import DURATION_PATTERN
 from .protocol_docs import protocol_table
 from .result import ERROR_CODE_DOCS, WARNING_CODE_DOCS
@@ -86,6 +86,9 @@ def _events() -> str:
 def sections() -> dict[str, str]:
     """Generated markdown, by section name."""
     root = build_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]
+    policy_root = build_policy_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"][
+        "properties"
+    ]
     errors = "| Code | Meaning |\n|---|---|\n" + "\n".join(
         f"| `{code.value}` | {doc} |" for code, doc in ERROR_CODE_DOCS.items()
     )
@@ -101,6 +104,7 @@ def sections() -> dict[str, str]:
         "error-codes": errors,
         "warning-codes": warnings,
         "protocols": protocol_table(),
+        "policy": _table(policy_root["spec"], "spec", True),
     }
 
 

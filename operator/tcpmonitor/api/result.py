@@ -73,6 +73,7 @@ class ErrorCode(StrEnum):
     TLS_OLD_VERSION = "TLS_OLD_VERSION"
     TLS_CLIENT_CERTIFICATE_NOT_ENFORCED = "TLS_CLIENT_CERTIFICATE_NOT_ENFORCED"
     TLS_CLIENT_CERTIFICATE_WRONG_ALERT = "TLS_CLIENT_CERTIFICATE_WRONG_ALERT"
+    TARGET_FORBIDDEN = "TARGET_FORBIDDEN"
 
 
 # The security baseline's codes are errors or warnings as the rule's action says.
@@ -127,6 +128,10 @@ ERROR_CODE_DOCS: dict[ErrorCode, str] = {
     "off or optional.",
     ErrorCode.TLS_CLIENT_CERTIFICATE_WRONG_ALERT: "A client without a certificate was "
     "refused, but not with tls.clientCertificateEnforced.alert.",
+    ErrorCode.TARGET_FORBIDDEN: "Every address of the target is refused by the target policy "
+    "(a TcpMonitorPolicy rule, its defaultAction, or the built-in refusal of link-local, "
+    "cloud metadata and loopback addresses): no connection was attempted. The message names "
+    "the rule.",
 }
 
 
@@ -201,7 +206,8 @@ class ResponseSummary(ResultModel):
     bytes: int = Field(ge=0, description="Number of bytes read.")
     excerpt: str = Field(
         max_length=MAX_EXCERPT,
-        description="Start of the response, non-printable bytes escaped (\\n, \\xHH).",
+        description="Start of the response, non-printable bytes escaped (\\n, \\xHH); "
+        "empty when a TcpMonitorPolicy rule says recordResponses: false.",
     )
 
 

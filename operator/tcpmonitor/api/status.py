@@ -54,6 +54,7 @@ class Reason(StrEnum):
     NOT_DEGRADED = "NotDegraded"
     RUNNERS_AVAILABLE = "RunnersAvailable"
     NO_LIVE_RUNNER = "NoLiveRunner"
+    TARGET_FORBIDDEN = "TargetForbidden"
 
 
 class EventReason(StrEnum):
@@ -125,6 +126,13 @@ CONDITION_REASONS: tuple[ConditionReason, ...] = (
         "False",
         Reason.PROBE_ERROR,
         "Probing raised an unexpected exception (a bug); the message names it.",
+    ),
+    ConditionReason(
+        ConditionType.READY,
+        "False",
+        Reason.TARGET_FORBIDDEN,
+        "The target policy refuses every address of the target (TARGET_FORBIDDEN); the "
+        "message names the rule. Probing goes on, so a policy change acts at once.",
     ),
     ConditionReason(
         ConditionType.REACHABLE,

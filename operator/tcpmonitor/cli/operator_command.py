@@ -11,9 +11,10 @@ if TYPE_CHECKING:  # kopf is imported only when the command runs
     from ..kube.process import ProcessOptions
 
 from ..api import DurationError, parse_duration
+from ..policy import PolicyBook
 from .arguments import Commands
 from .logging_setup import configure_logging
-from .run_command import add_runtime_options, runtime_settings
+from .run_command import add_default_action_option, add_runtime_options, runtime_settings
 
 
 def register(commands: Commands) -> None:
@@ -74,6 +75,7 @@ def add_cluster_options(parser: argparse.ArgumentParser) -> None:
         default="15s",
         help="Lease duration: how long a dead process holds its share",
     )
+    add_default_action_option(parser)
     # All interfaces by default: in a pod, Prometheus scrapes the pod IP.
     add_runtime_options(parser, default_address="0.0.0.0")
 
@@ -96,4 +98,7 @@ def process_options(args: argparse.Namespace) -> ProcessOptions:
     )
     if args.identity:
         options.identity = args.identity
+    # Always a target policy against a cluster: the built-in refusals hold even with no
+    # TcpMonitorPolicy, and policies created later act without a restart.
+    options.policy = PolicyBook(deny_uncovered=args.target_default_action == "Deny")
     return options

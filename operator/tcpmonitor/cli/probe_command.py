@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -25,8 +26,10 @@ from ..probe import (
 from ..probe.material import resolve_material
 from ..standalone.bounded_yaml import FileRefused, read_bounded
 from ..standalone.manifests import LoadedMonitor, load_manifests
+from ..standalone.policy_files import policy_book
 from .arguments import Commands, parse_target, unescape
 from .render import render_result
+from .run_command import add_policy_options
 
 CONCURRENCY = 64
 
@@ -73,6 +76,7 @@ def register(commands: Commands) -> None:
     parser.add_argument("--degraded-after", help="Degraded when slower than this duration")
     parser.add_argument("--max-response-time", help="Down when slower than this duration")
     parser.add_argument("-o", "--output", choices=["table", "json"], default="table")
+    add_policy_options(parser, default="off: you are the one probing")
     parser.set_defaults(run=run)
 
 
@@ -216,6 +220,16 @@ def run(args: argparse.Namespace) -> int:
             return _fail(args, str(exc))
         titles.append(args.target)
         identities.append({})
+    if args.policy:
+        book = policy_book(args.policy, deny_uncovered=args.target_default_action == "Deny")
+        if book is None:
+            return 2
+        # A target given on the command line is judged as in the default namespace.
+        namespaces = [ident.get("namespace", "default") for ident in identities]
+        plans = [
+            dataclasses.replace(plan, guard=book.guard(ns))
+            for plan, ns in zip(plans, namespaces, strict=True)
+        ]
     results = asyncio.run(_probe_all(plans))
     if args.output == "json":
         out = [{**ident, **r.to_json_dict()} for ident, r in zip(identities, results, strict=True)]

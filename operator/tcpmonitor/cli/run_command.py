@@ -83,6 +83,30 @@ def runtime_settings(args: argparse.Namespace) -> RuntimeSettings:
     )
 
 
+def add_policy_options(parser: argparse.ArgumentParser, *, default: str) -> None:
+    """The target policy from files, for the modes without an API server to hold it."""
+    parser.add_argument(
+        "--policy",
+        type=Path,
+        action="append",
+        metavar="PATH",
+        help="TcpMonitorPolicy (and Namespace) YAML file or directory: refuse targets as the "
+        "operator would, built-in refusals of link-local, metadata and loopback addresses "
+        f"included (repeatable; default {default})",
+    )
+    add_default_action_option(parser)
+
+
+def add_default_action_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--target-default-action",
+        choices=["Allow", "Deny"],
+        default="Allow",
+        help="for namespaces no TcpMonitorPolicy covers: Allow (default; the built-in "
+        "refusals still apply) or Deny (a shared cluster: only what a policy allows)",
+    )
+
+
 def register(commands: Commands) -> None:
     parser: argparse.ArgumentParser = commands.add_parser(
         "run",
@@ -99,6 +123,7 @@ def register(commands: Commands) -> None:
         required=True,
         help="TcpMonitor YAML file or directory (repeatable)",
     )
+    add_policy_options(parser, default="off: any target")
     add_runtime_options(parser, default_address="127.0.0.1")
     parser.set_defaults(run=run)
 
@@ -108,6 +133,11 @@ def run(args: argparse.Namespace) -> int:
     configure_logging(args.log_level, args.log_format)
     return asyncio.run(
         run_standalone(
-            args.filename, host=args.metrics_address, port=args.metrics_port, settings=settings
+            args.filename,
+            host=args.metrics_address,
+            port=args.metrics_port,
+            settings=settings,
+            policy_paths=args.policy,
+            deny_uncovered=args.target_default_action == "Deny",
         )
     )

@@ -24,6 +24,7 @@ from .api_client import KubeApi, classify_api_error, describe_api_error, load_cr
 from .api_health import ApiReadiness
 from .leases import ROLE_LABEL, LeaderElection, LostLeadership, membership
 from .material_reader import ApiResolver
+from .policy_source import policy_hooks
 from .process import ProcessOptions, run_watching
 from .status_writer import KubeReporter
 
@@ -207,7 +208,9 @@ async def run_operator(
         def describe() -> str:
             return f"{len(controller)} monitors (controller)"
     else:
-        runtime = MonitorRuntime(reporter, resolver, metrics, options.settings)
+        runtime = MonitorRuntime(
+            reporter, resolver, metrics, options.settings, policy=options.policy
+        )
         sink = RuntimeSink(runtime)
 
         def describe() -> str:
@@ -237,6 +240,7 @@ async def run_operator(
         alive=runtime.health if runtime is not None else None,
         api_readiness=ApiReadiness(api, options.namespaces, metrics),
         not_acting=lambda: not_acting(gated, reporter),
+        **policy_hooks(api, options.policy if mode != "controller" else None),
     )
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import kopf
 
 from .. import GROUP
+from ..policy import PolicyBook
 from ..scheduling.runtime import RuntimeSettings
 from ..telemetry.http_endpoints import start_http
 from ..telemetry.metrics import Metrics
@@ -67,6 +68,8 @@ class ProcessOptions:
     lease_namespace: str = field(default_factory=lambda: os.environ.get("POD_NAMESPACE", "default"))
     identity: str = field(default_factory=default_identity)
     lease_duration: float = 15.0
+    # The target policy (operator and runners; None: the controller, which does not probe).
+    policy: PolicyBook | None = None
 
 
 def kopf_settings() -> kopf.OperatorSettings:
@@ -89,6 +92,24 @@ def kopf_settings() -> kopf.OperatorSettings:
     return settings
 
 
+async def _until_signal(
+    loop: asyncio.AbstractEventLoop, step: Coroutine[Any, Any, None], what: str
+) -> bool:
+    """Run ``step``; False when SIGTERM or SIGINT came first."""
+    task: asyncio.Task[None] = loop.create_task(step)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, task.cancel)
+    try:
+        await task
+    except asyncio.CancelledError:
+        log.info("stopped while %s", what)
+        return False
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+    return True
+
+
 async def run_watching(
     options: ProcessOptions,
     sink: MonitorSink,
@@ -101,6 +122,8 @@ async def run_watching(
     alive: Callable[[], tuple[bool, str]] | None = None,
     api_readiness: ApiReadiness | None = None,
     not_acting: Callable[[], str | None] | None = None,
+    prepare: Callable[[], Coroutine[Any, Any, None]] | None = None,
+    learn_namespace: Callable[[str], Awaitable[None]] | None = None,
 ) -> int:
     """Run kopf feeding ``sink`` until SIGTERM/SIGINT, with HTTP endpoints and helper tasks.
 
@@ -146,25 +169,17 @@ async def run_watching(
     )
     code = 0
     try:
-        if gate is not None:
-            # kopf's signal handlers are not installed yet: stop a standby on SIGTERM here.
-            waiting: asyncio.Task[None] = loop.create_task(gate())
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(sig, waiting.cancel)
-            try:
-                await waiting
-            except asyncio.CancelledError:
-                log.info("stopped while standing by")
+        # kopf's signal handlers are not installed yet: a SIGTERM while standing by (gate) or
+        # while reading the target policy (prepare) stops here.
+        for step, what in ((gate, "standing by"), (prepare, "starting")):
+            if step is not None and not await _until_signal(loop, step(), what):
                 return 0
-            finally:
-                for sig in (signal.SIGTERM, signal.SIGINT):
-                    loop.remove_signal_handler(sig)
         # Our long-lived tasks start before kopf: kopf waits at shutdown for every task created
         # after it started ("hung tasks") until its ultimate-exit timer SIGKILLs the process.
         helpers.extend(loop.create_task(coro) for coro in background)
         operator_task = loop.create_task(
             kopf.operator(
-                registry=build_registry(sink),
+                registry=build_registry(sink, options.policy, learn_namespace),
                 settings=kopf_settings(),
                 namespaces=options.namespaces,
                 clusterwide=not options.namespaces,

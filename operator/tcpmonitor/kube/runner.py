@@ -26,6 +26,7 @@ from .api_health import ApiReadiness
 from .handlers import parse_monitor
 from .leases import RunnerLease
 from .material_reader import ApiResolver
+from .policy_source import policy_hooks
 from .process import ProcessOptions, run_watching
 from .status_writer import LocationReporter
 
@@ -94,7 +95,9 @@ async def run_runner(options: ProcessOptions, *, location: str, write_budget: fl
     api = KubeApi()
     metrics = Metrics()
     reporter = LocationReporter(api, metrics, location, options.identity, rate=write_budget)
-    runtime = MonitorRuntime(reporter, ApiResolver(api), metrics, options.settings)
+    runtime = MonitorRuntime(
+        reporter, ApiResolver(api), metrics, options.settings, policy=options.policy
+    )
     shard = RunnerShard(runtime, location, options.identity, writes=reporter)
     lease = RunnerLease(
         api, options.lease_namespace, options.identity, location, duration=options.lease_duration
@@ -145,4 +148,5 @@ async def run_runner(options: ProcessOptions, *, location: str, write_budget: fl
         cleanup=cleanup,
         alive=runtime.health,
         api_readiness=ApiReadiness(api, options.namespaces, metrics),
+        **policy_hooks(api, options.policy),
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import ipaddress
 import socket
 import ssl
 import time
@@ -45,6 +46,7 @@ from .session import Session
 from .steps import StepTiming, run_steps
 from .tls import Inspection, Peer, read_peer
 from .trust_cache import TRUST_CACHE, TrustVerdict
+from .withholding import withhold_reply
 
 # RFC 6761: names under .invalid never resolve, so no resolver is asked (and none can time out).
 _RESERVED_INVALID = ".invalid"
@@ -156,6 +158,8 @@ class _Attempt:
         self.family: int = socket.AF_INET
         self.sockaddr: tuple[object, ...] | None = None
         self.refusal_failure: ProbeFailure | None = None
+        # The target policy's rule for the connected address: whether the reply may be kept.
+        self.withheld_by: str | None = None
 
     def _ms(self, since: float) -> float:
         return round((time.perf_counter() - since) * 1000, 3)
@@ -273,6 +277,10 @@ class _Attempt:
                 address = format_address(sockaddr, family)
                 self.remote = address
                 left = len(addresses) - index
+                refusal = self._refusal(sockaddr, address)
+                if refusal is not None:
+                    failures.append(refusal)
+                    continue
                 budget = (self.deadline - self.loop.time()) / left
                 sock = socket.socket(family, socket.SOCK_STREAM)
                 sock.setblocking(False)
@@ -298,10 +306,27 @@ class _Attempt:
                 return sock, family, sockaddr
         finally:
             self.timings["connect"] = self._ms(started)
-        last = failures[-1]
+        # TARGET_FORBIDDEN only when policy refused every address: an address that was tried
+        # and failed says more about the target.
+        tried = [f for f in failures if f.code is not ErrorCode.TARGET_FORBIDDEN]
+        last = tried[-1] if tried else failures[-1]
         if len(failures) > 1:
             raise ProbeFailure(last.code, "; ".join(f.message for f in failures))
         raise last
+
+    def _refusal(self, sockaddr: tuple[object, ...], address: str) -> ProbeFailure | None:
+        """Ask the target policy about the exact address about to be connected."""
+        guard = self.plan.guard
+        if guard is None:
+            return None
+        ip = ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])
+        decision = guard.check(self.plan.host, ip, self.plan.port)
+        if not decision.allowed:
+            return ProbeFailure(
+                ErrorCode.TARGET_FORBIDDEN, f"{address}: {decision.describe()} (target policy)"
+            )
+        self.withheld_by = None if decision.record_responses else decision.rule
+        return None
 
     async def _converse(
         self, sock: socket.socket, family: int, sockaddr: tuple[object, ...]
@@ -867,7 +892,7 @@ class _Attempt:
             warnings = warnings[:MAX_WARNINGS]
         state = Verdict.DOWN if error else (Verdict.DEGRADED if warnings else Verdict.UP)
         t = self.timings
-        return ProbeResult.model_construct(
+        result = ProbeResult.model_construct(
             state=state,
             started_at=started_at,
             remote_address=self.remote,
@@ -890,6 +915,7 @@ class _Attempt:
                 for t in self.step_timings
             ],
         )
+        return result if self.withheld_by is None else withhold_reply(result, self.withheld_by)
 
     def _protocol(self) -> ProtocolInfo | None:
         if self.plan.protocol is None:

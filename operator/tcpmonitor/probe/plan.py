@@ -28,6 +28,7 @@ from ..api.spec import (
     TlsVersion,
     VersionRule,
 )
+from ..policy import TargetGuard
 from .assertions import AssertionCompileError, DataCheck, TimeCheck, compile_assertions
 from .steps import PlannedStep
 from .tls import ClientCertificate, TlsSetupError, build_contexts
@@ -169,6 +170,8 @@ class ProbePlan:
     start_tls: bool = False
     steps: tuple[PlannedStep, ...] = ()
     expect_unreachable: bool = False
+    # Asked before every connection (the target policy); None: any address (the CLI).
+    guard: TargetGuard | None = None
 
     @property
     def dialog(self) -> bool:

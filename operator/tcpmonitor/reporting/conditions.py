@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from ..api import Condition, ConditionType, MonitorState, Reason
+from ..api import Condition, ConditionType, ErrorCode, MonitorState, Reason
 from ..api.result import MAX_MESSAGE
 from .messages import describe_result, describe_skipped
 from .problems import SpecProblem
@@ -56,9 +56,14 @@ def make_condition(
     )
 
 
-def ready_parts(problem: SpecProblem | None, state: MonitorState) -> _Parts:
+def ready_parts(problem: SpecProblem | None, seen: Observation) -> _Parts:
     if problem is not None:
         return "False", problem.reason, problem.message
+    state = seen.state
+    if state is MonitorState.DOWN and seen.error_code == ErrorCode.TARGET_FORBIDDEN:
+        # Probing goes on (a policy change acts on the next probe), but what the spec asks
+        # for is not allowed: that is the author's to fix, as with an invalid spec.
+        return "False", Reason.TARGET_FORBIDDEN, f"the target is refused by policy: {seen.detail}"
     if state is MonitorState.PAUSED:
         return "True", Reason.PAUSED, "probing is paused (spec.paused)"
     return "True", Reason.PROBING, "the spec is valid and the target is being probed"
@@ -101,9 +106,7 @@ def verdict_conditions(
 ) -> list[Condition]:
     """Ready, Reachable and Degraded: the conditions of every mode."""
     return [
-        make_condition(
-            previous, ConditionType.READY, *ready_parts(problem, seen.state), generation, now
-        ),
+        make_condition(previous, ConditionType.READY, *ready_parts(problem, seen), generation, now),
         make_condition(previous, ConditionType.REACHABLE, *reachable_parts(seen), generation, now),
         make_condition(previous, ConditionType.DEGRADED, *degraded_parts(seen), generation, now),
     ]

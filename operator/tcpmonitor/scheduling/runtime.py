@@ -29,6 +29,7 @@ from ..api import (
     TcpMonitorStatus,
 )
 from ..api.spec import MIN_INTERVAL_SECONDS
+from ..policy import PolicyBook
 from ..probe import ProbeMaterial, ProbePlan, run_probe
 from ..probe.material import has_references
 from ..reporting import (
@@ -136,8 +137,11 @@ class MonitorRuntime:
         settings: RuntimeSettings | None = None,
         *,
         probe: ProbeFunction | None = None,
+        policy: PolicyBook | None = None,
     ) -> None:
         self.settings = settings or RuntimeSettings()
+        # Asked by each probe before it connects; None: every address (CLI, standalone default).
+        self.policy = policy
         self.reporter = reporter
         self.resolver = resolver
         self.metrics = metrics
@@ -320,6 +324,8 @@ class MonitorRuntime:
         next_slot = self.scheduler.until_next_slot(key)
         if next_slot is not None and (plan.budget is None or next_slot < plan.budget):
             plan = replace(plan, budget=next_slot)
+        if self.policy is not None:
+            plan = replace(plan, guard=self.policy.guard(m.ref.namespace))
         self.metrics.probes_in_flight.inc()
         try:
             result = await self._probe_fn(plan)

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from .. import GROUP, KIND
 from ..api import TcpMonitor
+from ..api.policy import POLICY_KIND, TcpMonitorPolicy
 from ..api.validation_messages import Problem, validation_problems
 from ..probe import PlanError, compile_plan
 from ..probe.material import ReferenceMap, ReferenceStore, resolve_material
@@ -40,6 +41,9 @@ class ManifestSet(ReferenceMap):
 
     monitors: list[LoadedMonitor] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    # Target policies and Namespace labels (``--policy`` files; see policy/).
+    policies: list[TcpMonitorPolicy] = field(default_factory=list)
+    namespace_labels: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 def _documents(path: Path, limits: Limits) -> Iterator[tuple[int, Any] | tuple[int, Problem]]:
@@ -224,6 +228,37 @@ def _collect_data_into(
     ms.secrets[key] = data
 
 
+def _collect_policy(obj: dict[Any, Any], ms: ManifestSet, file: str, doc: int) -> None:
+    if _more_values_than(obj, MAX_MONITOR_VALUES):
+        message = f"more than {MAX_MONITOR_VALUES} values: larger than any valid TcpMonitorPolicy"
+        ms.problems.append(Problem(file, doc, "", message))
+        return
+    try:
+        policy = TcpMonitorPolicy.model_validate(obj)
+    except ValidationError as exc:
+        ms.problems.extend(_capped(validation_problems(exc, file, doc)))
+        return
+    if any(p.metadata.name == policy.metadata.name for p in ms.policies):
+        ms.problems.append(Problem(file, doc, "metadata.name", "duplicate TcpMonitorPolicy"))
+        return
+    ms.policies.append(policy)
+
+
+def _collect_namespace(obj: dict[Any, Any], ms: ManifestSet, file: str, doc: int, at: str) -> None:
+    problems: list[Problem] = []
+
+    def add(field: str, message: str) -> None:
+        problems.append(Problem(file, doc, f"{at}.{field}" if at else field, message))
+
+    meta = obj.get("metadata")
+    if not isinstance(meta, dict) or not isinstance(meta.get("name"), str):
+        add("metadata.name", "must be a string")
+    else:
+        labels = _string_map(meta, "labels", add)
+        ms.namespace_labels[meta["name"]] = labels
+    ms.problems.extend(_capped(problems))
+
+
 def load_manifests(paths: list[Path], *, deep: bool = True, limits: Limits = LIMITS) -> ManifestSet:
     """Every TcpMonitor in ``paths`` that passes the API server's rules, and a problem line for
     every one that does not. With ``deep``, also the rules only a probe would hit (regexes,
@@ -248,6 +283,10 @@ def load_manifests(paths: list[Path], *, deep: bool = True, limits: Limits = LIM
                         continue
                     if not isinstance(obj, dict):
                         ms.problems.append(Problem(file, doc, at, "not a YAML mapping"))
+                    elif obj.get("kind") == POLICY_KIND:
+                        _collect_policy(obj, ms, file, doc)
+                    elif obj.get("kind") == "Namespace" and obj.get("apiVersion") == "v1":
+                        _collect_namespace(obj, ms, file, doc, at)
                     elif _is_tcpmonitor(obj):
                         pending.append((obj, file, doc))
                     elif (

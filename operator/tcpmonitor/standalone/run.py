@@ -16,6 +16,7 @@ from pathlib import Path
 from ..api import TcpMonitorSpec
 from ..api.printable import printable
 from ..api.result import MAX_MESSAGE
+from ..policy import PolicyBook
 from ..probe import ProbeMaterial
 from ..probe.material import resolve_material
 from ..reporting import EventSpec
@@ -23,6 +24,7 @@ from ..scheduling.runtime import MonitorRef, MonitorRuntime, RuntimeSettings, St
 from ..telemetry.http_endpoints import start_http
 from ..telemetry.metrics import Metrics
 from .manifests import ManifestSet, load_manifests
+from .policy_files import fill_book, policy_book, read_policy_files
 
 log = logging.getLogger("tcpmonitor.standalone.run")
 
@@ -71,15 +73,26 @@ def _load(paths: list[Path]) -> ManifestSet | None:
 
 
 async def run_standalone(
-    paths: list[Path], *, host: str, port: int, settings: RuntimeSettings
+    paths: list[Path],
+    *,
+    host: str,
+    port: int,
+    settings: RuntimeSettings,
+    policy_paths: list[Path] | None = None,
+    deny_uncovered: bool = False,
 ) -> int:
     manifests = _load(paths)
     if manifests is None:
         return 2
+    policy: PolicyBook | None = None
+    if policy_paths:
+        policy = policy_book(policy_paths, deny_uncovered=deny_uncovered)
+        if policy is None:
+            return 2
     resolver = ManifestResolver(manifests)
     metrics = Metrics()
     reporter = LogReporter(metrics)
-    runtime = MonitorRuntime(reporter, resolver, metrics, settings)
+    runtime = MonitorRuntime(reporter, resolver, metrics, settings, policy=policy)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     applied: set[tuple[str, str]] = set()
@@ -102,14 +115,19 @@ async def run_standalone(
         nonlocal reload_again
         while True:
             reload_again = False
+            policies: ManifestSet | None = None
             try:
                 current = await asyncio.to_thread(_load, paths)
+                if policy is not None and policy_paths:
+                    policies = await asyncio.to_thread(read_policy_files, policy_paths)
             except Exception:  # a loader bug must not end reloads, nor the probing
                 log.exception("reload failed; still probing the old set")
                 current = None
-            if current is None:
+            if current is None or (policy is not None and policies is None):
                 log.error("reload refused: fix the problems above; still probing the old set")
             else:
+                if policy is not None and policies is not None:
+                    fill_book(policy, policies)  # before the monitors: no probe under the old
                 await apply_all(current)
                 print(f"reloaded {len(current.monitors)} monitor(s)", flush=True)
             if not reload_again:

@@ -27,6 +27,7 @@ def fault_plane() -> Iterator[ControlPlane]:
     plane.start()
     try:
         plane.install_crds()
+        plane.cluster.allow_loopback_targets()
         yield plane
     finally:
         plane.stop()

@@ -341,3 +341,51 @@ def test_probe_file_runs_steps(tmp_path: Path, capsys: pytest.CaptureFixture[str
     [result] = json.loads(capsys.readouterr().out)
     assert code == 0, result
     assert len(result["steps"]) == 1 and result["steps"][0]["passed"] is True
+
+
+def _policy_file(tmp_path: Path, *rules: dict[str, object]) -> Path:
+    path = tmp_path / "policy.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "tcpmonitor.dev/v1alpha1",
+                "kind": "TcpMonitorPolicy",
+                "metadata": {"name": "local"},
+                "spec": {"rules": list(rules)},
+            }
+        )
+    )
+    return path
+
+
+def test_probe_checks_no_policy_unless_asked(
+    echo_port: int, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = f"127.0.0.1:{echo_port}"
+    assert main(["probe", target, "-o", "json"]) == 0
+    capsys.readouterr()
+    # With --policy the built-in refusal of loopback applies, as in the operator.
+    assert main(["probe", target, "-o", "json", "--policy", str(_policy_file(tmp_path))]) == 1
+    [result] = json.loads(capsys.readouterr().out)
+    assert result["error"]["code"] == "TARGET_FORBIDDEN"
+    assert "refused by builtin/loopback" in result["error"]["message"]
+    allow = {"name": "lo", "action": "Allow", "cidrs": ["127.0.0.1/32"]}
+    assert main(["probe", target, "--policy", str(_policy_file(tmp_path, allow))]) == 0
+
+
+def test_validate_names_the_field_of_a_bad_policy(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = {"name": "r", "action": "Allow", "cidrs": ["10.0.0.0/33"]}
+    path = _policy_file(tmp_path, bad)
+    assert main(["validate", str(path)]) == 1
+    (line,) = capsys.readouterr().out.splitlines()
+    assert line.startswith(f"{path}:doc 1: spec.rules[0].cidrs")
+    assert "address range" in line
+
+
+def test_crd_command_prints_the_policy_crd(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["crd", "--policy"]) == 0
+    out = capsys.readouterr().out
+    committed = Path(__file__).resolve().parents[3] / "crds" / "tcpmonitorpolicies.tcpmonitor.dev.yaml"
+    assert out == committed.read_text(), "run `tcpmonitor crd --policy > crds/...` and copy"
