@@ -38,13 +38,22 @@ def test_examples_apply_and_reapply_unchanged(control_plane: Cluster) -> None:
         for doc in yaml.safe_load_all(path.read_text())
         if doc
     ]
-    for ns in {doc["metadata"]["namespace"] for doc in docs}:
+    monitors = [doc for doc in docs if doc["kind"] == "TcpMonitor"]
+    policies = [doc["metadata"]["name"] for doc in docs if doc["kind"] == "TcpMonitorPolicy"]
+    assert policies, "the examples show a TcpMonitorPolicy"
+    for ns in {doc["metadata"]["namespace"] for doc in monitors}:
         control_plane.kubectl("create", "namespace", ns)  # may exist already
-    first = control_plane.kubectl("apply", "-f", str(EXAMPLES), check=True).stdout
-    assert first.count("tcpmonitor.tcpmonitor.dev/") == len(docs), first
-    again = control_plane.kubectl("apply", "-f", str(EXAMPLES), check=True).stdout
-    lines = again.strip().splitlines()
-    assert len(lines) == len(docs) and all(line.endswith(" unchanged") for line in lines), again
+    try:
+        first = control_plane.kubectl("apply", "-f", str(EXAMPLES), check=True).stdout
+        assert first.count("tcpmonitor.tcpmonitor.dev/") == len(monitors), first
+        assert first.count("tcpmonitorpolicy.tcpmonitor.dev/") == len(policies), first
+        again = control_plane.kubectl("apply", "-f", str(EXAMPLES), check=True).stdout
+        lines = again.strip().splitlines()
+        assert len(lines) == len(docs), again
+        assert all(line.endswith(" unchanged") for line in lines), again
+    finally:
+        # Cluster-scoped: it would govern the targets of every later test.
+        control_plane.kubectl("delete", "tcpmonitorpolicy", *policies, "--ignore-not-found")
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)

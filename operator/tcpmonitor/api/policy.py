@@ -99,13 +99,14 @@ class TargetRule(ApiModel):
 
     cross_field_rules: ClassVar[tuple[CrossFieldRule, ...]] = (
         CrossFieldRule(
-            rule="self.cidrs.all(c, isCIDR(c))",
+            rule="!has(self.cidrs) || self.cidrs.all(c, isCIDR(c))",
             message_expression="'cidrs must be address ranges such as 10.0.0.0/8'",
             check=_bad_cidr,
             field_path=".cidrs",
         ),
         CrossFieldRule(
-            rule="self.ports.all(p, p.split('-').all(n, int(n) >= 1 && int(n) <= 65535))",
+            rule="!has(self.ports) || self.ports.all(p, p.split('-').all(n, int(n) >= 1 && "
+            "int(n) <= 65535))",
             message_expression="'ports must be within 1-65535'",
             check=_bad_port,
             field_path=".ports",

@@ -387,5 +387,7 @@ def test_validate_names_the_field_of_a_bad_policy(
 def test_crd_command_prints_the_policy_crd(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["crd", "--policy"]) == 0
     out = capsys.readouterr().out
-    committed = Path(__file__).resolve().parents[3] / "crds" / "tcpmonitorpolicies.tcpmonitor.dev.yaml"
+    committed = (
+        Path(__file__).resolve().parents[3] / "crds" / "tcpmonitorpolicies.tcpmonitor.dev.yaml"
+    )
     assert out == committed.read_text(), "run `tcpmonitor crd --policy > crds/...` and copy"

@@ -128,7 +128,8 @@ def test_record_responses_false_on_any_matching_allow_withholds() -> None:
     assert decide([open_, quiet], "10.1.1.1") == (True, "a/all", False)
 
 
-SELECTED = {"team": "a", "tier": "restricted"}
+RESTRICTED = "restricted"
+SELECTED = {"team": "a", "tier": RESTRICTED}
 
 
 @pytest.mark.parametrize(
@@ -137,7 +138,10 @@ SELECTED = {"team": "a", "tier": "restricted"}
         ({"matchLabels": {"team": "a"}}, True),
         ({"matchLabels": {"team": "b"}}, False),
         ({"matchExpressions": [{"key": "tier", "operator": "In", "values": ["restricted"]}]}, True),
-        ({"matchExpressions": [{"key": "tier", "operator": "NotIn", "values": ["restricted"]}]}, False),
+        (
+            {"matchExpressions": [{"key": "tier", "operator": "NotIn", "values": ["restricted"]}]},
+            False,
+        ),
         ({"matchExpressions": [{"key": "gone", "operator": "NotIn", "values": ["x"]}]}, True),
         ({"matchExpressions": [{"key": "team", "operator": "Exists"}]}, True),
         ({"matchExpressions": [{"key": "team", "operator": "DoesNotExist"}]}, False),
