@@ -105,11 +105,13 @@ async def learn_namespace(api: KubeApi, book: PolicyBook, namespace: str) -> Non
     if book.knows_namespace(namespace):
         return
     try:
-        ns = await api.call(api.core.read_namespace, namespace)
+        # A list by name rather than a get: the same permission as the initial list and watch.
+        found = await api.call(api.core.list_namespace, field_selector=f"metadata.name={namespace}")
     except Exception as exc:
         log.warning("reading namespace %s failed: %s", namespace, describe_api_error(exc))
         return
-    book.put_namespace(namespace, (ns.metadata.labels if ns.metadata else None) or {})
+    for ns in found.items:
+        book.put_namespace(namespace, (ns.metadata.labels if ns.metadata else None) or {})
 
 
 class PolicyHooks(TypedDict):

@@ -186,6 +186,22 @@ def leases(verb: str) -> Rule:
     return ("coordination.k8s.io", "leases", verb)
 
 
+POLICIES_LIST = ("tcpmonitor.dev", "tcpmonitorpolicies", "list")
+POLICIES_WATCH = ("tcpmonitor.dev", "tcpmonitorpolicies", "watch")
+NAMESPACES_LIST = ("", "namespaces", "list")
+NAMESPACES_WATCH = ("", "namespaces", "watch")
+# The target policy, read before the first TcpMonitor: without it nothing is probed.
+CANNOT_LIST_POLICIES = (
+    "reading TcpMonitorPolicies failed (forbidden)",
+    'cannot list resource "tcpmonitorpolicies"',
+)
+CANNOT_LIST_NAMESPACES = (
+    "reading namespaces failed (forbidden)",
+    'cannot list resource "namespaces"',
+)
+# Watched afterwards: without the watch a change is missed (the policy read at start holds).
+CANNOT_WATCH_POLICIES = ("APIForbiddenError", 'cannot watch resource "tcpmonitorpolicies"')
+CANNOT_WATCH_NAMESPACES = ("APIForbiddenError", 'cannot watch resource "namespaces"')
 CANNOT_LIST = ("APIForbiddenError", 'cannot list resource "tcpmonitors"')
 CANNOT_WATCH = ("APIForbiddenError", 'cannot watch resource "tcpmonitors"')
 
@@ -213,6 +229,10 @@ FAILURES: dict[str, dict[Rule, Failure]] = {
             ("{ns}/kubernetes-api failed: ConfigMap {ns}/kube-root-ca.crt: 403 Forbidden",),
             unreadable("kubernetes-api", "ConfigMap {ns}/kube-root-ca.crt"),
         ),
+        POLICIES_LIST: Failure(CANNOT_LIST_POLICIES, no_status),
+        POLICIES_WATCH: Failure(CANNOT_WATCH_POLICIES, monitor_up("web")),
+        NAMESPACES_LIST: Failure(CANNOT_LIST_NAMESPACES, no_status),
+        NAMESPACES_WATCH: Failure(CANNOT_WATCH_NAMESPACES, monitor_up("web")),
     },
     # `tcpmonitor operator --mode controller --leader-election`, with a working runner.
     "controller": {
@@ -316,6 +336,15 @@ FAILURES: dict[str, dict[Rule, Failure]] = {
             lease_kept(f"tcpmonitor-runner-{SUBJECT}"),
             stop_when=lambda scene: location(scene.status("web")).get("state") == "Up",
         ),
+        POLICIES_LIST: Failure(CANNOT_LIST_POLICIES, aggregated_not_located),
+        POLICIES_WATCH: Failure(
+            CANNOT_WATCH_POLICIES, lambda scene: location(scene.status("web")).get("state") == "Up"
+        ),
+        NAMESPACES_LIST: Failure(CANNOT_LIST_NAMESPACES, aggregated_not_located),
+        NAMESPACES_WATCH: Failure(
+            CANNOT_WATCH_NAMESPACES,
+            lambda scene: location(scene.status("web")).get("state") == "Up",
+        ),
         # The location's members: without them it takes no monitor, although its Lease is live.
         leases("list"): Failure(
             (
@@ -356,7 +385,15 @@ def chart_grants(cluster: Cluster, release: Release, component: str) -> Grants:
     lease_rules = []
     if f"{name}-leases" in release.all("Role"):
         lease_rules = live_rules(cluster, "role", f"{name}-leases", release.namespace)
-    return Grants(live_rules(cluster, "clusterrole", cluster_role), lease_rules)
+    cluster_rules = live_rules(cluster, "clusterrole", cluster_role)
+    if component != "controller":  # whoever probes reads the target policy
+        (policy_role,) = [
+            role_name
+            for role_name, role in release.all("ClusterRole").items()
+            if role["metadata"]["labels"]["app.kubernetes.io/component"] == "target-policy"
+        ]
+        cluster_rules += live_rules(cluster, "clusterrole", policy_role)
+    return Grants(cluster_rules, lease_rules)
 
 
 def flatten(rules: list[Manifest]) -> set[Rule]:

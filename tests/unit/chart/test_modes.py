@@ -83,6 +83,7 @@ def test_default_install_is_a_controller_and_one_runner_in_location_default() ->
         "--heartbeat=60s",
         "--max-concurrency=256",
         "--write-budget=20",
+        "--target-default-action=Allow",
     ]
     assert container(runner)["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert runner["spec"]["strategy"] == controller["spec"]["strategy"]
@@ -148,6 +149,7 @@ def test_controller_values() -> None:
         "--heartbeat=2m",
         "--max-concurrency=64",
         "--write-budget=7.5",
+        "--target-default-action=Allow",
         "--namespace=payments",
         "--max-concurrency=32",
     ]
@@ -188,6 +190,7 @@ def test_all_in_one_is_one_operator_as_before() -> None:
         "--log-format=json",
         "--heartbeat=2m",
         "--max-concurrency=64",
+        "--target-default-action=Allow",
         "--namespace=payments",
         "--max-concurrency=32",
     ]

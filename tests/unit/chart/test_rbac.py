@@ -40,6 +40,15 @@ CONTROLLER_LEASE_RULES: set[Rule] = {
     ("coordination.k8s.io", "leases", "update", "tcpmonitor-controller"),
     ("coordination.k8s.io", "leases", "delete", "tcpmonitor-controller"),
 }
+# Whoever probes (the all-in-one operator, the runners) reads the target policy: always a
+# ClusterRole, since policies and namespaces are cluster-scoped.
+TARGET_POLICY_RULES: set[Rule] = {
+    ("tcpmonitor.dev", "tcpmonitorpolicies", "list", ""),
+    ("tcpmonitor.dev", "tcpmonitorpolicies", "watch", ""),
+    ("", "namespaces", "list", ""),
+    ("", "namespaces", "watch", ""),
+}
+TARGET_POLICY = f"{NAMESPACE}-{FULLNAME}-target-policy"
 RUNNER_LEASE_RULES: set[Rule] = {
     ("coordination.k8s.io", "leases", verb, "")
     for verb in ("get", "list", "create", "update", "delete")
@@ -77,8 +86,11 @@ def test_controller_and_runners_get_separate_identities_and_exactly_their_rules(
         == {
             f"{NAMESPACE}-{CONTROLLER}",
             f"{NAMESPACE}-{RUNNER_SA}",
+            TARGET_POLICY,
         }
     )
+    assert flat_rules(cluster_roles[TARGET_POLICY]) == TARGET_POLICY_RULES
+    assert subjects(cluster_bindings[TARGET_POLICY]) == {RUNNER_SA}
     assert flat_rules(cluster_roles[f"{NAMESPACE}-{CONTROLLER}"]) == OPERATOR_RULES
     assert flat_rules(cluster_roles[f"{NAMESPACE}-{RUNNER_SA}"]) == RUNNER_RULES
     for name, binding in cluster_bindings.items():
@@ -124,6 +136,7 @@ def test_remote_locations_get_an_identity_with_exactly_the_runner_rules() -> Non
         assert accounts[name]["automountServiceAccountToken"] is False
     cluster_bindings = named(manifests, "ClusterRoleBinding")
     assert subjects(cluster_bindings[f"{NAMESPACE}-{RUNNER_SA}"]) == {RUNNER_SA} | remotes
+    assert subjects(cluster_bindings[TARGET_POLICY]) == {RUNNER_SA} | remotes
     assert subjects(cluster_bindings[f"{NAMESPACE}-{CONTROLLER}"]) == {CONTROLLER}
     bindings = named(manifests, "RoleBinding")
     assert subjects(bindings[f"{RUNNER_SA}-leases"]) == {RUNNER_SA} | remotes
@@ -132,8 +145,9 @@ def test_remote_locations_get_an_identity_with_exactly_the_runner_rules() -> Non
 
 def test_namespaced_rbac_is_one_role_per_watched_namespace_and_process() -> None:
     manifests = ci("namespaced-rbac")
-    assert not objects(manifests, "ClusterRole")
-    assert not objects(manifests, "ClusterRoleBinding")
+    # Only the target policy's: policies and namespaces are cluster-scoped.
+    assert named(manifests, "ClusterRole").keys() == {TARGET_POLICY}
+    assert named(manifests, "ClusterRoleBinding").keys() == {TARGET_POLICY}
     roles: dict[tuple[str, str], Manifest] = {
         (r["metadata"]["namespace"], r["metadata"]["name"]): r for r in objects(manifests, "Role")
     }
@@ -175,8 +189,15 @@ def test_namespaced_rbac_is_one_role_per_watched_namespace_and_process() -> None
 def test_all_in_one_rbac_is_one_cluster_role_and_no_leases() -> None:
     manifests = ci("all-in-one")
     (account,) = objects(manifests, "ServiceAccount")
-    (role,) = objects(manifests, "ClusterRole")
-    (binding,) = objects(manifests, "ClusterRoleBinding")
+    policy_role = named(manifests, "ClusterRole").pop(TARGET_POLICY)
+    assert flat_rules(policy_role) == TARGET_POLICY_RULES
+    assert subjects(named(manifests, "ClusterRoleBinding")[TARGET_POLICY]) == {FULLNAME}
+    (role,) = [r for r in objects(manifests, "ClusterRole") if r is not policy_role]
+    (binding,) = [
+        b
+        for b in objects(manifests, "ClusterRoleBinding")
+        if b["metadata"]["name"] != TARGET_POLICY
+    ]
     assert not objects(manifests, "Role")
     assert role["metadata"]["name"] == f"{NAMESPACE}-{FULLNAME}"
     assert flat_rules(role) == OPERATOR_RULES
