@@ -20,7 +20,16 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from tcpmonitor import GROUP, PLURAL, VERSION
-from tcpmonitor.api import LocationStatus, MonitorState
+from tcpmonitor.api import (
+    LocationStatus,
+    MonitorState,
+    ProbeResult,
+    RequestSummary,
+    ResponseSummary,
+    Verdict,
+)
+from tcpmonitor.api.result import MAX_EXCERPT, MAX_MESSAGE
+from tcpmonitor.api.status import MAX_RECENT_TRANSITIONS, StateChange
 from tcpmonitor.kube.leases import LOCATION_LABEL, ROLE_LABEL, lease_body, lease_name
 from tcpmonitor.kube.status_writer import location_apply_body
 from tcpmonitor.scheduling.runtime import MonitorRef
@@ -95,7 +104,7 @@ class Runner:
 
     def renew(self, name: str, **labels: str) -> Any:
         """Read, then replace with a new renewTime (and ``labels``), as RunnerLease.renew does."""
-        current = self.leases.read_namespaced_lease(name, self.namespace)
+        current: Any = self.leases.read_namespaced_lease(name, self.namespace)
         # Never a zero fraction: the client would drop it, and the API server refuse the
         # MicroTime (see leases._micro_time).
         current.spec.renew_time = datetime.now(UTC).replace(microsecond=1)
@@ -138,7 +147,7 @@ def refusal(write: Callable[[], Any]) -> str:
         write()
     exc = caught.value
     assert exc.status == 403, exc.body
-    message = str(json.loads(exc.body)["message"])
+    message = str(json.loads(str(exc.body))["message"])
     assert "ValidatingAdmissionPolicy" in message, message
     return message
 
@@ -321,6 +330,59 @@ def test_a_runner_writes_only_its_own_entry_of_status_locations(
     assert after["locations"] == before["locations"]
 
 
+def full_entry(name: str, state: MonitorState = MonitorState.UP) -> LocationStatus:
+    """An entry as large as the CRD lets it be: the most the policy's comparisons walk."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    result = ProbeResult(
+        state=Verdict.UP,
+        location=name,
+        started_at=now,
+        remote_address="192.0.2.1:443",
+        request=RequestSummary(bytes=4096, excerpt="q" * MAX_EXCERPT),
+        response=ResponseSummary(bytes=4096, excerpt="r" * MAX_EXCERPT),
+    )
+    return entry(name, state).model_copy(
+        update={
+            "message": "m" * MAX_MESSAGE,
+            "recent_transitions": [
+                StateChange(state=MonitorState.UP if i % 2 else MonitorState.DOWN, time=now)
+                for i in range(MAX_RECENT_TRANSITIONS)
+            ],
+            "last_result": result,
+        }
+    )
+
+
+def test_sixteen_full_locations_stay_within_the_cel_cost_budget(
+    control_plane: Cluster, namespace: str, runners: dict[str, Runner]
+) -> None:
+    """The largest status (sixteen locations, each entry at its limits): the runner's write is
+    allowed and a forged one refused with the policy's message, not a cost-limit error."""
+    east = runners[EAST]
+    others = [f"l{i:02d}" for i in range(15)]
+    apply(control_plane, tcpmonitor(namespace, "big", port=9, locations=[EAST, *others]))
+    admin = client.CustomObjectsApi(control_plane.api_client())
+    ref = MonitorRef(namespace, "big")
+    for name in others:
+        admin.patch_namespaced_custom_object_status(
+            GROUP,
+            VERSION,
+            namespace,
+            PLURAL,
+            "big",
+            location_apply_body(ref, full_entry(name)),
+            field_manager=f"tcpmonitor-runner-{name}",
+            force=True,
+            _content_type="application/apply-patch+yaml",
+        )
+    east.apply_status(location_apply_body(ref, full_entry(EAST)))
+    east.apply_status(location_apply_body(ref, full_entry(EAST, MonitorState.DOWN)))
+    assert len(status(control_plane, namespace, "big")["locations"]) == 16
+    forged = location_apply_body(ref, full_entry(others[-1], MonitorState.DOWN))
+    message = refusal(lambda: east.apply_status(forged))
+    assert f"refused change of the entry of {others[-1]}" in message
+
+
 def test_the_runner_process_works_under_the_policy(
     control_plane: Cluster,
     namespace: str,
@@ -345,7 +407,7 @@ def test_the_runner_process_works_under_the_policy(
             message="east's entry Up",
         )
         assert location(st, EAST)["runner"] == f"runner-{EAST}-0"
-        lease = east.leases.read_namespaced_lease(
+        lease: Any = east.leases.read_namespaced_lease(
             lease_name("tcpmonitor-runner", f"runner-{EAST}-0"), release.namespace
         )
         assert lease.metadata.labels[LOCATION_LABEL] == EAST
