@@ -60,13 +60,21 @@ app.kubernetes.io/part-of: tcpmonitor-operator
 {{- end }}
 {{- end }}
 
-{{/* mode: distributed and runners. The runners' ServiceAccount, shared by every location. */}}
+{{/*
+mode: distributed and runners. The ServiceAccount of a location's runners, one per location
+(<runnerName>-<location>): the API server knows a runner's location from its identity alone,
+which the runner admission policy (runner-admission-policy.yaml) relies on. The argument is
+(list $ location).
+*/}}
 {{- define "tcpmonitor-operator.runnerServiceAccountName" -}}
-{{- if .Values.serviceAccount.create }}
-{{- default (printf "%s-runner" (include "tcpmonitor-operator.fullname" .)) .Values.serviceAccount.runnerName }}
+{{- $root := index . 0 }}
+{{- $base := "" }}
+{{- if $root.Values.serviceAccount.create }}
+{{- $base = default (printf "%s-runner" (include "tcpmonitor-operator.fullname" $root)) $root.Values.serviceAccount.runnerName }}
 {{- else }}
-{{- required "serviceAccount.runnerName is required when serviceAccount.create is false" .Values.serviceAccount.runnerName }}
+{{- $base = required "serviceAccount.runnerName is required when serviceAccount.create is false" $root.Values.serviceAccount.runnerName }}
 {{- end }}
+{{- printf "%s-%s" $base (index . 1) }}
 {{- end }}
 
 {{/* The ServiceAccount of a remote location's runners; the argument is (list $ name). */}}

@@ -27,7 +27,7 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 
 from .. import GROUP, KIND, PLURAL, VERSION
-from ..api import TcpMonitorStatus
+from ..api import LocationStatus, TcpMonitorStatus
 from ..api.result import MAX_MESSAGE
 from ..reporting import EventSpec, status_body
 from ..reporting.locations import location_entry
@@ -434,6 +434,19 @@ class KubeReporter:
         self.metrics.events_posted.labels(event.reason).inc()
 
 
+def location_apply_body(ref: MonitorRef, entry: LocationStatus) -> dict[str, Any]:
+    """A runner's server-side apply of its location's entry: that entry and nothing else (the
+    chart's runner admission policy refuses a runner any other change)."""
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": KIND,
+        "metadata": {"name": ref.name, "namespace": ref.namespace},
+        # Without nulls: a field this location's manager no longer applies is removed by the
+        # API server, and kubectl describe shows no "<nil>" rows.
+        "status": {"locations": [entry.model_dump(mode="json", by_alias=True, exclude_none=True)]},
+    }
+
+
 class LocationReporter:
     """A runner's Reporter: server-side apply of its location's entry, within a write budget.
 
@@ -459,18 +472,8 @@ class LocationReporter:
 
     def write_status(self, ref: MonitorRef, report: StatusReport, *, urgent: bool) -> None:
         entry = location_entry(report.record, report.problem, self.location, self.runner)
-        body = {
-            "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": KIND,
-            "metadata": {"name": ref.name, "namespace": ref.namespace},
-            # Without nulls: a field this location's manager no longer applies is removed by
-            # the API server, and kubectl describe shows no "<nil>" rows.
-            "status": {
-                "locations": [entry.model_dump(mode="json", by_alias=True, exclude_none=True)]
-            },
-        }
         state = entry.state.value
-        self.queue.submit(ref, body, urgent=urgent, state=state)
+        self.queue.submit(ref, location_apply_body(ref, entry), urgent=urgent, state=state)
 
     def post_event(self, ref: MonitorRef, event: EventSpec) -> None:
         self.metrics.events_left_to_controller.labels(event.reason).inc()

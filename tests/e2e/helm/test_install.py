@@ -32,6 +32,8 @@ def test_helm_install_creates_the_chart_objects(control_plane: Cluster, release:
         "ServiceAccount",
         "ServiceAccount",
         "ServiceAccount",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
     ]
     for manifest in release.manifest:
         args = [f"{manifest['kind']}/{manifest['metadata']['name']}", "-o", "json"]

@@ -378,21 +378,27 @@ class Grants:
         return flatten(self.cluster_rules) | flatten(self.lease_rules)
 
 
+def bound_roles(release: Release, kind: str, account: str) -> list[str]:
+    """The roles the release's bindings of ``kind`` give the ServiceAccount ``account``."""
+    return [
+        binding["roleRef"]["name"]
+        for binding in release.all(kind).values()
+        if any(s["name"] == account for s in binding["subjects"])
+    ]
+
+
 def chart_grants(cluster: Cluster, release: Release, component: str) -> Grants:
-    name = release.service_account(component, "default" if component == "runner" else None)
-    cluster_role = f"{release.namespace}-{name}"
-    assert cluster_role in release.all("ClusterRole")
-    lease_rules = []
-    if f"{name}-leases" in release.all("Role"):
-        lease_rules = live_rules(cluster, "role", f"{name}-leases", release.namespace)
-    cluster_rules = live_rules(cluster, "clusterrole", cluster_role)
-    if component != "controller":  # whoever probes reads the target policy
-        (policy_role,) = [
-            role_name
-            for role_name, role in release.all("ClusterRole").items()
-            if role["metadata"]["labels"]["app.kubernetes.io/component"] == "target-policy"
-        ]
-        cluster_rules += live_rules(cluster, "clusterrole", policy_role)
+    # The runners of every location share their roles; each location has its own account.
+    # Whoever probes is also bound to the target policy's ClusterRole.
+    account = release.service_account(component, "default" if component == "runner" else None)
+    cluster_roles = bound_roles(release, "ClusterRoleBinding", account)
+    assert len(cluster_roles) == (1 if component == "controller" else 2), cluster_roles
+    lease_roles = bound_roles(release, "RoleBinding", account)  # none in all-in-one
+    assert len(lease_roles) <= 1, lease_roles
+    lease_rules = [
+        r for role in lease_roles for r in live_rules(cluster, "role", role, release.namespace)
+    ]
+    cluster_rules = [r for role in cluster_roles for r in live_rules(cluster, "clusterrole", role)]
     return Grants(cluster_rules, lease_rules)
 
 

@@ -24,7 +24,8 @@ RELEASE = "tcpm"
 NAMESPACE = "monitoring-system"
 FULLNAME = "tcpm-tcpmonitor-operator"
 CONTROLLER = f"{FULLNAME}-controller"
-RUNNER_SA = f"{FULLNAME}-runner"
+# The runners' Roles; their ServiceAccounts are one per location, runner_sa(location).
+RUNNER_ROLE = f"{FULLNAME}-runner"
 METRICS_SERVICE = f"{FULLNAME}-metrics"
 # Kinds kubernetes-validate has no schema for (prometheus-operator CRDs); checked by hand.
 CRD_KINDS = {"ServiceMonitor", "PrometheusRule"}
@@ -74,6 +75,11 @@ def render(*options: str, chart: Path = CHART) -> tuple[Manifest, ...]:
     result = helm("template", RELEASE, str(chart), "--namespace", NAMESPACE, *options)
     assert result.returncode == 0, result.stderr
     return tuple(d for d in yaml.safe_load_all(result.stdout) if d)
+
+
+def runner_sa(location: str) -> str:
+    """The ServiceAccount of a location's runners (what the admission policy keys on)."""
+    return f"{RUNNER_ROLE}-{location}"
 
 
 def values_file(path: Path) -> tuple[str, ...]:

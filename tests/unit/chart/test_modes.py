@@ -20,7 +20,6 @@ from .rendering import (
     NAMESPACE,
     RELEASE,
     RENDERINGS,
-    RUNNER_SA,
     Manifest,
     args,
     ci,
@@ -31,6 +30,7 @@ from .rendering import (
     pod_spec,
     refused,
     render,
+    runner_sa,
 )
 
 
@@ -87,7 +87,7 @@ def test_default_install_is_a_controller_and_one_runner_in_location_default() ->
     ]
     assert container(runner)["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert runner["spec"]["strategy"] == controller["spec"]["strategy"]
-    assert pod_spec(runner)["serviceAccountName"] == RUNNER_SA
+    assert pod_spec(runner)["serviceAccountName"] == runner_sa("default")
     assert pod_spec(runner)["automountServiceAccountToken"] is True
     labels = runner["spec"]["template"]["metadata"]["labels"]
     assert labels["app.kubernetes.io/component"] == "runner"
@@ -109,6 +109,8 @@ def test_each_location_is_a_runner_deployment_with_its_own_scheduling() -> None:
     }
     for name, workload in runners.items():
         assert f"--location={name}" in args(workload)
+        # Each location's runners have an identity of their own: the API server tells them apart.
+        assert pod_spec(workload)["serviceAccountName"] == runner_sa(name)
         assert workload["spec"]["template"]["metadata"]["labels"][LOCATION_LABEL] == name
     infra = {"node-role.example.com/infra": "true"}
     eu, us, ap = (pod_spec(runners[n]) for n in ("eu-west", "us-east", "ap-south"))

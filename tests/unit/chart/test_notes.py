@@ -82,7 +82,9 @@ def test_notes_follow_the_values(tmp_path: Path) -> None:
     )
     assert "rbac.create is false" in no_rbac
     assert f"ServiceAccount {NAMESPACE}/tcpmonitor-controller (controller)" in no_rbac
-    assert f"ServiceAccount {NAMESPACE}/tcpmonitor-runner (runners)" in no_rbac
+    assert f"ServiceAccount {NAMESPACE}/tcpmonitor-runner-default (runners, one per location)" in (
+        no_rbac
+    )
     assert "get/update/delete\n    the lease tcpmonitor-controller" in no_rbac
 
 

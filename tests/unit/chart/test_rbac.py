@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from tcpmonitor.kube.leases import LOCATION_LABEL
+
 from .rendering import (
     CONTROLLER,
     FULLNAME,
     NAMESPACE,
-    RUNNER_SA,
+    RUNNER_ROLE,
     Manifest,
     args,
     ci,
@@ -16,6 +18,7 @@ from .rendering import (
     pod_spec,
     refused,
     render,
+    runner_sa,
 )
 
 # (API group, resource, verb, resource name or "" for any): the rules each process needs,
@@ -76,7 +79,8 @@ def subjects(binding: Manifest) -> set[str]:
 def test_controller_and_runners_get_separate_identities_and_exactly_their_rules() -> None:
     manifests = render()
     accounts = named(manifests, "ServiceAccount")
-    assert accounts.keys() == {CONTROLLER, RUNNER_SA}
+    assert accounts.keys() == {CONTROLLER, runner_sa("default")}
+    assert accounts[runner_sa("default")]["metadata"]["labels"][LOCATION_LABEL] == "default"
     cluster_roles = named(manifests, "ClusterRole")
     cluster_bindings = named(manifests, "ClusterRoleBinding")
     # Cluster-scoped names carry the release namespace: two releases never collide.
@@ -85,14 +89,14 @@ def test_controller_and_runners_get_separate_identities_and_exactly_their_rules(
         == cluster_bindings.keys()
         == {
             f"{NAMESPACE}-{CONTROLLER}",
-            f"{NAMESPACE}-{RUNNER_SA}",
+            f"{NAMESPACE}-{RUNNER_ROLE}",
             TARGET_POLICY,
         }
     )
     assert flat_rules(cluster_roles[TARGET_POLICY]) == TARGET_POLICY_RULES
-    assert subjects(cluster_bindings[TARGET_POLICY]) == {RUNNER_SA}
+    assert subjects(cluster_bindings[TARGET_POLICY]) == {runner_sa("default")}
     assert flat_rules(cluster_roles[f"{NAMESPACE}-{CONTROLLER}"]) == OPERATOR_RULES
-    assert flat_rules(cluster_roles[f"{NAMESPACE}-{RUNNER_SA}"]) == RUNNER_RULES
+    assert flat_rules(cluster_roles[f"{NAMESPACE}-{RUNNER_ROLE}"]) == RUNNER_RULES
     for name, binding in cluster_bindings.items():
         assert binding["roleRef"] == {
             "apiGroup": "rbac.authorization.k8s.io",
@@ -100,14 +104,14 @@ def test_controller_and_runners_get_separate_identities_and_exactly_their_rules(
             "name": name,
         }
     assert subjects(cluster_bindings[f"{NAMESPACE}-{CONTROLLER}"]) == {CONTROLLER}
-    assert subjects(cluster_bindings[f"{NAMESPACE}-{RUNNER_SA}"]) == {RUNNER_SA}
+    assert subjects(cluster_bindings[f"{NAMESPACE}-{RUNNER_ROLE}"]) == {runner_sa("default")}
     # Leases: a Role in the release namespace (where --lease-namespace points), per process.
     roles = named(manifests, "Role")
     bindings = named(manifests, "RoleBinding")
-    assert roles.keys() == bindings.keys() == {f"{CONTROLLER}-leases", f"{RUNNER_SA}-leases"}
+    assert roles.keys() == bindings.keys() == {f"{CONTROLLER}-leases", f"{RUNNER_ROLE}-leases"}
     assert all(r["metadata"]["namespace"] == NAMESPACE for r in [*roles.values()])
     assert flat_rules(roles[f"{CONTROLLER}-leases"]) == CONTROLLER_LEASE_RULES
-    assert flat_rules(roles[f"{RUNNER_SA}-leases"]) == RUNNER_LEASE_RULES
+    assert flat_rules(roles[f"{RUNNER_ROLE}-leases"]) == RUNNER_LEASE_RULES
     for name, binding in bindings.items():
         assert binding["metadata"]["namespace"] == NAMESPACE
         assert binding["roleRef"] == {
@@ -116,13 +120,14 @@ def test_controller_and_runners_get_separate_identities_and_exactly_their_rules(
             "name": name,
         }
     assert subjects(bindings[f"{CONTROLLER}-leases"]) == {CONTROLLER}
-    assert subjects(bindings[f"{RUNNER_SA}-leases"]) == {RUNNER_SA}
+    assert subjects(bindings[f"{RUNNER_ROLE}-leases"]) == {runner_sa("default")}
     # Each pod runs as its own ServiceAccount.
     for workload in deployments(manifests).values():
         component = workload["spec"]["template"]["metadata"]["labels"][
             "app.kubernetes.io/component"
         ]
-        expected = CONTROLLER if component == "controller" else RUNNER_SA
+        labels = workload["spec"]["template"]["metadata"]["labels"]
+        expected = CONTROLLER if component == "controller" else runner_sa(labels[LOCATION_LABEL])
         assert pod_spec(workload)["serviceAccountName"] == expected
 
 
@@ -130,16 +135,17 @@ def test_remote_locations_get_an_identity_with_exactly_the_runner_rules() -> Non
     manifests = ci("multi-location")
     remotes = {f"{FULLNAME}-remote-on-premises", f"{FULLNAME}-remote-branch-office"}
     accounts = named(manifests, "ServiceAccount")
-    assert accounts.keys() == {CONTROLLER, RUNNER_SA} | remotes
+    runners = {runner_sa(n) for n in ("eu-west", "us-east", "ap-south")}
+    assert accounts.keys() == {CONTROLLER} | runners | remotes
     for name in remotes:
         # Their tokens are used elsewhere; no pod here mounts one.
         assert accounts[name]["automountServiceAccountToken"] is False
     cluster_bindings = named(manifests, "ClusterRoleBinding")
-    assert subjects(cluster_bindings[f"{NAMESPACE}-{RUNNER_SA}"]) == {RUNNER_SA} | remotes
-    assert subjects(cluster_bindings[TARGET_POLICY]) == {RUNNER_SA} | remotes
+    assert subjects(cluster_bindings[f"{NAMESPACE}-{RUNNER_ROLE}"]) == runners | remotes
+    assert subjects(cluster_bindings[TARGET_POLICY]) == runners | remotes
     assert subjects(cluster_bindings[f"{NAMESPACE}-{CONTROLLER}"]) == {CONTROLLER}
     bindings = named(manifests, "RoleBinding")
-    assert subjects(bindings[f"{RUNNER_SA}-leases"]) == {RUNNER_SA} | remotes
+    assert subjects(bindings[f"{RUNNER_ROLE}-leases"]) == runners | remotes
     assert subjects(bindings[f"{CONTROLLER}-leases"]) == {CONTROLLER}
 
 
@@ -161,21 +167,21 @@ def test_namespaced_rbac_is_one_role_per_watched_namespace_and_process() -> None
         == {
             ("team-a", CONTROLLER),
             ("team-b", CONTROLLER),
-            ("team-a", RUNNER_SA),
-            ("team-b", RUNNER_SA),
+            ("team-a", RUNNER_ROLE),
+            ("team-b", RUNNER_ROLE),
             (NAMESPACE, f"{CONTROLLER}-leases"),
-            (NAMESPACE, f"{RUNNER_SA}-leases"),
+            (NAMESPACE, f"{RUNNER_ROLE}-leases"),
         }
     )
     edge = f"{FULLNAME}-remote-edge"
     for namespace in ("team-a", "team-b"):
         assert flat_rules(roles[namespace, CONTROLLER]) == OPERATOR_RULES
-        assert flat_rules(roles[namespace, RUNNER_SA]) == RUNNER_RULES
+        assert flat_rules(roles[namespace, RUNNER_ROLE]) == RUNNER_RULES
         assert subjects(bindings[namespace, CONTROLLER]) == {CONTROLLER}
-        assert subjects(bindings[namespace, RUNNER_SA]) == {RUNNER_SA, edge}
+        assert subjects(bindings[namespace, RUNNER_ROLE]) == {runner_sa("default"), edge}
     assert flat_rules(roles[NAMESPACE, f"{CONTROLLER}-leases"]) == CONTROLLER_LEASE_RULES
-    assert flat_rules(roles[NAMESPACE, f"{RUNNER_SA}-leases"]) == RUNNER_LEASE_RULES
-    assert subjects(bindings[NAMESPACE, f"{RUNNER_SA}-leases"]) == {RUNNER_SA, edge}
+    assert flat_rules(roles[NAMESPACE, f"{RUNNER_ROLE}-leases"]) == RUNNER_LEASE_RULES
+    assert subjects(bindings[NAMESPACE, f"{RUNNER_ROLE}-leases"]) == {runner_sa("default"), edge}
     for (namespace, name), binding in bindings.items():
         assert binding["roleRef"]["kind"] == "Role"
         assert binding["roleRef"]["name"] == name, namespace
@@ -227,10 +233,10 @@ def test_existing_service_accounts_and_no_rbac() -> None:
     }
     assert accounts == {
         CONTROLLER: "tcpmonitor-controller",
-        f"{FULLNAME}-runner-default": "tcpmonitor-runner",
+        f"{FULLNAME}-runner-default": "tcpmonitor-runner-default",
     }
     for setting, complaint in [
-        ("mode=distributed", "serviceAccount.controllerName is required"),
+        ("serviceAccount.runnerName=r", "serviceAccount.controllerName is required"),
         ("mode=all-in-one", "serviceAccount.name is required"),
     ]:
         assert complaint in refused("--set", "serviceAccount.create=false", "--set", setting)
