@@ -402,8 +402,9 @@ class TlsRevocation(ApiModel):
         default=False,
         description="When nothing is stapled, ask the OCSP responder the leaf names "
         "(authorityInfoAccess, http:// only) over a connection of its own, within the probe's "
-        "timeout (5s at most). Off by default: it contacts a third host. Answers are cached "
-        "per certificate until their nextUpdate (1h at most), failures for a minute.",
+        "timeout (5s at most); not under insecureSkipVerify, where the certificate that names "
+        "the responder is not verified. Off by default: it contacts a third host. Answers are "
+        "cached per certificate until their nextUpdate (1h at most), failures for a minute.",
     )
 
 

@@ -593,6 +593,14 @@ class _Attempt:
             self.staple_missing = True
             return info(RevocationStatus.NONE, "the server stapled no OCSP response")
         self.staple_missing = tls.stapling_problem is None and peer.staple is None
+        if tls.insecure:
+            # The responder's address comes from the certificate: from an unverified one it
+            # would send the probe wherever the target likes.
+            return info(
+                RevocationStatus.NOT_CHECKED,
+                "the OCSP responder is asked only about a verified certificate "
+                "(insecureSkipVerify is set)",
+            )
         leaf = load_certificate(peer.leaf_der)
         issuer = find_issuer(leaf, peer.chain_ders) if leaf is not None else None
         if leaf is None or issuer is None:

@@ -27,6 +27,7 @@ MAX_ENTRIES = 4096
 MAX_AGE = 3600.0
 FAILURE_AGE = 60.0
 TIMEOUT = 5.0
+MIN_TIME = 0.1
 MAX_RESPONSE = 16 * 1024
 _MAX_HEADERS = 8 * 1024
 
@@ -147,6 +148,10 @@ async def ask_responder(
     cached = cache.get(key, now)
     if cached is not None:
         return cached
+    if seconds < MIN_TIME:
+        # The probe's own timeout is all but spent: nothing learnt, so nothing remembered.
+        why = "no time left to ask the OCSP responder"
+        return info(RevocationStatus.NOT_CHECKED, why, _RESPONDER)
     url = responder_url(leaf)
     if url is None:
         return info(RevocationStatus.NOT_CHECKED, "the leaf names no OCSP responder")

@@ -344,6 +344,33 @@ def test_without_a_responder_url_nothing_is_asked(
     assert result.tls.revocation.message == "the leaf names no OCSP responder"
 
 
+def test_responder_named_by_an_unverified_certificate_is_not_asked(
+    intermediate: Issued,
+) -> None:
+    serial = x509.random_serial_number()
+    # Would answer revoked if asked: the probe must not ask it.
+    with ocsp_responder(intermediate, [index_line(serial, "leaf", revoked=True)]) as port:
+        leaf = intermediate.issue("leaf", ocsp_url=f"http://127.0.0.1:{port}/", serial=serial)
+
+        async def scenario() -> ProbeResult:
+            with stapling_server(leaf, [intermediate], None) as server:
+                return await probe(
+                    server,
+                    tls={
+                        "enabled": True,
+                        "serverName": "localhost",
+                        "insecureSkipVerify": True,
+                        "revocation": {"queryResponder": True},
+                    },
+                )
+
+        result = asyncio.run(scenario())
+    assert result.state is Verdict.UP, (result.error, result.warnings)
+    assert result.tls is not None and result.tls.revocation is not None
+    assert result.tls.revocation.status is RevocationStatus.NOT_CHECKED
+    assert "insecureSkipVerify" in (result.tls.revocation.message or "")
+
+
 # --- the wire formats --------------------------------------------------------------------------
 
 
