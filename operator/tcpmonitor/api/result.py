@@ -74,6 +74,8 @@ class ErrorCode(StrEnum):
     TLS_CLIENT_CERTIFICATE_NOT_ENFORCED = "TLS_CLIENT_CERTIFICATE_NOT_ENFORCED"
     TLS_CLIENT_CERTIFICATE_WRONG_ALERT = "TLS_CLIENT_CERTIFICATE_WRONG_ALERT"
     TARGET_FORBIDDEN = "TARGET_FORBIDDEN"
+    TLS_CERTIFICATE_REVOKED = "TLS_CERTIFICATE_REVOKED"
+    TLS_OCSP_STAPLE_MISSING = "TLS_OCSP_STAPLE_MISSING"
 
 
 # The security baseline's codes are errors or warnings as the rule's action says.
@@ -132,6 +134,11 @@ ERROR_CODE_DOCS: dict[ErrorCode, str] = {
     "(a TcpMonitorPolicy rule, its defaultAction, or the built-in refusal of link-local, "
     "cloud metadata and loopback addresses): no connection was attempted. The message names "
     "the rule.",
+    ErrorCode.TLS_CERTIFICATE_REVOKED: "The leaf is revoked, by the OCSP response the server "
+    "stapled or (tls.revocation.queryResponder) its CA's responder gave; checked on every TLS "
+    "monitor, tls.revocation set or not. tls.revocation says when and why.",
+    ErrorCode.TLS_OCSP_STAPLE_MISSING: "tls.revocation.requireStaple is set and the server "
+    "stapled no OCSP response (what a Must-Staple certificate needs).",
 }
 
 
@@ -148,6 +155,9 @@ class WarningCode(StrEnum):
     TLS_WEAK_SIGNATURE = "TLS_WEAK_SIGNATURE"
     TLS_WEAK_CIPHER = "TLS_WEAK_CIPHER"
     TLS_OLD_VERSION = "TLS_OLD_VERSION"
+    TLS_REVOCATION_UNKNOWN = "TLS_REVOCATION_UNKNOWN"
+    TLS_OCSP_RESPONSE_INVALID = "TLS_OCSP_RESPONSE_INVALID"
+    TLS_OCSP_RESPONDER_FAILED = "TLS_OCSP_RESPONDER_FAILED"
 
 
 WARNING_CODE_DOCS: dict[WarningCode, str] = {
@@ -167,6 +177,14 @@ WARNING_CODE_DOCS: dict[WarningCode, str] = {
     "not. With verification the probe is also Down (TLS_CERTIFICATE_EXPIRED) unless the trust "
     "store completes the chain another way, which clients with other trust stores cannot.",
     **{WarningCode(code): f"{text} (rule action Degrade)" for code, text in _BASELINE_DOCS.items()},
+    WarningCode.TLS_REVOCATION_UNKNOWN: "The OCSP response (stapled, or from the responder) "
+    "says the CA does not know the leaf: status unknown.",
+    WarningCode.TLS_OCSP_RESPONSE_INVALID: "The OCSP response cannot be trusted: not for this "
+    "certificate, not signed by its issuer or a delegated responder, past its nextUpdate, "
+    "dated in the future, or not a successful response; tls.revocation.message says which.",
+    WarningCode.TLS_OCSP_RESPONDER_FAILED: "tls.revocation.queryResponder is set, no response "
+    "was stapled, and the certificate's OCSP responder could not be asked (no answer in time, "
+    "an HTTP error, tryLater).",
 }
 
 
@@ -303,6 +321,57 @@ class ChainCertificate(ResultModel):
     )
 
 
+class RevocationStatus(StrEnum):
+    """What is known of the leaf's revocation."""
+
+    GOOD = "good"
+    REVOKED = "revoked"
+    UNKNOWN = "unknown"
+    NONE = "none"
+    INVALID = "invalid"
+    NOT_CHECKED = "notChecked"
+
+
+class RevocationSource(StrEnum):
+    STAPLE = "staple"
+    RESPONDER = "responder"
+
+
+class RevocationInfo(ResultModel):
+    """The leaf's OCSP status, from the handshake's staple or the CA's responder."""
+
+    status: RevocationStatus = Field(
+        description="good, revoked or unknown: what a valid OCSP response says; none: the "
+        "server stapled nothing (and no responder was asked); invalid: a response that cannot "
+        "be trusted (message says why); notChecked: not judged (stapling not supported by "
+        "this Python/OpenSSL, the issuer not presented, the responder not reachable)."
+    )
+    # A string, not the enum: status carries explicit nulls, and a nullable enum is refused
+    # by strict schema validators (the values are RevocationSource's).
+    source: str | None = Field(
+        default=None,
+        max_length=16,
+        description="staple (in the TLS handshake) or responder (tls.revocation."
+        "queryResponder); null when there was no response.",
+    )
+    this_update: datetime | None = Field(default=None, description="The response's thisUpdate.")
+    next_update: datetime | None = Field(
+        default=None, description="The response's nextUpdate: it must not be used after."
+    )
+    revoked_at: datetime | None = Field(default=None, description="When it was revoked.")
+    reason: str | None = Field(
+        default=None,
+        max_length=32,
+        description="The CRL reason given with revoked (keyCompromise, superseded...); null "
+        "when none was given.",
+    )
+    message: str | None = Field(
+        default=None,
+        max_length=MAX_MESSAGE,
+        description="Why invalid or notChecked, what the responder failed with, or why none.",
+    )
+
+
 class TlsInfo(ResultModel):
     """The negotiated TLS session and the certificate."""
 
@@ -371,6 +440,11 @@ class TlsInfo(ResultModel):
         default=None,
         max_length=MAX_DISTINGUISHED_NAME,
         description="Subject of the certificate that expires first (escaped).",
+    )
+    revocation: RevocationInfo | None = Field(
+        default=None,
+        description="The leaf's OCSP status (stapled, or the responder's with tls.revocation."
+        "queryResponder); null when the handshake did not complete.",
     )
 
 

@@ -389,6 +389,25 @@ class ClientCertificateEnforcement(ApiModel):
     )
 
 
+class TlsRevocation(ApiModel):
+    """What to require of the leaf's OCSP status beyond the default (a revoked leaf is Down
+    on every TLS monitor, whenever the server staples the response that says so)."""
+
+    require_staple: bool = Field(
+        default=False,
+        description="The server must staple an OCSP response in the handshake (as a "
+        "Must-Staple certificate requires): Down with TLS_OCSP_STAPLE_MISSING when it does not.",
+    )
+    query_responder: bool = Field(
+        default=False,
+        description="When nothing is stapled, ask the OCSP responder the leaf names "
+        "(authorityInfoAccess, http:// only) over a connection of its own, within the probe's "
+        "timeout (5s at most); not under insecureSkipVerify, where the certificate that names "
+        "the responder is not verified. Off by default: it contacts a third host. Answers are "
+        "cached per certificate until their nextUpdate (1h at most), failures for a minute.",
+    )
+
+
 def _one_ca_source(t: TlsSpec) -> str | None:
     if t.ca_secret_ref is not None and t.ca_config_map_ref is not None:
         return "set at most one of caSecretRef and caConfigMapRef"
@@ -454,6 +473,12 @@ class TlsSpec(ApiModel):
         "expect to be refused: Down with TLS_CLIENT_CERTIFICATE_NOT_ENFORCED when that "
         "client gets in, TLS_CLIENT_CERTIFICATE_WRONG_ALERT when refused with another alert. "
         "Proves mTLS is still enforced; works after STARTTLS too.",
+    )
+    revocation: TlsRevocation | None = Field(
+        default=None,
+        description="OCSP requirements. Unset, the stapled status is still read and reported "
+        "(tls.revocation in the result), and a revoked leaf is Down "
+        "(TLS_CERTIFICATE_REVOKED).",
     )
     pin: TlsPin | None = Field(
         default=None,

@@ -6,7 +6,7 @@ from datetime import datetime
 
 from ..api import ProbeResult
 from ..api.printable import printable
-from ..api.result import ChainCertificate
+from ..api.result import ChainCertificate, RevocationInfo, RevocationStatus
 
 _PHASES = ("dns", "connect", "tls", "data", "total")
 
@@ -61,6 +61,8 @@ def render_result(result: ProbeResult, title: str) -> str:
                 if enforced
                 else "NOT enforced: a client without a certificate got in",
             )
+        if tls.revocation is not None:
+            row("ocsp", _revocation(tls.revocation))
         cert = tls.certificate
         if cert is not None:
             row("subject", cert.subject)
@@ -93,6 +95,22 @@ def _verdict(value: bool | None, good: str, reason: str | None) -> str:
         text = reason or "no certificate"
         return text if text.startswith("not checked") else f"not checked: {text}"
     return good if value else f"NO: {reason or 'no reason given'}"
+
+
+def _revocation(revocation: RevocationInfo) -> str:
+    """good (staple, next update ...), REVOKED at ... (keyCompromise), none: ..."""
+    status = revocation.status
+    text = status.value.upper() if status is RevocationStatus.REVOKED else status.value
+    details = [str(revocation.source)] if revocation.source is not None else []
+    if revocation.revoked_at is not None:
+        details.append(f"revoked {_date(revocation.revoked_at)}")
+    if revocation.reason:
+        details.append(revocation.reason)
+    if status is RevocationStatus.GOOD and revocation.next_update is not None:
+        details.append(f"next update {_date(revocation.next_update)}")
+    if revocation.message and status not in (RevocationStatus.GOOD, RevocationStatus.REVOKED):
+        details.append(revocation.message)
+    return f"{text} ({', '.join(details)})" if details else text
 
 
 def _chain_entry(entry: ChainCertificate) -> str:

@@ -31,17 +31,27 @@ from ..api import (
 )
 from ..api import WarningCode as W
 from ..api.printable import printable
-from ..api.result import MAX_CIPHER, MAX_MESSAGE, MAX_PROTOCOL_DETAIL, MAX_WARNINGS
+from ..api.result import (
+    MAX_CIPHER,
+    MAX_MESSAGE,
+    MAX_PROTOCOL_DETAIL,
+    MAX_WARNINGS,
+    RevocationInfo,
+    RevocationSource,
+    RevocationStatus,
+)
 from ..api.spec import BaselineAction, RefusalAlert
 from .assertions import ReplyDecider, data_outcome, time_outcome
 from .baseline import findings
 from .excerpt import printable_excerpt
 from .failures import ProbeFailure, classify_dns_error, classify_socket_error, classify_tls_error
 from .hostname import HostnameVerdict, check_hostname
+from .ocsp_responder import ask_responder
 from .pins import check_pins
 from .plan import ProbePlan
 from .protocols import PROTOCOLS
 from .reader import Reader
+from .revocation import NO_ISSUER, STAPLE_VERDICTS, find_issuer, info, load_certificate
 from .session import Session
 from .steps import StepTiming, run_steps
 from .tls import Inspection, Peer, read_peer
@@ -160,6 +170,8 @@ class _Attempt:
         self.refusal_failure: ProbeFailure | None = None
         # The target policy's rule for the connected address: whether the reply may be kept.
         self.withheld_by: str | None = None
+        self.revocation_task: asyncio.Task[RevocationInfo] | None = None
+        self.staple_missing = False  # stapling was asked for and the server sent none
 
     def _ms(self, since: float) -> float:
         return round((time.perf_counter() - since) * 1000, 3)
@@ -168,8 +180,9 @@ class _Attempt:
         try:
             return await self._run()
         finally:
-            if self.trust_task is not None and not self.trust_task.done():
-                self.trust_task.cancel()
+            for task in (self.trust_task, self.revocation_task):
+                if task is not None and not task.done():
+                    task.cancel()
 
     async def _run(self) -> ProbeResult:
         now = datetime.now(UTC)
@@ -207,6 +220,7 @@ class _Attempt:
             self._close(graceful=finished)
         total_ms = self._ms(t0)
         await self._settle_trust()
+        await self._settle_revocation()
         await self._check_refusal()
         return self._result(started_at, total_ms)
 
@@ -537,6 +551,7 @@ class _Attempt:
             peer,
             trust,
         )
+        info.revocation = self._revocation(peer)
         self.tls = info
         if tls.pin is not None and (pin_failure := check_pins(tls.pin, info)) is not None:
             # Before the hostname verdict: a pinned certificate is what the user asked for,
@@ -587,6 +602,53 @@ class _Attempt:
             chain_expiry=earliest.not_after if earliest is not None else None,
             chain_expiry_subject=earliest.subject if earliest is not None else None,
         )
+
+    def _revocation(self, peer: Peer) -> RevocationInfo:
+        """The stapled OCSP status; with queryResponder and no staple, the responder is asked
+        beside the probe (settled like the trust verdict, outside the probe's timings)."""
+        tls = self.plan.tls
+        assert tls is not None
+        if peer.staple is not None and peer.leaf_der is not None:
+            return STAPLE_VERDICTS.judge(
+                peer.staple, peer.leaf_der, peer.chain_ders, datetime.now(UTC)
+            )
+        if not tls.revocation.query_responder:
+            if tls.stapling_problem is not None:
+                return info(RevocationStatus.NOT_CHECKED, tls.stapling_problem)
+            self.staple_missing = True
+            return info(RevocationStatus.NONE, "the server stapled no OCSP response")
+        self.staple_missing = tls.stapling_problem is None and peer.staple is None
+        if tls.insecure:
+            # The responder's address comes from the certificate: from an unverified one it
+            # would send the probe wherever the target likes.
+            return info(
+                RevocationStatus.NOT_CHECKED,
+                "the OCSP responder is asked only about a verified certificate "
+                "(insecureSkipVerify is set)",
+            )
+        leaf = load_certificate(peer.leaf_der)
+        issuer = find_issuer(leaf, peer.chain_ders) if leaf is not None else None
+        if leaf is None or issuer is None:
+            return info(RevocationStatus.NOT_CHECKED, NO_ISSUER)
+        left = self.deadline - _INNER_MARGIN - self.loop.time()
+        self.revocation_task = self.loop.create_task(ask_responder(leaf, issuer, left))
+        return info(RevocationStatus.NOT_CHECKED, "the OCSP responder did not answer in time")
+
+    async def _settle_revocation(self) -> None:
+        task = self.revocation_task
+        if task is None:
+            return
+        try:
+            async with asyncio.timeout_at(self.deadline):
+                answer = await task
+        except TimeoutError:
+            answer = info(
+                RevocationStatus.NOT_CHECKED,
+                "the OCSP responder did not answer within the probe's timeout",
+                RevocationSource.RESPONDER,
+            )
+        if self.tls is not None:
+            self.tls = self.tls.model_copy(update={"revocation": answer})
 
     def _inspected(self, inspection: Inspection | None) -> Certificate | None:
         if inspection is None:
@@ -880,6 +942,8 @@ class _Attempt:
             )
         if error is None and self.refusal_failure is not None:
             error = self.refusal_failure
+        if error is None and plan.tls is not None:
+            error = self._revocation_failure(plan)
         warnings = self._warnings(plan, total_ms)
         baseline = plan.tls.baseline if plan.tls is not None else None
         if baseline is not None and self.tls is not None:
@@ -916,6 +980,23 @@ class _Attempt:
             ],
         )
         return result if self.withheld_by is None else withhold_reply(result, self.withheld_by)
+
+    def _revocation_failure(self, plan: ProbePlan) -> ProbeFailure | None:
+        revocation = self.tls.revocation if self.tls is not None else None
+        if revocation is None or plan.tls is None:
+            return None
+        if revocation.status is RevocationStatus.REVOKED:
+            return ProbeFailure(
+                ErrorCode.TLS_CERTIFICATE_REVOKED,
+                f"{revocation.message or 'the leaf is revoked'} (OCSP, {revocation.source})",
+            )
+        if plan.tls.revocation.require_staple and self.staple_missing:
+            return ProbeFailure(
+                ErrorCode.TLS_OCSP_STAPLE_MISSING,
+                f"{self.remote}: the server stapled no OCSP response (tls.revocation."
+                "requireStaple)",
+            )
+        return None
 
     def _protocol(self) -> ProtocolInfo | None:
         if self.plan.protocol is None:
@@ -998,7 +1079,26 @@ class _Attempt:
             chain_warning = self._chain_warning(self.tls, plan.tls.expiry_warning_seconds)
             if chain_warning is not None:
                 warnings.append(chain_warning)
+            revocation_warning = self._revocation_warning(self.tls.revocation)
+            if revocation_warning is not None:
+                warnings.append(revocation_warning)
         return warnings[:MAX_WARNINGS]
+
+    @staticmethod
+    def _revocation_warning(revocation: RevocationInfo | None) -> Problem | None:
+        if revocation is None:
+            return None
+        message = revocation.message or revocation.status.value
+        if revocation.status is RevocationStatus.UNKNOWN:
+            return _problem(W.TLS_REVOCATION_UNKNOWN, f"OCSP ({revocation.source}): {message}")
+        if revocation.status is RevocationStatus.INVALID:
+            return _problem(W.TLS_OCSP_RESPONSE_INVALID, f"{revocation.source}: {message}")
+        if (
+            revocation.status is RevocationStatus.NOT_CHECKED
+            and revocation.source == RevocationSource.RESPONDER
+        ):
+            return _problem(W.TLS_OCSP_RESPONDER_FAILED, message)
+        return None
 
     @staticmethod
     def _chain_warning(tls: TlsInfo, warn_seconds: float) -> Problem | None:

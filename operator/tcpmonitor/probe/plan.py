@@ -128,6 +128,14 @@ def _baseline_plan(baseline: TlsBaseline | None) -> BaselinePlan | None:
 
 
 @dataclass(frozen=True)
+class RevocationPlan:
+    """tls.revocation with its defaults: what a monitor without it gets too."""
+
+    require_staple: bool = False
+    query_responder: bool = False
+
+
+@dataclass(frozen=True)
 class TlsPlan:
     server_name: str
     # Verifies the chain, not the host name (probe/hostname.py does): see tls.build_contexts.
@@ -140,6 +148,9 @@ class TlsPlan:
     # tls.clientCertificateEnforced: the context without a client certificate, and the alert.
     anonymous: ssl.SSLContext | None = None
     refusal_alert: RefusalAlert = RefusalAlert.ANY
+    revocation: RevocationPlan = RevocationPlan()
+    # Why no stapled OCSP response is asked for (see probe/stapling.py); None when it is.
+    stapling_problem: str | None = None
 
     @property
     def handshake_context(self) -> ssl.SSLContext:
@@ -234,6 +245,11 @@ def _tls_plan(spec: TcpMonitorSpec, material: ProbeMaterial, required: bool) -> 
         baseline=baseline,
         anonymous=anonymous,
         refusal_alert=enforced.alert if enforced is not None else RefusalAlert.ANY,
+        revocation=RevocationPlan(
+            require_staple=tls.revocation is not None and tls.revocation.require_staple,
+            query_responder=tls.revocation is not None and tls.revocation.query_responder,
+        ),
+        stapling_problem=contexts.stapling_problem,
     )
 
 

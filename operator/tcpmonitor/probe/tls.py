@@ -22,7 +22,8 @@ from cryptography import x509
 from ..api import Certificate, TlsVersion
 from ..api.printable import printable, printable_list
 from ..api.result import MAX_DISTINGUISHED_NAME, MAX_DNS_NAME, MAX_DNS_NAMES
-from .chain import Chain, capture_chains, inspect_chain, presented_chain
+from .chain import Chain, capture_chains, inspect_chain, presented_chain, stapled_response
+from .stapling import request_stapling
 
 _VERSIONS = {
     TlsVersion.TLS1_0: ssl.TLSVersion.TLSv1,
@@ -67,6 +68,8 @@ class Contexts:
 
     trusting: ssl.SSLContext
     inspecting: ssl.SSLContext
+    # Why the contexts do not ask for a stapled OCSP response; None when they do.
+    stapling_problem: str | None = None
 
 
 @lru_cache(maxsize=512)
@@ -113,7 +116,8 @@ def build_contexts(
         if client is not None:
             _load_client_certificate(context, client)
         capture_chains(context)
-    return Contexts(trusting, inspecting)
+    problems = [request_stapling(context) for context in (trusting, inspecting)]
+    return Contexts(trusting, inspecting, next((p for p in problems if p), None))
 
 
 _SAN_OID = bytes.fromhex("551d11")  # 2.5.29.17, subjectAltName
@@ -265,6 +269,9 @@ class Peer:
     inspection: Inspection | None
     chain: Chain | None
     leaf_der: bytes | None = None
+    # The presented certificates as DER (at most MAX_CHAIN), and the stapled OCSP response.
+    chain_ders: tuple[bytes, ...] = ()
+    staple: bytes | None = None
 
     @property
     def fingerprints(self) -> tuple[str, ...]:
@@ -286,4 +293,6 @@ def read_peer(ssl_object: ssl.SSLObject | None) -> Peer:
         inspect_certificate(der) if der else None,
         inspect_chain(*presented) if presented is not None else None,
         der or None,
+        tuple(presented[0]) if presented is not None else (),
+        stapled_response(ssl_object),
     )

@@ -53,6 +53,9 @@ def location_result(result: ProbeResult, location: str) -> ProbeResult:
                     "dns_names": printable_list(cert.dns_names, LOCATION_DNS_NAMES, MAX_DNS_NAME),
                 }
             )
+        revocation = tls.revocation
+        if revocation is not None:
+            revocation = revocation.model_copy(update={"message": _cut(revocation.message)})
         # The chain is left out (up to eight certificates, sixteen times over): the leaf is
         # above, and chainExpiry and its subject say when and where the chain fails first.
         tls = tls.model_copy(
@@ -63,6 +66,7 @@ def location_result(result: ProbeResult, location: str) -> ProbeResult:
                 "certificate": cert,
                 "chain": [],
                 "chain_expiry_subject": _cut(tls.chain_expiry_subject),
+                "revocation": revocation,
             }
         )
     return result.model_copy(

@@ -5,7 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from tcpmonitor.api import ProbeResult, TlsInfo, Verdict
-from tcpmonitor.api.result import ChainCertificate
+from tcpmonitor.api.result import (
+    ChainCertificate,
+    RevocationInfo,
+    RevocationSource,
+    RevocationStatus,
+)
 from tcpmonitor.cli.render import render_result
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
@@ -74,3 +79,31 @@ def test_unchecked_verdicts_say_why() -> None:
     assert "  trust      not checked: timeout" in shown.splitlines()
     assert "  hostname   not checked: no certificate" in shown.splitlines()
     assert "mTLS" not in shown and "chain[" not in shown
+
+
+def test_revocation_status_is_shown() -> None:
+    revoked = RevocationInfo(
+        status=RevocationStatus.REVOKED,
+        source=RevocationSource.STAPLE,
+        revoked_at=datetime(2026, 11, 29, tzinfo=UTC),
+        reason="keyCompromise",
+        message="the leaf was revoked",
+    )
+    good = RevocationInfo(
+        status=RevocationStatus.GOOD,
+        source=RevocationSource.RESPONDER,
+        next_update=datetime(2026, 12, 2, tzinfo=UTC),
+    )
+    none = RevocationInfo(status=RevocationStatus.NONE, message="the server stapled no OCSP")
+    shown = [
+        render_result(
+            ProbeResult(
+                state=Verdict.UP, started_at=NOW, tls=TlsInfo(verified=True, revocation=value)
+            ),
+            "ns/x",
+        ).splitlines()
+        for value in (revoked, good, none)
+    ]
+    assert "  ocsp       REVOKED (staple, revoked 2026-11-29 00:00:00Z, keyCompromise)" in shown[0]
+    assert "  ocsp       good (responder, next update 2026-12-02 00:00:00Z)" in shown[1]
+    assert "  ocsp       none (the server stapled no OCSP)" in shown[2]

@@ -15,7 +15,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import AuthorityInformationAccessOID, NameOID
 
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 
@@ -54,6 +54,9 @@ class Issued:
         hash_algorithm: hashes.HashAlgorithm | None = None,
         dns_names: tuple[str, ...] = ("localhost",),
         san: list[x509.GeneralName] | None = None,
+        ocsp_url: str | None = None,
+        extended_key_usage: list[x509.ObjectIdentifier] | None = None,
+        serial: int | None = None,
     ) -> Issued:
         return issue(
             name,
@@ -64,6 +67,9 @@ class Issued:
             hash_algorithm=hash_algorithm,
             dns_names=dns_names,
             san=san,
+            ocsp_url=ocsp_url,
+            extended_key_usage=extended_key_usage,
+            serial=serial,
         )
 
 
@@ -77,10 +83,14 @@ def issue(
     hash_algorithm: hashes.HashAlgorithm | None = None,
     dns_names: tuple[str, ...] = ("localhost",),
     san: list[x509.GeneralName] | None = None,
+    ocsp_url: str | None = None,
+    extended_key_usage: list[x509.ObjectIdentifier] | None = None,
+    serial: int | None = None,
 ) -> Issued:
     """A certificate for ``name`` signed by ``issuer`` (self-signed root when None).
 
-    A leaf names ``dns_names``, or exactly ``san`` when given (an empty list: no SAN at all).
+    A leaf names ``dns_names``, or exactly ``san`` when given (an empty list: no SAN at all);
+    ``ocsp_url`` goes into authorityInfoAccess.
     """
     key = key or rsa_key()
     now = datetime.now(UTC)
@@ -90,7 +100,7 @@ def issue(
         .subject_name(subject)
         .issuer_name(issuer.cert.subject if issuer else subject)
         .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
+        .serial_number(serial or x509.random_serial_number())
         .not_valid_before(now + timedelta(days=days[0]))
         .not_valid_after(now + timedelta(days=days[1]))
         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
@@ -114,6 +124,13 @@ def issue(
         names = [x509.DNSName(n) for n in dns_names] if san is None else san
         if names:
             builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+    if ocsp_url is not None:
+        access = x509.AccessDescription(
+            AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(ocsp_url)
+        )
+        builder = builder.add_extension(x509.AuthorityInformationAccess([access]), critical=False)
+    if extended_key_usage is not None:
+        builder = builder.add_extension(x509.ExtendedKeyUsage(extended_key_usage), critical=False)
     signer = issuer.key if issuer else key
     cert = builder.sign(signer, hashes.SHA256())
     if hash_algorithm is not None:

@@ -32,6 +32,9 @@ from tcpmonitor.api.result import (
     ProtocolInfo,
     RequestSummary,
     ResponseSummary,
+    RevocationInfo,
+    RevocationSource,
+    RevocationStatus,
     StepOutcome,
     TlsInfo,
 )
@@ -110,6 +113,15 @@ def full_result(
             chain_length=1024,
             chain_expiry=NOW + timedelta(days=1),
             chain_expiry_subject="s" * MAX_DISTINGUISHED_NAME,
+            revocation=RevocationInfo(
+                status=RevocationStatus.REVOKED,
+                source=RevocationSource.RESPONDER,
+                this_update=NOW - timedelta(hours=1),
+                next_update=NOW + timedelta(days=1),
+                revoked_at=NOW - timedelta(days=2),
+                reason="r" * 32,
+                message="m" * MAX_MESSAGE,
+            ),
         ),
         protocol=ProtocolInfo(name="PostgreSQL", detail="p" * MAX_PROTOCOL_DETAIL),
         steps=[StepOutcome(time=9999.125, passed=True)] * MAX_STEP_OUTCOMES,
@@ -147,7 +159,8 @@ def test_a_location_entry_carries_the_full_result_from_the_record() -> None:
     assert (copy.tls.chain_length, copy.tls.chain_expiry) == (1024, NOW + timedelta(days=1))
     assert copy.tls.chain_expiry_subject is not None
     assert len(copy.tls.chain_expiry_subject) <= LOCATION_TEXT
-    for reason in (copy.tls.chain_error, copy.tls.hostname_error):
+    assert copy.tls.revocation is not None and copy.tls.revocation.reason == "r" * 32
+    for reason in (copy.tls.chain_error, copy.tls.hostname_error, copy.tls.revocation.message):
         assert reason is not None and len(reason) <= LOCATION_TEXT
     assert (copy.tls.chain_trusted, copy.tls.hostname_verified) == (False, False)
     assert [a.passed for a in copy.assertions] == [False] * 16

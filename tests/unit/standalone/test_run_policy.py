@@ -85,8 +85,10 @@ def test_run_refuses_by_policy_and_reloads_it_on_sighup(
     policy = tmp_path / "policy.yaml"
     _write_policy(policy)  # no rule: the built-in refusal of loopback decides
     process = subprocess.Popen(
-        [sys.executable, "-m", "tcpmonitor", "run", "-f", str(monitor), "--policy", str(policy)]
-        + ["--metrics-port", "0"],
+        [
+            *(sys.executable, "-m", "tcpmonitor", "run", "-f", str(monitor)),
+            *("--policy", str(policy), "--metrics-port", "0"),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
