@@ -5,6 +5,11 @@ that each hold a slot for a long timeout takes every slot and everybody else wai
 them. Here the waiting probes are queued per group; a freed slot goes to the next group in
 round-robin order that is under its cap, and within a group to the probe that was due first.
 The cap per group (below the total) means another group always finds a free slot.
+
+A group may have a smaller cap of its own (``cap_of``: a namespace's policy limit on concurrent
+probes). It is asked at each hand-out, not remembered, so a policy change acts on the next
+freed slot; a lowered cap lets running probes finish and hands out no more until the group is
+under it. A hand-out looks at each waiting group at most once: O(groups), however many wait.
 """
 
 from __future__ import annotations
@@ -12,23 +17,33 @@ from __future__ import annotations
 import asyncio
 import heapq
 from collections import deque
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
 Group = TypeVar("Group", bound=Hashable)
 
 
 class FairGate(Generic[Group]):
-    def __init__(self, capacity: int, per_group: int) -> None:
+    def __init__(
+        self,
+        capacity: int,
+        per_group: int,
+        cap_of: Callable[[Group], int | None] | None = None,
+    ) -> None:
         if capacity < 1 or per_group < 1:
             raise ValueError("capacity and per_group must be at least 1")
         self.capacity = capacity
         self.per_group = min(per_group, capacity)
+        self._cap_of = cap_of
         self._loop = asyncio.get_running_loop()
         self._total = 0
         self._running: dict[Group, int] = {}
         self._waiting: dict[Group, list[tuple[float, int, asyncio.Future[None]]]] = {}
         self._turns: deque[Group] = deque()  # groups with waiters, in round-robin order
+        # Groups with waiters that were at their cap when their turn came: out of the turns
+        # until one of their own probes ends (or the caps change), so that a hand-out does not
+        # step over the same capped groups again and again.
+        self._parked: set[Group] = set()
         self._seq = 0
 
     @property
@@ -37,6 +52,20 @@ class FairGate(Generic[Group]):
 
     def running(self, group: Group) -> int:
         return self._running.get(group, 0)
+
+    def cap(self, group: Group) -> int:
+        """Slots ``group`` may hold now: the per-group cap, or its own if that is smaller."""
+        if self._cap_of is None:
+            return self.per_group
+        own = self._cap_of(group)
+        return self.per_group if own is None else max(1, min(self.per_group, own))
+
+    def caps_changed(self) -> None:
+        """Hand out the slots a raised cap allows (a lowered one needs nothing: it is read at
+        each hand-out)."""
+        self._turns.extend(self._parked)
+        self._parked.clear()
+        self._dispatch()
 
     def waiting(self) -> int:
         """Probes waiting for a slot (counting any that were cancelled and not yet pruned)."""
@@ -68,6 +97,9 @@ class FairGate(Generic[Group]):
             self._running[group] = left
         else:
             del self._running[group]
+        if group in self._parked:
+            self._parked.discard(group)
+            self._turns.append(group)
         self._dispatch()
 
     def _take(self, group: Group) -> None:
@@ -89,15 +121,16 @@ class FairGate(Generic[Group]):
                 del self._waiting[group]
 
     def _next_group(self) -> Group | None:
-        """The first group in turn that has a live waiter and is under its cap."""
-        for _ in range(len(self._turns)):
+        """The first group in turn that has a live waiter and is under its cap; the capped
+        ones met on the way are parked."""
+        while self._turns:
             group = self._turns.popleft()
             if not self._prune(self._waiting[group]):
                 del self._waiting[group]
                 continue
-            if self.running(group) < self.per_group:
+            if self.running(group) < self.cap(group):
                 return group
-            self._turns.append(group)
+            self._parked.add(group)
         return None
 
     @staticmethod

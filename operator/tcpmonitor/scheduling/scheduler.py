@@ -91,13 +91,14 @@ class Scheduler(Generic[Key]):
         max_concurrency: int = 256,
         max_concurrency_per_group: int | None = None,
         group_of: Callable[[Key], Hashable] = _whole_key,
+        cap_of_group: Callable[[Hashable], int | None] | None = None,
         on_lag: Callable[[float], None] | None = None,
         on_error: Callable[[Key, BaseException], None] | None = None,
         on_skip: Callable[[Key, str], None] | None = None,
     ) -> None:
         self._probe = probe
         per_group = max_concurrency_per_group or default_share(max_concurrency)
-        self._gate: FairGate[Hashable] = FairGate(max_concurrency, per_group)
+        self._gate: FairGate[Hashable] = FairGate(max_concurrency, per_group, cap_of_group)
         self._group_of = group_of
         self._on_lag = on_lag
         self._on_error = on_error
@@ -144,6 +145,10 @@ class Scheduler(Generic[Key]):
                 self._cancel(entry)
         now = self._loop.time()
         self._push(now if immediate else entry.next_slot(now), entry)
+
+    def caps_changed(self) -> None:
+        """``cap_of_group`` answers differently now: hand out what a raised cap allows."""
+        self._gate.caps_changed()
 
     def until_next_slot(self, key: Key) -> float | None:
         """Seconds until ``key``'s next slot, for a probe that must be done by then."""
