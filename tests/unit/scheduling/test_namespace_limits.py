@@ -407,3 +407,27 @@ def test_a_namespace_probe_limit_bounds_its_probes_and_follows_the_policy() -> N
 
     capped, raised, quiet = asyncio.run(scenario())
     assert capped == 2 and raised == 5 and quiet
+
+
+def test_a_monitor_recreated_under_its_name_keeps_its_place_and_nobody_flaps() -> None:
+    reporter = MemoryReporter()
+    policy = Policy(t=NamespaceLimits(max_monitors=1))
+
+    async def scenario() -> tuple[bool, bool]:
+        async with serve(silent) as port:
+            rt = limited_runtime(reporter, policy)
+            await rt.apply(monitor("a", namespace="t", port=port, interval="10s"))
+            await rt.apply(monitor("b", namespace="t", port=port, interval="10s"))
+            again = monitor("a", namespace="t", port=port, interval="10s")
+            meta = again.metadata.model_copy(update={"uid": "uid-a-2"})
+            await rt.apply(again.model_copy(update={"metadata": meta}))  # deleted, re-created
+            await asyncio.sleep(0.05)
+            a_probed, b_probed = ("t", "a") in rt.scheduler, ("t", "b") in rt.scheduler
+            rt.remove(("t", "b"))  # the refused one goes: nothing else changes
+            await rt.close()
+            return a_probed, b_probed
+
+    a_probed, b_probed = asyncio.run(scenario())
+    assert a_probed and not b_probed
+    assert reporter.reasons("b") == ["InvalidSpec"]
+    assert [ready(s)[0] for n, s, _ in reporter.writes if n == "b"] == ["False"]
