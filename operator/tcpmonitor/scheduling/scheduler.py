@@ -5,10 +5,10 @@ monitors with the same interval are spread evenly over it instead of firing toge
 spread across restarts and re-creations. A probe runs at once when asked (creation, spec change)
 and afterwards on its phase. A fair gate bounds concurrency (round-robin across groups, such
 as namespaces, with a cap per group, or the group's own smaller one from ``cap_of_group``), a
-key never overlaps with itself (a slot that finds the
-previous probe still running is skipped and counted as ``overlap``), a probe still waiting for a
-slot when its next one is due is dropped and counted as ``concurrency`` (a fresh one takes its
-place), and unscheduling cancels a running probe at once.
+key never overlaps with itself (a slot that finds the previous probe still running is skipped
+and counted as ``overlap``), a probe still waiting for a slot when its next one is due is
+dropped and counted as ``concurrency`` (a fresh one takes its place), and unscheduling cancels
+a running probe at once.
 
 No single key can stop the others: a bad interval is refused by ``schedule``, the timer
 callback handles each due key on its own (a key that fails there is dropped and reported) and
