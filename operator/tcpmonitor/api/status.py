@@ -45,6 +45,7 @@ class Reason(StrEnum):
     REFERENCE_UNREADABLE = "ReferenceUnreadable"
     INTERVAL_TOO_SHORT = "IntervalTooShort"
     TIMEOUT_TOO_SHORT = "TimeoutTooShort"
+    NAMESPACE_LIMIT_EXCEEDED = "NamespaceLimitExceeded"
     PROBE_ERROR = "ProbeError"
     TARGET_REACHABLE = "TargetReachable"
     TARGET_DOWN = "TargetDown"
@@ -113,13 +114,20 @@ CONDITION_REASONS: tuple[ConditionReason, ...] = (
         ConditionType.READY,
         "False",
         Reason.INTERVAL_TOO_SHORT,
-        "spec.interval is below the installation's minimum.",
+        "spec.interval is below the installation's minimum, or the policy's for the namespace.",
     ),
     ConditionReason(
         ConditionType.READY,
         "False",
         Reason.TIMEOUT_TOO_SHORT,
         "spec.timeout is below the minimum.",
+    ),
+    ConditionReason(
+        ConditionType.READY,
+        "False",
+        Reason.NAMESPACE_LIMIT_EXCEEDED,
+        "The namespace has more monitors than the policy allows; those after the limit in name "
+        "order are not probed.",
     ),
     ConditionReason(
         ConditionType.READY,

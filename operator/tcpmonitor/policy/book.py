@@ -25,12 +25,15 @@ class PolicyBook:
             [], deny_uncovered=deny_uncovered, builtin=builtin
         )
         self._listeners: list[Callable[[], None]] = []
+        # The scheduler asks for limits on every slot hand-out: computed once per namespace.
+        self._limits: dict[str, NamespaceLimits] = {}
 
     def on_change(self, listener: Callable[[], None]) -> None:
         """``listener`` hears every change (e.g. to re-apply namespace limits)."""
         self._listeners.append(listener)
 
     def _changed(self) -> None:
+        self._limits.clear()
         self.current = compile_policies(
             list(self._policies.values()),
             deny_uncovered=self._deny_uncovered,
@@ -71,6 +74,7 @@ class PolicyBook:
 
     def drop_namespace(self, namespace: str) -> None:
         self._labels.pop(namespace, None)
+        self._limits.pop(namespace, None)
 
     def labels(self, namespace: str) -> Mapping[str, str]:
         known = self._labels.get(namespace)
@@ -84,7 +88,12 @@ class PolicyBook:
         return self.current.decide(self.labels(namespace), host, address, port)
 
     def limits(self, namespace: str) -> NamespaceLimits:
-        return self.current.limits(self.labels(namespace))
+        found = self._limits.get(namespace)
+        if found is None:
+            found = self.current.limits(self.labels(namespace))
+            if len(self._limits) < MAX_NAMESPACES:
+                self._limits[namespace] = found
+        return found
 
     def guard(self, namespace: str) -> TargetGuard:
         return TargetGuard(self, namespace)

@@ -8,6 +8,7 @@ between probes) gains nothing. Names in rules only narrow what a rule matches.
 from __future__ import annotations
 
 import ipaddress
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -138,8 +139,22 @@ class NamespaceLimits:
     """The tightest limits of the policies covering a namespace; None: not limited."""
 
     max_monitors: int | None = None
-    min_interval: float | None = None
+    min_interval: float | None = None  # seconds
     max_concurrent_probes: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_monitors is not None and self.max_monitors < 0:
+            raise ValueError(f"max_monitors must be at least 0, not {self.max_monitors}")
+        if self.min_interval is not None and not (
+            math.isfinite(self.min_interval) and self.min_interval > 0
+        ):
+            raise ValueError(f"min_interval must be a positive number, not {self.min_interval}")
+        # 0 would leave the namespace's probes waiting forever, each dropped an interval later:
+        # a policy that wants no probing sets max_monitors to 0, which says so on every monitor.
+        if self.max_concurrent_probes is not None and self.max_concurrent_probes < 1:
+            raise ValueError(
+                f"max_concurrent_probes must be at least 1, not {self.max_concurrent_probes}"
+            )
 
 
 NO_LIMITS = NamespaceLimits()

@@ -20,18 +20,23 @@ from .events import (
 from .messages import describe_result, describe_skipped
 from .problems import (
     INTERVAL_TOO_SHORT,
+    NAMESPACE_LIMIT_EXCEEDED,
     TIMEOUT_TOO_SHORT,
+    PolicyFloor,
     SpecProblem,
     bounds_problem,
     check_spec,
+    namespace_limit_problem,
     probe_error,
 )
 from .status import build_status, status_body
 
 __all__ = [
     "INTERVAL_TOO_SHORT",
+    "NAMESPACE_LIMIT_EXCEEDED",
     "TIMEOUT_TOO_SHORT",
     "EventSpec",
+    "PolicyFloor",
     "SpecProblem",
     "aggregated_conditions",
     "bounds_problem",
@@ -45,6 +50,7 @@ __all__ = [
     "invalid_spec_event",
     "location_unavailable_event",
     "make_condition",
+    "namespace_limit_problem",
     "probe_error",
     "probe_error_event",
     "skipped_event",

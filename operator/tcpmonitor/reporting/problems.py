@@ -25,18 +25,41 @@ class SpecProblem:
 
 INTERVAL_TOO_SHORT = Reason.INTERVAL_TOO_SHORT.value
 TIMEOUT_TOO_SHORT = Reason.TIMEOUT_TOO_SHORT.value
+NAMESPACE_LIMIT_EXCEEDED = Reason.NAMESPACE_LIMIT_EXCEEDED.value
 
 
-def bounds_problem(spec: TcpMonitorSpec, min_interval: float) -> SpecProblem | None:
+@dataclass(frozen=True)
+class PolicyFloor:
+    """A namespace's minimum interval set by the platform's policy."""
+
+    namespace: str
+    seconds: float
+
+
+def bounds_problem(
+    spec: TcpMonitorSpec, min_interval: float, policy_floor: PolicyFloor | None = None
+) -> SpecProblem | None:
     """Why the numbers of a spec must not be scheduled, or None.
 
     The schema refuses these already; this catches objects stored before the CRD had the bound
-    (or written with a looser CRD) and a platform minimum raised above the schema's.
+    (or written with a looser CRD), a platform minimum raised above the schema's, and a
+    namespace's minimum set by policy (``policy_floor``), which the message names.
     """
     try:
         interval, timeout = spec.interval_seconds, spec.timeout_seconds
     except DurationError as exc:
         return SpecProblem(Reason.INVALID_SPEC.value, str(exc))
+    if (
+        policy_floor is not None
+        and policy_floor.seconds > min_interval
+        and not interval >= policy_floor.seconds
+    ):
+        return SpecProblem(
+            INTERVAL_TOO_SHORT,
+            f"refused by policy: spec.interval: {spec.interval} is below the minimum of "
+            f"{format_duration(policy_floor.seconds)} for namespace "
+            f'"{policy_floor.namespace}"; not probed',
+        )
     if not interval >= min_interval:  # also NaN
         return SpecProblem(
             INTERVAL_TOO_SHORT,
@@ -50,6 +73,16 @@ def bounds_problem(spec: TcpMonitorSpec, min_interval: float) -> SpecProblem | N
             f"{format_duration(MIN_TIMEOUT_SECONDS)}; not probed",
         )
     return None
+
+
+def namespace_limit_problem(namespace: str, max_monitors: int) -> SpecProblem:
+    """A monitor beyond its namespace's ``max_monitors``: the same words for all of them, so
+    that a monitor moving in and out of the limit does not get a new Event each time."""
+    return SpecProblem(
+        NAMESPACE_LIMIT_EXCEEDED,
+        f'refused by policy: namespace "{namespace}" may have at most {max_monitors} '
+        f"monitors (counted in name order); not probed",
+    )
 
 
 def probe_error(exc: BaseException) -> SpecProblem:
@@ -69,14 +102,17 @@ def plan_problem(exc: Exception) -> SpecProblem:
 
 
 async def check_spec(
-    spec: TcpMonitorSpec, min_interval: float, resolve: Callable[[], Awaitable[ProbeMaterial]]
+    spec: TcpMonitorSpec,
+    min_interval: float,
+    resolve: Callable[[], Awaitable[ProbeMaterial]],
+    policy_floor: PolicyFloor | None = None,
 ) -> tuple[ProbePlan | None, SpecProblem | None]:
     """The one spec check: the bounds, the references (read by ``resolve``), the plan.
 
     Every mode runs it: the all-in-one runtime and runners before probing, the controller of a
     runner deployment for Ready. The only I/O is the caller's ``resolve``.
     """
-    problem = bounds_problem(spec, min_interval)
+    problem = bounds_problem(spec, min_interval, policy_floor)
     if problem is not None:
         return None, problem
     try:

@@ -3,6 +3,7 @@ process's monitors, folds their results and reports them (``runtime``). No kopf,
 the operator, runners and ``tcpmonitor run`` share it."""
 
 from .fair_gate import FairGate
+from .namespace_limits import NO_LIMITS, LimitsSource, NamespaceLimits, no_limits
 from .scheduler import (
     SKIP_CONCURRENCY,
     SKIP_OVERLAP,
@@ -13,11 +14,15 @@ from .scheduler import (
 )
 
 __all__ = [
+    "NO_LIMITS",
     "SKIP_CONCURRENCY",
     "SKIP_OVERLAP",
     "FairGate",
+    "LimitsSource",
+    "NamespaceLimits",
     "Scheduler",
     "SchedulerStats",
     "default_share",
+    "no_limits",
     "phase_of",
 ]

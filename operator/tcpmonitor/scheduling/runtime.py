@@ -5,6 +5,11 @@ Shared by the operator (specs from a watch, reports to the API server), the stan
 compiling specs, resolving references, feeding the scheduler, folding results into the state
 machine, and deciding when a status write is worth its cost (transitions, spec changes, a
 heartbeat) so that ten thousand healthy monitors do not flood the API server.
+
+A namespace's limits from the platform's policy (``namespace_limits``) act here: the monitors
+beyond its ``max_monitors`` (in name order) are refused and never probed, an interval below its
+``min_interval`` is refused like one below the installation's, and its
+``max_concurrent_probes`` caps its share of the probe slots. ``reapply_limits`` re-reads them.
 """
 
 from __future__ import annotations
@@ -35,11 +40,14 @@ from ..probe.material import has_references
 from ..reporting import (
     INTERVAL_TOO_SHORT,
     EventSpec,
+    PolicyFloor,
     SpecProblem,
+    bounds_problem,
     build_status,
     check_spec,
     expiring_event,
     invalid_spec_event,
+    namespace_limit_problem,
     probe_error,
     probe_error_event,
     skipped_event,
@@ -47,6 +55,7 @@ from ..reporting import (
 )
 from ..reporting.record import MonitorRecord, advance, newly_expiring, pause, skip
 from ..telemetry.metrics import Metrics
+from .namespace_limits import LimitsSource, NamespaceRoster, no_limits
 from .scheduler import SKIP_CONCURRENCY, Scheduler
 
 log = logging.getLogger(__name__)
@@ -118,6 +127,8 @@ class _Monitor:
     problem: SpecProblem | None = None
     fault: SpecProblem | None = None  # an unexpected exception while probing (ProbeError)
     fault_type: str | None = None  # its exception type: one Event per type, not per probe
+    refused: SpecProblem | None = None  # beyond its namespace's max_monitors: not probed
+    floor: float | None = None  # the namespace's policy min_interval at the last spec check
     version: int = 0
     last_write: float = -math.inf
     resolved_at: float = -math.inf
@@ -138,10 +149,15 @@ class MonitorRuntime:
         *,
         probe: ProbeFunction | None = None,
         policy: PolicyBook | None = None,
+        namespace_limits: LimitsSource | None = None,
     ) -> None:
         self.settings = settings or RuntimeSettings()
         # Asked by each probe before it connects; None: every address (CLI, standalone default).
         self.policy = policy
+        if namespace_limits is None and policy is not None:
+            namespace_limits = policy.limits
+        self._limits = namespace_limits or no_limits
+        self._roster = NamespaceRoster()
         self.reporter = reporter
         self.resolver = resolver
         self.metrics = metrics
@@ -154,10 +170,14 @@ class MonitorRuntime:
             max_concurrency=self.settings.max_concurrency,
             max_concurrency_per_group=self.settings.max_concurrency_per_namespace,
             group_of=_namespace,
+            cap_of_group=self._probe_cap,
             on_lag=metrics.schedule_lag.observe,
             on_error=self._scheduler_error,
             on_skip=self._skipped,
         )
+        if policy is not None:
+            # A policy or namespace-label change may move a namespace's limits.
+            policy.on_change(self.reapply_limits)
 
     def __len__(self) -> int:
         return len(self._monitors)
@@ -179,7 +199,7 @@ class MonitorRuntime:
         ref = MonitorRef(meta.namespace, meta.name, meta.uid)
         m = self._monitors.get(ref.key)
         if m is not None and m.ref.uid != ref.uid and ref.uid is not None and m.ref.uid:
-            self.remove(ref.key)  # deleted and re-created under the same name
+            self._forget(ref.key)  # deleted and re-created under the same name: same rank
             m = None
         if m is not None and m.spec == monitor.spec and m.generation == meta.generation:
             return  # our own status write, or a metadata-only change
@@ -195,6 +215,7 @@ class MonitorRuntime:
                 list(status.conditions) if status else [],
             )
             self._monitors[ref.key] = m
+            self._admit_new(m)
             # An operator restart: the status already describes this generation, so carry on
             # from it on the normal schedule instead of probing everything at once.
             resumed = (
@@ -206,7 +227,8 @@ class MonitorRuntime:
             m.spec, m.generation = monitor.spec, meta.generation
             m.fault, m.fault_type = None, None  # a new spec gets a fresh chance (and Event)
         m.version += 1
-        await self._compile(m)
+        if m.refused is None:  # a refused monitor costs nothing, not even a Secret read
+            await self._compile(m)
         if self._monitors.get(ref.key) is m:
             try:
                 self._activate(m, immediate=not resumed, spec_changed=not resumed)
@@ -214,7 +236,46 @@ class MonitorRuntime:
                 self._fault(m, exc)
 
     def remove(self, key: Key) -> None:
-        """Forget a deleted monitor: stop probing at once and drop its metrics."""
+        """Forget a deleted monitor: stop probing at once and drop its metrics. A monitor its
+        namespace's ``max_monitors`` kept out takes the freed place."""
+        self._forget(key)
+        namespace, name = key
+        rank = self._roster.remove(namespace, name)
+        limit = self._limits(namespace).max_monitors
+        if rank is not None and limit is not None and rank < limit:
+            moved_in = self._roster.at(namespace, limit - 1)
+            m = self._monitors.get((namespace, moved_in)) if moved_in is not None else None
+            if m is not None and m.refused is not None:
+                self._readmit(m)
+
+    def reapply_limits(self) -> None:
+        """The namespaces' limits changed: monitors now beyond a ``max_monitors`` stop, those
+        now within it start, an interval now below or above a ``min_interval`` is refused or
+        probed again, and raised concurrency caps hand out their slots. The other monitors
+        keep their schedules. O(monitors), no I/O on the way (the ones that start again
+        re-read their references in the background)."""
+        for namespace in self._roster.namespaces():
+            limits = self._limits(namespace)
+            for rank in range(self._roster.count(namespace)):
+                name = self._roster.at(namespace, rank)
+                m = self._monitors.get((namespace, name)) if name is not None else None
+                if m is None:
+                    continue
+                refusal = self._count_refusal(namespace, rank)
+                if refusal is not None:
+                    if refusal != m.refused:
+                        self._refuse(m, refusal)
+                elif m.refused is not None:
+                    self._readmit(m)
+                elif m.floor != limits.min_interval and self._floor_matters(
+                    m, m.floor, limits.min_interval
+                ):
+                    self._spawn(self._recheck(m))
+                else:
+                    m.floor = limits.min_interval
+        self.scheduler.caps_changed()
+
+    def _forget(self, key: Key) -> None:
         m = self._monitors.pop(key, None)
         self.scheduler.unschedule(key)
         if m is None:
@@ -233,15 +294,70 @@ class MonitorRuntime:
         for task in list(self._background):
             task.cancel()
 
+    def _probe_cap(self, group: object) -> int | None:
+        return self._limits(str(group)).max_concurrent_probes
+
+    def _count_refusal(self, namespace: str, rank: int) -> SpecProblem | None:
+        limit = self._limits(namespace).max_monitors
+        if limit is None or rank < limit:
+            return None
+        return namespace_limit_problem(namespace, limit)
+
+    def _admit_new(self, m: _Monitor) -> None:
+        """Give a new monitor its place in name order: beyond the limit it is refused; within
+        it, the monitor it pushes beyond the limit is."""
+        namespace, name = m.ref.key
+        rank = self._roster.add(namespace, name)
+        refusal = self._count_refusal(namespace, rank)
+        if refusal is not None:
+            m.refused = refusal
+            self._event(m, invalid_spec_event(refusal))
+            return
+        limit = self._limits(namespace).max_monitors
+        if limit is not None:
+            pushed = self._roster.at(namespace, limit)
+            other = self._monitors.get((namespace, pushed)) if pushed is not None else None
+            if other is not None and other.refused is None:
+                self._refuse(other, namespace_limit_problem(namespace, limit))
+
+    def _refuse(self, m: _Monitor, refusal: SpecProblem) -> None:
+        """Stop probing ``m``: its namespace has too many monitors. One Event per refusal."""
+        m.refused = refusal
+        self._event(m, invalid_spec_event(refusal))
+        self._activate(m, immediate=False, spec_changed=False)
+
+    def _readmit(self, m: _Monitor) -> None:
+        """Within the limit again: check the spec (it was not, while refused) and probe."""
+        m.refused = None
+        self._spawn(self._recheck(m))
+
+    async def _recheck(self, m: _Monitor) -> None:
+        await self._compile(m)
+        if self._monitors.get(m.ref.key) is m:
+            try:
+                self._activate(m, immediate=True, spec_changed=False)
+            except Exception as exc:
+                self._fault(m, exc)
+
+    def _floor_matters(self, m: _Monitor, old: float | None, new: float | None) -> bool:
+        """Whether a changed policy minimum changes what the spec check says of ``m``."""
+        namespace = m.ref.namespace
+        minimum = self.settings.min_interval
+        before = bounds_problem(m.spec, minimum, _floor(namespace, old))
+        return before != bounds_problem(m.spec, minimum, _floor(namespace, new))
+
     async def _compile(self, m: _Monitor) -> None:
         version = m.version
+        floor = self._limits(m.ref.namespace).min_interval
         plan, problem = await check_spec(
             m.spec,
             self.settings.min_interval,
             lambda: self.resolver.resolve(m.spec, m.ref.namespace),
+            _floor(m.ref.namespace, floor),
         )
         if m.version != version:
             return  # a newer spec arrived while we were reading
+        m.floor = floor
         m.resolved_at = self._loop.time()
         previous, m.problem, m.plan = m.problem, problem, plan
         if problem is not None and problem != previous:
@@ -254,7 +370,10 @@ class MonitorRuntime:
         if m.retry is not None:
             m.retry.cancel()
             m.retry = None
-        if m.problem is not None:
+        if m.refused is not None:
+            self.scheduler.unschedule(key)  # until the limit lets it in: no retry
+            self._write(m, urgent=True)
+        elif m.problem is not None:
             self.scheduler.unschedule(key)
             m.retry = self._loop.call_later(self.settings.problem_retry, self._retry, key, m)
             self._write(m, urgent=True)
@@ -396,7 +515,7 @@ class MonitorRuntime:
             m.fresh = False
 
     def _write(self, m: _Monitor, *, urgent: bool) -> None:
-        problem = m.problem or m.fault
+        problem = m.refused or m.problem or m.fault
         status = build_status(m.record, problem, m.generation, m.conditions, datetime.now(UTC))
         m.conditions = status.conditions
         m.last_write = self._loop.time()
@@ -410,6 +529,10 @@ class MonitorRuntime:
 
 def _namespace(key: Key) -> str:
     return key[0]
+
+
+def _floor(namespace: str, seconds: float | None) -> PolicyFloor | None:
+    return None if seconds is None else PolicyFloor(namespace, seconds)
 
 
 def _ready_status(conditions: list[Condition]) -> str | None:

@@ -4,17 +4,21 @@ Each key owns a fixed phase within its interval, derived from a hash of the key,
 monitors with the same interval are spread evenly over it instead of firing together, and stay
 spread across restarts and re-creations. A probe runs at once when asked (creation, spec change)
 and afterwards on its phase. A fair gate bounds concurrency (round-robin across groups, such
-as namespaces, with a cap per group), a key never overlaps with itself (a slot that finds the
-previous probe still running is skipped and counted as ``overlap``), a probe still waiting for a
-slot when its next one is due is dropped and counted as ``concurrency`` (a fresh one takes its
-place), and unscheduling cancels a running probe at once.
+as namespaces, with a cap per group, or the group's own smaller one from ``cap_of_group``), a
+key never overlaps with itself (a slot that finds the previous probe still running is skipped
+and counted as ``overlap``), a probe still waiting for a slot when its next one is due is
+dropped and counted as ``concurrency`` (a fresh one takes its place), and unscheduling cancels
+a running probe at once.
 
 No single key can stop the others: a bad interval is refused by ``schedule``, the timer
 callback handles each due key on its own (a key that fails there is dropped and reported) and
 is always re-armed, and ``overdue`` tells a liveness check when the timer has stopped firing.
 
 Timers are plain ``loop.call_at`` callbacks over one heap: no task sleeps per monitor, so ten
-thousand monitors cost ten thousand heap entries, not ten thousand coroutines.
+thousand monitors cost ten thousand heap entries, not ten thousand coroutines. Nor does a probe
+waiting for a slot hold a task (it is a ticket in the gate; the task starts when the slot is
+granted): one namespace's thousands of probes queued behind its cap add nothing to the event
+loop's work that another namespace's probes would wait behind.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from .fair_gate import FairGate
+from .fair_gate import FairGate, Ticket
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +50,8 @@ class _Entry(Generic[Key]):
     interval: float
     phase: float
     version: int = 0
-    task: asyncio.Task[None] | None = field(default=None, repr=False)
-    waiting: bool = False  # the task has not got a probe slot yet
+    task: asyncio.Task[None] | None = field(default=None, repr=False)  # a probe running
+    ticket: Ticket | None = field(default=None, repr=False)  # a probe waiting for a slot
     next_due: float = float("inf")  # the slot after the one being probed
 
     def next_slot(self, after: float) -> float:
@@ -91,13 +95,14 @@ class Scheduler(Generic[Key]):
         max_concurrency: int = 256,
         max_concurrency_per_group: int | None = None,
         group_of: Callable[[Key], Hashable] = _whole_key,
+        cap_of_group: Callable[[Hashable], int | None] | None = None,
         on_lag: Callable[[float], None] | None = None,
         on_error: Callable[[Key, BaseException], None] | None = None,
         on_skip: Callable[[Key, str], None] | None = None,
     ) -> None:
         self._probe = probe
         per_group = max_concurrency_per_group or default_share(max_concurrency)
-        self._gate: FairGate[Hashable] = FairGate(max_concurrency, per_group)
+        self._gate: FairGate[Hashable] = FairGate(max_concurrency, per_group, cap_of_group)
         self._group_of = group_of
         self._on_lag = on_lag
         self._on_error = on_error
@@ -145,6 +150,10 @@ class Scheduler(Generic[Key]):
         now = self._loop.time()
         self._push(now if immediate else entry.next_slot(now), entry)
 
+    def caps_changed(self) -> None:
+        """``cap_of_group`` answers differently now: hand out what a raised cap allows."""
+        self._gate.caps_changed()
+
     def until_next_slot(self, key: Key) -> float | None:
         """Seconds until ``key``'s next slot, for a probe that must be done by then."""
         entry = self._entries.get(key)
@@ -177,6 +186,9 @@ class Scheduler(Generic[Key]):
             await asyncio.gather(*tasks, return_exceptions=True)
 
     def _cancel(self, entry: _Entry[Key]) -> None:
+        if entry.ticket is not None:
+            entry.ticket.withdraw()
+            entry.ticket = None
         if entry.task is not None and not entry.task.done():
             entry.task.cancel()
         entry.task = None
@@ -222,17 +234,22 @@ class Scheduler(Generic[Key]):
         self._seq += 1
         heapq.heappush(self._heap, (following, self._seq, key, version))
         if entry.task is not None and not entry.task.done():
-            if not entry.waiting:
-                self.stats.slots_skipped += 1
-                self._skipped(key, SKIP_OVERLAP)
-                return
+            self.stats.slots_skipped += 1
+            self._skipped(key, SKIP_OVERLAP)
+            return
+        if entry.ticket is not None:
             # Still waiting for a slot a whole interval later: its result would come too late
             # to mean anything. Drop it and queue this slot's probe instead.
-            entry.task.cancel()
+            entry.ticket.withdraw()
+            entry.ticket = None
             self.stats.probes_starved += 1
             self._skipped(key, SKIP_CONCURRENCY)
-        entry.waiting = True
-        entry.task = self._loop.create_task(self._run(entry, due))
+        group = self._group_of(key)
+        # No task until the slot is granted: a probe that waits costs a heap entry, however
+        # many of them a namespace has queued behind its cap.
+        ticket = self._gate.request(group, due, lambda: self._granted(entry, group, due))
+        if ticket.waiting:  # else granted at once
+            entry.ticket = ticket
 
     def _drop(self, key: Key, exc: Exception) -> None:
         log.error("dropping %r from the schedule: %s: %s", key, type(exc).__name__, exc)
@@ -258,26 +275,33 @@ class Scheduler(Generic[Key]):
         except Exception:
             log.exception("reporting a skipped probe of %r failed", key)
 
-    async def _run(self, entry: _Entry[Key], due: float) -> None:
-        group = self._group_of(entry.key)
-        await self._gate.acquire(group, due)
-        entry.waiting = False
-        try:
-            if self._on_lag is not None:
-                try:
-                    self._on_lag(max(0.0, self._loop.time() - due))
-                except Exception:
-                    log.exception("reporting the schedule lag failed")
-            self.stats.probes_started += 1
-            self.stats.in_flight += 1
+    def _granted(self, entry: _Entry[Key], group: Hashable, due: float) -> bool:
+        """A slot for ``entry``'s waiting probe: start it. Called by the gate, synchronously;
+        the gate grants only tickets not withdrawn, so this is the entry's current one."""
+        if self._closed or self._entries.get(entry.key) is not entry:
+            return False
+        entry.ticket = None
+        if self._on_lag is not None:
             try:
-                await self._probe(entry.key)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # one monitor's bug must never stop the others
-                log.exception("probe of %s failed unexpectedly", entry.key)
-                self._report(entry.key, exc)
-            finally:
-                self.stats.in_flight -= 1
+                self._on_lag(max(0.0, self._loop.time() - due))
+            except Exception:
+                log.exception("reporting the schedule lag failed")
+        task = self._loop.create_task(self._run(entry))
+        # Released when the task ends however it ends, even cancelled before its first step
+        # (a coroutine that never started runs no finally).
+        task.add_done_callback(lambda _: self._gate.release(group))
+        entry.task = task
+        return True
+
+    async def _run(self, entry: _Entry[Key]) -> None:
+        self.stats.probes_started += 1
+        self.stats.in_flight += 1
+        try:
+            await self._probe(entry.key)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # one monitor's bug must never stop the others
+            log.exception("probe of %s failed unexpectedly", entry.key)
+            self._report(entry.key, exc)
         finally:
-            self._gate.release(group)
+            self.stats.in_flight -= 1

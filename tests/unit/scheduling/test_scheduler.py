@@ -360,3 +360,49 @@ def test_a_key_removed_and_added_again_is_probed_once_an_interval() -> None:
     starts, skips = run(scenario())
     assert skips == []
     assert 4 <= len(starts) <= 6, starts
+
+
+def test_probes_waiting_for_a_slot_hold_no_task() -> None:
+    """Thousands of probes queued behind a namespace's cap are heap entries, not tasks: they
+    cost no task switch when they are dropped an interval later."""
+
+    async def scenario() -> tuple[int, int, int]:
+        rec = Recorder(duration=5.0)
+        scheduler = Scheduler(
+            rec, max_concurrency=8, group_of=lambda key: key[0], cap_of_group=lambda g: 2
+        )
+        for i in range(3000):
+            scheduler.schedule(("noisy", f"m{i}"), 0.2, immediate=True)
+        await asyncio.sleep(0.3)  # every waiting probe was dropped and queued again once
+        tasks = len(asyncio.all_tasks())
+        starved, running = scheduler.stats.probes_starved, rec.running
+        await scheduler.close()
+        return tasks, starved, running
+
+    tasks, starved, running = run(scenario())
+    assert running == 2
+    assert tasks <= 4  # the two probes and this scenario, not three thousand
+    assert starved >= 2998
+
+
+def test_a_probe_cancelled_before_its_first_step_gives_its_slot_back() -> None:
+    async def scenario() -> tuple[list[Hashable], int]:
+        rec = Recorder(duration=5.0)
+        scheduler = Scheduler(rec, max_concurrency=1)
+        scheduler.schedule("a", 10, immediate=True)
+        scheduler.schedule("b", 10, immediate=True)  # waits for a's slot
+        await asyncio.sleep(0.01)
+        scheduler.unschedule("a")  # a's slot goes to b once a's task has ended...
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        assert scheduler._entries["b"].task is not None  # granted: b's task exists
+        scheduler.unschedule("b")  # ...and b is gone before its task took a step
+        scheduler.schedule("c", 10, immediate=True)
+        await asyncio.sleep(0.05)
+        started = sorted(rec.starts)
+        in_flight = scheduler.stats.in_flight
+        await scheduler.close()
+        return started, in_flight
+
+    started, in_flight = run(scenario())
+    assert "c" in started and in_flight == 1
