@@ -631,7 +631,9 @@ class _Attempt:
         if leaf is None or issuer is None:
             return info(RevocationStatus.NOT_CHECKED, NO_ISSUER)
         left = self.deadline - _INNER_MARGIN - self.loop.time()
-        self.revocation_task = self.loop.create_task(ask_responder(leaf, issuer, left))
+        self.revocation_task = self.loop.create_task(
+            ask_responder(leaf, issuer, left, guard=self.plan.guard)
+        )
         return info(RevocationStatus.NOT_CHECKED, "the OCSP responder did not answer in time")
 
     async def _settle_revocation(self) -> None:

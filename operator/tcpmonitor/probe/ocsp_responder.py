@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import ipaddress
+import socket
 import time
 from collections import OrderedDict
 from datetime import UTC, datetime
@@ -21,6 +23,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from ..api.result import RevocationInfo, RevocationSource, RevocationStatus
+from ..policy import TargetGuard
 from .revocation import build_request, info, judge_response, responder_url
 
 MAX_ENTRIES = 4096
@@ -77,7 +80,28 @@ class ResponderError(Exception):
     """The responder could not be asked, or its answer is not an OCSP response over HTTP."""
 
 
-async def post_ocsp(url: str, request: bytes, seconds: float) -> bytes:
+async def _connect(
+    host: str, port: int, guard: TargetGuard | None
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A connection to the responder, to an address the target policy allows: the URL comes
+    from a certificate, so it is one more target the monitor's author could point anywhere."""
+    if guard is None:
+        return await asyncio.open_connection(host, port)
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    refused = []
+    for _, _, _, _, sockaddr in infos:
+        address = str(sockaddr[0]).split("%", 1)[0]
+        decision = guard.check(host, ipaddress.ip_address(address), port)
+        if decision.allowed:
+            return await asyncio.open_connection(address, port)
+        refused.append(f"{address}: {decision.describe()}")
+    raise ResponderError(f"responder {host}: " + "; ".join(refused[:4]) + " (target policy)")
+
+
+async def post_ocsp(
+    url: str, request: bytes, seconds: float, guard: TargetGuard | None = None
+) -> bytes:
     """POST ``request`` to an http:// OCSP responder; the DER body of its 200 response."""
     parts = urlsplit(url)
     if parts.scheme.lower() != "http" or not parts.hostname:
@@ -95,7 +119,7 @@ async def post_ocsp(url: str, request: bytes, seconds: float) -> bytes:
     writer: asyncio.StreamWriter | None = None
     try:
         async with asyncio.timeout(seconds):
-            reader, writer = await asyncio.open_connection(host, port)
+            reader, writer = await _connect(host, port, guard)
             writer.write(head + request)
             await writer.drain()
             data = await reader.read(_MAX_HEADERS + MAX_RESPONSE + 1)
@@ -134,6 +158,7 @@ async def ask_responder(
     issuer: x509.Certificate,
     seconds: float,
     cache: ResponderCache = RESPONDER_CACHE,
+    guard: TargetGuard | None = None,
 ) -> RevocationInfo:
     """The responder's verdict on ``leaf``, cached; never raises.
 
@@ -156,7 +181,7 @@ async def ask_responder(
     if url is None:
         return info(RevocationStatus.NOT_CHECKED, "the leaf names no OCSP responder")
     try:
-        body = await post_ocsp(url, build_request(leaf, issuer), min(seconds, TIMEOUT))
+        body = await post_ocsp(url, build_request(leaf, issuer), min(seconds, TIMEOUT), guard)
     except ResponderError as exc:
         answer = info(RevocationStatus.NOT_CHECKED, str(exc), _RESPONDER)
     else:

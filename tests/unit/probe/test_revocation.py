@@ -19,7 +19,8 @@ from tcpmonitor.api import ErrorCode, ProbeResult, Protocol, Verdict, WarningCod
 from tcpmonitor.api.result import RevocationSource, RevocationStatus
 from tcpmonitor.probe import ProbeMaterial, stapling
 from tcpmonitor.probe.chain import MAX_STAPLE, leaf_status_extension, parse_certificate_status
-from tcpmonitor.probe.ocsp_responder import RESPONDER_CACHE
+from tcpmonitor.policy import PolicyBook
+from tcpmonitor.probe.ocsp_responder import RESPONDER_CACHE, ResponderCache, ask_responder
 from tcpmonitor.probe.tls import build_contexts
 
 from ..probing import probe
@@ -317,6 +318,25 @@ def test_responder_answer_is_cached_and_a_failure_is_reported(
     assert [w.code for w in gone.warnings] == [WarningCode.TLS_OCSP_RESPONDER_FAILED]
     assert gone.tls is not None and gone.tls.revocation is not None
     assert gone.tls.revocation.status is RevocationStatus.NOT_CHECKED
+
+
+def test_the_responder_is_a_target_the_policy_must_allow(
+    root: Issued, intermediate: Issued
+) -> None:
+    """Its address comes from the certificate: the monitor's target policy applies to it."""
+    serial = x509.random_serial_number()
+    with ocsp_responder(intermediate, [index_line(serial, "leaf")], requests=1) as port:
+        leaf = intermediate.issue("leaf", ocsp_url=f"http://127.0.0.1:{port}/", serial=serial)
+        leaf_cert, issuer_cert = leaf.cert, intermediate.cert
+        guard = PolicyBook().guard("team")  # the built-in refusal of loopback
+        refused = asyncio.run(
+            ask_responder(leaf_cert, issuer_cert, 3.0, cache=ResponderCache(), guard=guard)
+        )
+        # The responder answers one request: still there, so the refusal sent it nothing.
+        allowed = asyncio.run(ask_responder(leaf_cert, issuer_cert, 3.0, cache=ResponderCache()))
+    assert refused.status is RevocationStatus.NOT_CHECKED
+    assert refused.message is not None and "refused by builtin/loopback" in refused.message
+    assert allowed.status is RevocationStatus.GOOD
 
 
 def test_staple_is_preferred_to_the_responder(
