@@ -2,6 +2,7 @@
 
 python -m tests.controlplane              # build if needed, start, wait for Ctrl-C
 python -m tests.controlplane --build-only # just fill the binary cache (used by CI)
+python -m tests.controlplane --demo       # ... and the operator at work on the examples
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from tests.controlplane.build import (
 )
 from tests.controlplane.cluster import CRD_DIR, KubectlError
 from tests.controlplane.controlplane import ControlPlane
+from tests.controlplane.demo import run_demo
 from tests.controlplane.processes import StartupError
 
 
@@ -42,6 +44,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--no-crds", action="store_true", help=f"don't install the CRDs from {CRD_DIR}"
+    )
+    parser.add_argument(
+        "--demo",
+        action="store_true",
+        help="also run the operator on the examples and two local targets, and stream "
+        "`kubectl get tcpmonitors -A -w` (Ctrl-C stops everything)",
+    )
+    parser.add_argument(
+        "--no-examples", action="store_true", help="with --demo: only the two local targets"
     )
     args = parser.parse_args(argv)
 
@@ -78,6 +89,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"export KUBECONFIG={cluster.kubeconfig}")
         print(f"alias kubectl={cluster.kubectl_binary}")
         print()
+        if args.demo:
+            assert control_plane.workdir is not None  # set by start()
+            run_demo(cluster, control_plane.workdir, examples=not args.no_examples)
+            return 0
         print("Ctrl-C stops it and deletes the directory above.", flush=True)
         while True:
             signal.pause()
