@@ -102,6 +102,10 @@ def test_run_refuses_by_policy_and_reloads_it_on_sighup(
         _write_policy(policy, {"name": "lo", "action": "Allow", "cidrs": ["127.0.0.0/8"]})
         process.send_signal(signal.SIGHUP)
         _wait_for(process, "TargetUp team/local", 15)
+        # The kernel completes the handshake before the listener's accept() returns.
+        deadline = time.monotonic() + 5
+        while not accepted and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert accepted
     finally:
         process.terminate()
