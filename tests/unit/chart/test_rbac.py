@@ -44,6 +44,18 @@ RUNNER_LEASE_RULES: set[Rule] = {
     ("coordination.k8s.io", "leases", verb, "")
     for verb in ("get", "list", "create", "update", "delete")
 }
+# For people, not processes: TcpMonitor write beside the Secret read of edit and admin.
+USER_ROLES = {f"{NAMESPACE}-{FULLNAME}-edit", f"{NAMESPACE}-{FULLNAME}-view"}
+READ = ("get", "list", "watch")
+EDIT_RULES: set[Rule] = {
+    ("tcpmonitor.dev", "tcpmonitors", verb, "")
+    for verb in (*READ, "create", "update", "patch", "delete", "deletecollection")
+} | {("tcpmonitor.dev", "tcpmonitors/status", verb, "") for verb in READ}
+VIEW_RULES: set[Rule] = {
+    ("tcpmonitor.dev", resource, verb, "")
+    for resource in ("tcpmonitors", "tcpmonitors/status")
+    for verb in READ
+}
 
 
 def flat_rules(role: Manifest) -> set[Rule]:
@@ -71,14 +83,8 @@ def test_controller_and_runners_get_separate_identities_and_exactly_their_rules(
     cluster_roles = named(manifests, "ClusterRole")
     cluster_bindings = named(manifests, "ClusterRoleBinding")
     # Cluster-scoped names carry the release namespace: two releases never collide.
-    assert (
-        cluster_roles.keys()
-        == cluster_bindings.keys()
-        == {
-            f"{NAMESPACE}-{CONTROLLER}",
-            f"{NAMESPACE}-{RUNNER_SA}",
-        }
-    )
+    assert cluster_bindings.keys() == {f"{NAMESPACE}-{CONTROLLER}", f"{NAMESPACE}-{RUNNER_SA}"}
+    assert cluster_roles.keys() == cluster_bindings.keys() | USER_ROLES
     assert flat_rules(cluster_roles[f"{NAMESPACE}-{CONTROLLER}"]) == OPERATOR_RULES
     assert flat_rules(cluster_roles[f"{NAMESPACE}-{RUNNER_SA}"]) == RUNNER_RULES
     for name, binding in cluster_bindings.items():
@@ -175,7 +181,9 @@ def test_namespaced_rbac_is_one_role_per_watched_namespace_and_process() -> None
 def test_all_in_one_rbac_is_one_cluster_role_and_no_leases() -> None:
     manifests = ci("all-in-one")
     (account,) = objects(manifests, "ServiceAccount")
-    (role,) = objects(manifests, "ClusterRole")
+    (role,) = [
+        r for r in objects(manifests, "ClusterRole") if r["metadata"]["name"] not in USER_ROLES
+    ]
     (binding,) = objects(manifests, "ClusterRoleBinding")
     assert not objects(manifests, "Role")
     assert role["metadata"]["name"] == f"{NAMESPACE}-{FULLNAME}"
@@ -219,3 +227,56 @@ def test_existing_service_accounts_and_no_rbac() -> None:
         "--set",
         "serviceAccount.controllerName=c",
     )
+
+
+def aggregation(role: Manifest) -> set[str]:
+    prefix = "rbac.authorization.k8s.io/aggregate-to-"
+    labels = role["metadata"]["labels"]
+    return {
+        k.removeprefix(prefix) for k, v in labels.items() if k.startswith(prefix) and v == "true"
+    }
+
+
+def test_monitor_write_is_folded_into_edit_and_admin_which_read_secrets_and_read_into_view() -> (
+    None
+):
+    for manifests in (render(), ci("all-in-one")):
+        roles = named(manifests, "ClusterRole")
+        edit, view = roles[f"{NAMESPACE}-{FULLNAME}-edit"], roles[f"{NAMESPACE}-{FULLNAME}-view"]
+        # The built-in edit and admin already get and list Secrets: whoever may write a
+        # TcpMonitor through them may read what it references anyway. view reads no Secret.
+        assert aggregation(edit) == {"edit", "admin"}
+        assert aggregation(view) == {"view"}
+        assert flat_rules(edit) == EDIT_RULES
+        assert flat_rules(view) == VIEW_RULES
+        # Nothing is bound to them: the built-in roles take their rules in.
+        bound = {b["roleRef"]["name"] for b in objects(manifests, "ClusterRoleBinding")}
+        assert bound.isdisjoint(USER_ROLES)
+        # Other aggregation labels would hand the rules to someone else.
+        for role in roles.values():
+            if role["metadata"]["name"] not in USER_ROLES:
+                assert not aggregation(role)
+
+
+def test_the_user_roles_can_be_left_out_and_are_not_made_with_namespaced_rbac() -> None:
+    def user_roles(*options: str) -> set[str]:
+        return {
+            r["metadata"]["name"] for r in objects(render(*options), "ClusterRole")
+        } & USER_ROLES
+
+    assert user_roles() == USER_ROLES
+    assert user_roles("--set", "rbac.aggregatedRoles=false") == set()
+    assert (
+        user_roles(
+            "--set",
+            "rbac.create=false",
+            "--set",
+            "serviceAccount.create=false",
+            "--set",
+            "serviceAccount.controllerName=c",
+            "--set",
+            "serviceAccount.runnerName=r",
+        )
+        == set()
+    )
+    assert not objects(ci("namespaced-rbac"), "ClusterRole")
