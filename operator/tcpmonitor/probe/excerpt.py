@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TypeVar
 
 from ..api.printable import printable
@@ -36,7 +37,9 @@ def _runs(data: _S, secrets: Sequence[_S]) -> list[tuple[int, int]]:
     inside one of ``secrets``, merged where they touch or overlap.
 
     One substring test per start position and one per byte a run grows by: about 2n tests,
-    each a C search through the secrets.
+    each a C search through the secrets. For an excerpt n is about 260 bytes, which costs
+    about 0.2 ms for a payload of a few kilobytes and 150 ms for one of a megabyte (the most
+    a Secret holds) when the reply shares nothing with it.
     """
     runs: list[tuple[int, int]] = []
     end = 0  # where the runs found so far end
@@ -76,13 +79,16 @@ class Redactor:
     """
 
     secrets: tuple[bytes, ...] = ()
-    text_secrets: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, secrets: Iterable[bytes]) -> Redactor:
-        kept = tuple(dict.fromkeys(s for s in secrets if len(s) >= MIN_REDACTED))
-        texts = {form for s in kept for form in _text_forms(s) if len(form) >= MIN_REDACTED}
-        return cls(kept, tuple(sorted(texts)))
+        return cls(tuple(dict.fromkeys(s for s in secrets if len(s) >= MIN_REDACTED)))
+
+    @cached_property
+    def text_secrets(self) -> tuple[str, ...]:
+        """The secrets as text: built on first use, since only a dialog's texts need them."""
+        forms = {form for s in self.secrets for form in _text_forms(s)}
+        return tuple(sorted(f for f in forms if len(f) >= MIN_REDACTED))
 
     def __repr__(self) -> str:
         return f"Redactor({len(self.secrets)} secrets)"
@@ -119,7 +125,7 @@ class Redactor:
     def text(self, text: str) -> str:
         """``text`` taken from received bytes (decoded or escaped) with the secret runs
         replaced; the caller bounds its length."""
-        if not self.text_secrets:
+        if not self.secrets:
             return text
         pieces: list[str] = []
         shown = 0
