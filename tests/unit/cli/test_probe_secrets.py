@@ -5,6 +5,13 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -28,30 +35,34 @@ def tcpmonitor(name: str, **spec: object) -> dict[str, object]:
         "apiVersion": "tcpmonitor.dev/v1alpha1",
         "kind": "TcpMonitor",
         "metadata": {"name": name, "namespace": "team-a"},
-        "spec": {"host": "127.0.0.1", "timeout": "3s", **spec},
+        "spec": {"host": "127.0.0.1", "interval": "1s", "timeout": "900ms", **spec},
     }
+
+
+def manifests(m: SecretMaterial, mtls_port: int, plain_port: int) -> list[dict[str, object]]:
+    send_from = {"secretKeyRef": {"name": "payload", "key": "data"}}
+    matches = {"source": "ResponseData", "comparison": "Matches", "target": "LOGIN"}
+    unequal = {"source": "ResponseData", "comparison": "Equals", "target": "something else"}
+    tls = {
+        "enabled": True,
+        "caSecretRef": {"name": "ca", "key": "ca.crt"},
+        "clientCertSecretRef": {"name": "client"},
+    }
+    return [
+        secret("payload", {"data": m.payload}),
+        secret("ca", {"ca.crt": m.ca_pem}),
+        secret("client", {"tls.crt": m.client_cert_pem, "tls.key": m.client_key_pem}),
+        tcpmonitor("mtls", port=mtls_port, tls=tls, sendFrom=send_from, assertions=[matches]),
+        tcpmonitor("plain", port=plain_port, sendFrom=send_from, assertions=[unequal]),
+    ]
 
 
 def test_probe_output_shows_no_secret_although_the_target_echoes_it(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     m = SecretMaterial()
-    send_from = {"secretKeyRef": {"name": "payload", "key": "data"}}
-    matches = {"source": "ResponseData", "comparison": "Matches", "target": "LOGIN"}
-    unequal = {"source": "ResponseData", "comparison": "Equals", "target": "something else"}
     with echo_server(m.server_context()) as mtls, echo_server() as plain:
-        tls = {
-            "enabled": True,
-            "caSecretRef": {"name": "ca", "key": "ca.crt"},
-            "clientCertSecretRef": {"name": "client"},
-        }
-        documents = [
-            secret("payload", {"data": m.payload}),
-            secret("ca", {"ca.crt": m.ca_pem}),
-            secret("client", {"tls.crt": m.client_cert_pem, "tls.key": m.client_key_pem}),
-            tcpmonitor("mtls", port=mtls.port, tls=tls, sendFrom=send_from, assertions=[matches]),
-            tcpmonitor("plain", port=plain.port, sendFrom=send_from, assertions=[unequal]),
-        ]
+        documents = manifests(m, mtls.port, plain.port)
         (tmp_path / "m.yaml").write_text(yaml.safe_dump_all(documents))
         outputs = {}
         for output in ("json", "table"):
@@ -92,3 +103,48 @@ def test_probe_output_shows_no_secret_although_the_target_echoes_it(
     assert results["plain"]["request"] == request
     leaks = {name: m.leaks(text) for name, text in outputs.items()}
     assert leaks == {name: [] for name in outputs}, leaks
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_run_at_debug_level_logs_and_serves_no_secret(tmp_path: Path, log_format: str) -> None:
+    """`tcpmonitor run`: its Event lines, its debug log and its /metrics."""
+    m = SecretMaterial()
+    port = free_port()
+    with echo_server(m.server_context()) as mtls, echo_server() as plain:
+        (tmp_path / "m.yaml").write_text(yaml.safe_dump_all(manifests(m, mtls.port, plain.port)))
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+        child = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "tcpmonitor", "run", "-f", str(tmp_path)),
+                *("--metrics-port", str(port), "--log-level", "debug"),
+                *("--log-format", log_format),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        try:
+            for _ in range(100):  # ten seconds at most
+                if mtls.connections >= 2 and plain.connections >= 2:
+                    break
+                time.sleep(0.1)
+            time.sleep(0.3)
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+                metrics = r.read().decode()
+        finally:
+            child.send_signal(signal.SIGTERM)
+            out, err = child.communicate(timeout=15)
+    assert m.token.encode() in mtls.got and m.token.encode() in plain.got
+    assert "TargetDown" in out and "TargetUp" in out, out
+    assert err.strip(), "nothing was logged at debug level"
+    assert "tcpmonitor_probe_success" in metrics
+    sinks = {"stdout": out, "log": err, "metrics": metrics}
+    leaks = {name: m.leaks(text) for name, text in sinks.items()}
+    assert leaks == {name: [] for name in sinks}, leaks
