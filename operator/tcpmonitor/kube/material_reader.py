@@ -25,7 +25,14 @@ class ApiResolver:
         secrets, config_maps = referenced_names(spec)
         store = ReferenceMap()
         for name in secrets:
-            if (data := await self._secret(namespace, name)) is not None:
+            try:
+                data = await self._secret(namespace, name)
+            except ApiException as exc:
+                # Said in the log only: status and Events read as for a missing Secret.
+                detail = f"Secret {namespace}/{name}: {describe_api_error(exc)}"
+                store.unreadable[(namespace, name)] = detail
+                continue
+            if data is not None:
                 store.secrets[(namespace, name)] = data
         for name in config_maps:
             if (cm := await self._config_map(namespace, name)) is not None:
@@ -38,7 +45,7 @@ class ApiResolver:
         except ApiException as exc:
             if exc.status == 404:
                 return None
-            raise RuntimeError(f"Secret {namespace}/{name}: {describe_api_error(exc)}") from None
+            raise
         return {k: base64.b64decode(v) for k, v in (secret.data or {}).items()}
 
     async def _config_map(self, namespace: str, name: str) -> dict[str, str] | None:

@@ -20,6 +20,7 @@ from ..api import (
     LocationStatus,
     MonitorState,
     ProbeResult,
+    Reason,
     TcpMonitor,
     TcpMonitorSpec,
     TcpMonitorStatus,
@@ -159,8 +160,14 @@ class Controller:
         _, entry.problem = await check_spec(
             spec, self.min_interval, lambda: self.resolver.resolve(spec, namespace)
         )
-        if entry.problem is not None and entry.problem != previous:
-            self._event(entry, invalid_spec_event(entry.problem))
+        problem = entry.problem
+        if problem is not None and problem != previous:
+            if problem.reason == Reason.REFERENCE_UNREADABLE:
+                # Status says only "not found or not readable"; the platform team reads why.
+                log.warning(
+                    "reading references of %s/%s failed: %s", *entry.ref.key, problem.logged
+                )
+            self._event(entry, invalid_spec_event(problem))
 
     def _replay(self, entry: _Entry, entries: list[LocationStatus]) -> None:
         """Post what the locations went through that this controller did not see.

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 from ..api import Assertion, AssertionOutcome, AssertionSource, Comparison, parse_duration
 from ..api.regex import Regex, RegexError, compile_regex
-from .excerpt import printable_excerpt
 
 # Checking the whole reply again on every read would make a target that trickles one byte per
 # read cost O(n^2). Each byte read pays for CREDIT_PER_BYTE bytes of checking, plus one
@@ -139,12 +138,13 @@ class ReplyDecider:
         return self._decided
 
 
-def data_outcome(check: DataCheck, received: bytes, passed: bool) -> AssertionOutcome:
+def data_outcome(check: DataCheck, actual: str, passed: bool) -> AssertionOutcome:
+    """``actual``: the excerpt of the reply (redacted, see :mod:`.excerpt`)."""
     return AssertionOutcome.model_construct(
         source=check.assertion.source,
         comparison=check.assertion.comparison,
         target=check.assertion.target,
-        actual=printable_excerpt(received),
+        actual=actual,
         passed=passed,
     )
 

@@ -400,6 +400,7 @@ class _Attempt:
             # what it was waiting for and what it got.
             deadline=self.deadline - _INNER_MARGIN,
             upgrade=upgrade,
+            redactor=plan.redactor,
         )
 
     async def _run_dialog(self, session: Session, step_timings: list[StepTiming]) -> None:
@@ -417,7 +418,7 @@ class _Attempt:
             raise ProbeFailure(
                 ErrorCode.PROTOCOL_ERROR,
                 f"{session.remote}: reply not understood ({type(exc).__name__}): "
-                f'"{printable_excerpt(session.pending() or bytes(session.last_message), 120)}"',
+                f'"{session.quoted(session.pending() or bytes(session.last_message))}"',
             ) from None
 
     def _upgrader(
@@ -924,12 +925,11 @@ class _Attempt:
         if self.reader is not None and (plan.data_checks or plan.dialog):
             received = bytes(self.reader.buffer)
             text = received.decode("utf-8", "replace")
-            response = ResponseSummary.model_construct(
-                bytes=len(received), excerpt=printable_excerpt(received)
-            )
+            excerpt = plan.redactor.excerpt(received)
+            response = ResponseSummary.model_construct(bytes=len(received), excerpt=excerpt)
             for check in plan.data_checks:
                 passed = check.outcome(text, final=True) is True
-                outcomes.append(data_outcome(check, received, passed))
+                outcomes.append(data_outcome(check, excerpt, passed))
             if error is None and not all(o.passed for o in outcomes):
                 error = self._data_failure(received)
         outcomes.extend(time_outcome(check, total_ms) for check in plan.time_checks)
@@ -1004,10 +1004,9 @@ class _Attempt:
         if self.plan.protocol is None:
             return None
         detail = self.session.detail if self.session is not None else None
-        return ProtocolInfo.model_construct(
-            name=self.plan.protocol.value,
-            detail=printable(detail.strip(), MAX_PROTOCOL_DETAIL) if detail else None,
-        )
+        if detail:
+            detail = printable(self.plan.redactor.text(detail.strip()), MAX_PROTOCOL_DETAIL)
+        return ProtocolInfo.model_construct(name=self.plan.protocol.value, detail=detail or None)
 
     def _request(self) -> RequestSummary | None:
         payload = self.plan.payload

@@ -10,14 +10,19 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from ..api import Reason, TcpMonitorSpec
-from .plan import PlanError, ProbeMaterial
+from .plan import PlanError, ProbeMaterial, secret_unavailable
 from .tls import ClientCertificate
 
 REFERENCE_NOT_FOUND = Reason.REFERENCE_NOT_FOUND.value
+REFERENCE_UNREADABLE = Reason.REFERENCE_UNREADABLE.value
 
 
 class ReferenceStore(Protocol):
     def secret(self, namespace: str, name: str) -> dict[str, bytes] | None: ...
+
+    def secret_problem(self, namespace: str, name: str) -> str | None:
+        """Why the Secret could not be read (the API's answer, for the log), or None."""
+        ...
 
     def config_map(self, namespace: str, name: str) -> dict[str, str] | None: ...
 
@@ -27,11 +32,16 @@ class ReferenceMap:
     """Secrets and ConfigMaps held in memory, keyed by (namespace, name): read from manifest
     files, or fetched from the API server for one resolution."""
 
-    secrets: dict[tuple[str, str], dict[str, bytes]] = field(default_factory=dict)
+    secrets: dict[tuple[str, str], dict[str, bytes]] = field(default_factory=dict, repr=False)
     config_maps: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
+    # Secrets the API would not give (403, or any error but 404): what it said, for the log.
+    unreadable: dict[tuple[str, str], str] = field(default_factory=dict)
 
     def secret(self, namespace: str, name: str) -> dict[str, bytes] | None:
         return self.secrets.get((namespace, name))
+
+    def secret_problem(self, namespace: str, name: str) -> str | None:
+        return self.unreadable.get((namespace, name))
 
     def config_map(self, namespace: str, name: str) -> dict[str, str] | None:
         return self.config_maps.get((namespace, name))
@@ -40,13 +50,17 @@ class ReferenceMap:
 def _secret_key(
     store: ReferenceStore, namespace: str, name: str, key: str, *, field: str, lenient: bool
 ) -> bytes | None:
+    """The key's bytes. Every way of not getting them says the same (:func:`secret_unavailable`);
+    only the reason tells the API refusing the operator (ReferenceUnreadable, the same whether or
+    not the Secret exists) from the Secret or key missing (ReferenceNotFound)."""
+    problem = store.secret_problem(namespace, name)
+    if problem is not None:
+        raise PlanError(field, secret_unavailable(name, key), REFERENCE_UNREADABLE, detail=problem)
     data = store.secret(namespace, name)
-    if data is None:
-        if lenient:
-            return None
-        raise PlanError(field, f"Secret {namespace}/{name} not found", REFERENCE_NOT_FOUND)
-    if key not in data:
-        raise PlanError(field, f"Secret {namespace}/{name} has no key {key}", REFERENCE_NOT_FOUND)
+    if data is None and lenient:
+        return None
+    if data is None or key not in data:
+        raise PlanError(field, secret_unavailable(name, key), REFERENCE_NOT_FOUND)
     return data[key]
 
 

@@ -30,6 +30,7 @@ from ..api.spec import (
 )
 from ..policy import TargetGuard
 from .assertions import AssertionCompileError, DataCheck, TimeCheck, compile_assertions
+from .excerpt import NO_SECRETS, Redactor
 from .steps import PlannedStep
 from .tls import ClientCertificate, TlsSetupError, build_contexts
 
@@ -46,14 +47,34 @@ class PlanError(ValueError):
     """A spec that is valid in shape but cannot be probed; ``field`` is the spec path.
 
     ``reason`` becomes the Ready condition's reason: ``InvalidSpec`` for the spec itself,
-    ``ReferenceNotFound`` when a Secret or ConfigMap (or a key of it) is missing.
+    ``ReferenceNotFound`` when a Secret or ConfigMap (or a key of it) is missing,
+    ``ReferenceUnreadable`` when the API would not give it. ``detail`` is for the operator's
+    log only, never for status or Events: what the API server said about a Secret.
     """
 
-    def __init__(self, field: str, message: str, reason: str = Reason.INVALID_SPEC.value) -> None:
+    def __init__(
+        self,
+        field: str,
+        message: str,
+        reason: str = Reason.INVALID_SPEC.value,
+        *,
+        detail: str | None = None,
+    ) -> None:
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
         self.reason = reason
+        self.detail = detail
+
+
+def secret_unavailable(name: str, key: str) -> str:
+    """The one answer for a Secret key a monitor cannot use, whatever the cause.
+
+    A missing Secret, a Secret without the key and a Secret the operator may not read all read
+    the same: the operator reads Secrets its users may not, and a different text for each would
+    tell whoever writes a monitor which Secrets and keys exist.
+    """
+    return f'Secret "{name}" key "{key}": not found or not readable'
 
 
 @dataclass(frozen=True)
@@ -64,9 +85,10 @@ class ProbeMaterial:
     command line reads files, and both hand over the same object.
     """
 
-    payload: bytes | None = None
-    ca_pem: str | None = None
-    client_certificate: ClientCertificate | None = None
+    # Kept out of repr: a plan or material in a log line or a traceback shows no Secret.
+    payload: bytes | None = field(default=None, repr=False)
+    ca_pem: str | None = field(default=None, repr=False)
+    client_certificate: ClientCertificate | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -164,9 +186,11 @@ class ProbePlan:
     family: int
     ip_literal: bool
     timeout: float
-    payload: bytes | None = None
+    payload: bytes | None = field(default=None, repr=False)
     # Read from a Secret (spec.sendFrom): results show its size, never its bytes.
     payload_secret: bool = False
+    # The Secret bytes this probe sends: hidden in everything shown of what comes back.
+    redactor: Redactor = field(default=NO_SECRETS, repr=False)
     data_checks: tuple[DataCheck, ...] = ()
     time_checks: tuple[TimeCheck, ...] = ()
     degraded_after: float | None = None
@@ -205,7 +229,9 @@ def _payload(spec: TcpMonitorSpec, material: ProbeMaterial, required: bool) -> b
         if material.payload is None and required:
             ref = spec.send_from.secret_key_ref
             raise PlanError(
-                "spec.sendFrom.secretKeyRef", f"Secret {ref.name} key {ref.key} was not provided"
+                "spec.sendFrom.secretKeyRef",
+                secret_unavailable(ref.name, ref.key),
+                Reason.REFERENCE_NOT_FOUND.value,
             )
         return material.payload
     return None
@@ -307,14 +333,19 @@ def compile_plan(
     start_tls = spec.tls is not None and spec.tls.start_tls
     if tls is None and (start_tls or any(step.start_tls for step in steps)):
         raise PlanError("spec.tls", "startTLS needs tls.enabled: true")
+    payload = _payload(spec, material, require_material)
+    # Only bytes that go on the wire can come back; the client key and a CA never do, and
+    # steps (which cannot read a Secret) send only what the spec says.
+    secret_payloads = [payload] if spec.send_from is not None and payload is not None else []
     return ProbePlan(
         host=spec.host,
         port=spec.port,
         family=family,
         ip_literal=_ip_literal_family(spec.host, family),
         timeout=spec.timeout_seconds,
-        payload=_payload(spec, material, require_material),
+        payload=payload,
         payload_secret=spec.send_from is not None,
+        redactor=Redactor.of(secret_payloads),
         data_checks=data_checks,
         time_checks=time_checks,
         degraded_after=(

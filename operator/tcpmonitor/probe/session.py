@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from ..api import ErrorCode
 from ..api.result import MAX_EXCERPT
 from .assertions import CREDIT_PER_BYTE, FREE_CHECKED_BYTES
-from .excerpt import printable_excerpt
+from .excerpt import NO_SECRETS, Redactor
 from .failures import ProbeFailure, classify_socket_error, classify_tls_error
 from .reader import Reader
 
@@ -25,11 +25,6 @@ QUOTED = 120
 # Given the bytes not yet consumed, the length of the complete message at their start, or None
 # while more bytes are needed.
 Framer = Callable[[bytes], int | None]
-
-
-def quoted(data: bytes, limit: int = QUOTED) -> str:
-    """What the target said, escaped and cut, for a failure message."""
-    return printable_excerpt(data, min(limit, MAX_EXCERPT))
 
 
 def line_framer(data: bytes) -> int | None:
@@ -49,10 +44,12 @@ class Session:
         server_name: str,
         deadline: float,
         upgrade: Callable[[], Awaitable[None]],
+        redactor: Redactor = NO_SECRETS,
     ) -> None:
         self._reader = reader
         self._transport = transport
         self._upgrade = upgrade
+        self._redactor = redactor
         self.remote = remote
         # The name the target is addressed by (XMPP's stream 'to'), as TLS uses it for SNI.
         self.server_name = server_name
@@ -80,6 +77,11 @@ class Session:
     def seconds_left(self) -> float:
         return max(0.0, self.deadline - asyncio.get_running_loop().time())
 
+    def quoted(self, data: bytes, limit: int = QUOTED) -> str:
+        """What the target said, escaped, cut and with the secret bytes hidden, for a failure
+        message."""
+        return self._redactor.excerpt(data, min(limit, MAX_EXCERPT))
+
     def send(self, data: bytes) -> None:
         """Hand ``data`` to the connection (dialog messages are small: no flow control)."""
         if self._reader.lost:
@@ -91,11 +93,14 @@ class Session:
     def protocol_error(self, expected: str, got: bytes, where: str | None = None) -> ProbeFailure:
         return ProbeFailure(
             ErrorCode.PROTOCOL_ERROR,
-            f'{where or self.remote}: expected {expected}, got "{quoted(got)}"',
+            f'{where or self.remote}: expected {expected}, got "{self.quoted(got)}"',
         )
 
     def starttls_refused(self, message: str) -> ProbeFailure:
-        return ProbeFailure(ErrorCode.STARTTLS_REFUSED, f"{self.remote}: {message}")
+        """``message`` may quote the target's reply, decoded: its secret runs are hidden."""
+        return ProbeFailure(
+            ErrorCode.STARTTLS_REFUSED, f"{self.remote}: {self._redactor.text(message)}"
+        )
 
     async def read(self, framer: Framer, expected: str, where: str | None = None) -> bytes:
         """The next complete message; raises a classified failure when it does not come.
@@ -125,7 +130,7 @@ class Session:
                     raise ProbeFailure(
                         ErrorCode.PROTOCOL_ERROR,
                         f'{place}: expected {expected}, got {reader.cap} bytes without it: "'
-                        f'{quoted(got)}"',
+                        f'{self.quoted(got)}"',
                     )
                 if not got:
                     raise ProbeFailure(
@@ -134,7 +139,7 @@ class Session:
                     )
                 raise ProbeFailure(
                     ErrorCode.PROTOCOL_ERROR,
-                    f'{place}: expected {expected}, got "{quoted(got)}" and then the peer '
+                    f'{place}: expected {expected}, got "{self.quoted(got)}" and then the peer '
                     "closed the connection",
                 )
             try:
@@ -150,7 +155,8 @@ class Session:
                 got = self.pending()
                 code = ErrorCode.PROTOCOL_ERROR if got else ErrorCode.READ_TIMEOUT
                 raise ProbeFailure(
-                    code, f'{place}: expected {expected} within {waited:.3g}s, got "{quoted(got)}"'
+                    code,
+                    f'{place}: expected {expected} within {waited:.3g}s, got "{self.quoted(got)}"',
                 ) from None
 
     def _connection_failure(self, error: BaseException, place: str, expected: str) -> ProbeFailure:
@@ -187,7 +193,7 @@ class Session:
         if leftover:
             raise ProbeFailure(
                 ErrorCode.PROTOCOL_ERROR,
-                f'{self.remote}: sent data after agreeing to start TLS: "{quoted(leftover)}"',
+                f'{self.remote}: sent data after agreeing to start TLS: "{self.quoted(leftover)}"',
             )
         await self._upgrade()
         self.upgraded = True

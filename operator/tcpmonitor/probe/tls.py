@@ -12,7 +12,7 @@ import ssl
 import tempfile
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import TypeVar
@@ -42,8 +42,8 @@ class TlsSetupError(ValueError):
 
 @dataclass(frozen=True)
 class ClientCertificate:
-    cert_pem: bytes
-    key_pem: bytes
+    cert_pem: bytes = field(repr=False)
+    key_pem: bytes = field(repr=False)
 
 
 def _load_client_certificate(context: ssl.SSLContext, client: ClientCertificate) -> None:

@@ -7,7 +7,7 @@ in runners and in ``tcpmonitor run``, so every mode refuses the same specs in th
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..api import DurationError, Reason, TcpMonitorSpec, format_duration
 from ..api.result import MAX_MESSAGE
@@ -19,8 +19,15 @@ from ..probe import PlanError, ProbeMaterial, ProbePlan, compile_plan
 class SpecProblem:
     """Why a spec that the API server accepted cannot be probed (Ready=False)."""
 
-    reason: str  # InvalidSpec, SecretNotFound, ...
+    reason: str  # InvalidSpec, ReferenceNotFound, ...
     message: str
+    # For the operator's log only (what the API server said about a Secret), never for status
+    # or Events; a change of detail alone is not a new problem.
+    detail: str | None = field(default=None, compare=False)
+
+    @property
+    def logged(self) -> str:
+        return self.detail or self.message
 
 
 INTERVAL_TOO_SHORT = Reason.INTERVAL_TOO_SHORT.value
@@ -97,7 +104,7 @@ def plan_problem(exc: Exception) -> SpecProblem:
     API failing to give us a reference (ReferenceUnreadable).
     """
     if isinstance(exc, PlanError):
-        return SpecProblem(exc.reason, f"{exc.field}: {exc.message}")
+        return SpecProblem(exc.reason, f"{exc.field}: {exc.message}", exc.detail)
     return SpecProblem(Reason.REFERENCE_UNREADABLE.value, str(exc)[:500])
 
 

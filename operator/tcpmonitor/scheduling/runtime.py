@@ -362,7 +362,7 @@ class MonitorRuntime:
         previous, m.problem, m.plan = m.problem, problem, plan
         if problem is not None and problem != previous:
             if problem.reason == Reason.REFERENCE_UNREADABLE:
-                log.warning("reading references of %s/%s failed: %s", *m.ref.key, problem.message)
+                log.warning("reading references of %s/%s failed: %s", *m.ref.key, problem.logged)
             self._event(m, invalid_spec_event(problem))
 
     def _activate(self, m: _Monitor, *, immediate: bool, spec_changed: bool) -> None:

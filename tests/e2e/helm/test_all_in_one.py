@@ -22,6 +22,10 @@ def test_all_in_one_with_the_chart_identity_reconciles_end_to_end(
     assert f"kubectl -n {all_in_one.namespace} {rollout}" in all_in_one.install_output
     assert sorted(m["kind"] for m in all_in_one.manifest) == [
         "ClusterRole",
+        "ClusterRole",  # -edit and -view, for people (rbac.aggregatedRoles)
+        "ClusterRole",
+        "ClusterRole",  # -target-policy
+        "ClusterRoleBinding",
         "ClusterRoleBinding",
         "Deployment",
         "Service",

@@ -19,6 +19,10 @@ def test_helm_install_creates_the_chart_objects(control_plane: Cluster, release:
     assert kinds == [
         "ClusterRole",
         "ClusterRole",
+        "ClusterRole",  # -edit and -view, for people (rbac.aggregatedRoles)
+        "ClusterRole",
+        "ClusterRole",  # -target-policy
+        "ClusterRoleBinding",
         "ClusterRoleBinding",
         "ClusterRoleBinding",
         "ConfigMap",

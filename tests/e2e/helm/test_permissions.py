@@ -90,8 +90,14 @@ def monitor_up(name: str) -> Callable[[Scene], bool]:
     return lambda scene: scene.status(name).get("state") == "Up"
 
 
+# A Secret the operator may not read reads as one that is not there (the 403 is in its log);
+# a ConfigMap's message says what the API server said.
+SECRET_UNAVAILABLE = 'Secret "payload" key "request": not found or not readable'
+CONFIGMAP_FORBIDDEN = "ConfigMap {ns}/kube-root-ca.crt: 403 Forbidden"
+
+
 def unreadable(name: str, reference: str) -> Callable[[Scene], bool]:
-    """Ready=False with the 403 in the message, for this monitor only."""
+    """Ready=False with ``reference`` in the message, for this monitor only."""
 
     def check(scene: Scene) -> bool:
         ready = condition(scene.status(name), "Ready")
@@ -99,7 +105,7 @@ def unreadable(name: str, reference: str) -> Callable[[Scene], bool]:
         return (
             ready.get("status") == "False"
             and ready.get("reason") == "ReferenceUnreadable"
-            and f"{reference.format(ns=scene.ns)}: 403 Forbidden" in ready.get("message", "")
+            and reference.format(ns=scene.ns) in ready.get("message", "")
             and scene.status(other).get("state") == "Up"
         )
 
@@ -150,7 +156,7 @@ def runner_unreadable(name: str, reference: str) -> Callable[[Scene], bool]:
         other = "kubernetes-api" if name == "web" else "web"
         return (
             entry.get("state") == "Unknown"
-            and f"{reference.format(ns=scene.ns)}: 403 Forbidden" in entry.get("message", "")
+            and reference.format(ns=scene.ns) in entry.get("message", "")
             and location(scene.status(other)).get("state") == "Up"
         )
 
@@ -223,11 +229,11 @@ FAILURES: dict[str, dict[Rule, Failure]] = {
         ),
         SECRETS_GET: Failure(
             ("{ns}/web failed: Secret {ns}/payload: 403 Forbidden",),
-            unreadable("web", "Secret {ns}/payload"),
+            unreadable("web", SECRET_UNAVAILABLE),
         ),
         CONFIGMAPS_GET: Failure(
             ("{ns}/kubernetes-api failed: ConfigMap {ns}/kube-root-ca.crt: 403 Forbidden",),
-            unreadable("kubernetes-api", "ConfigMap {ns}/kube-root-ca.crt"),
+            unreadable("kubernetes-api", CONFIGMAP_FORBIDDEN),
         ),
         POLICIES_LIST: Failure(CANNOT_LIST_POLICIES, no_status),
         POLICIES_WATCH: Failure(CANNOT_WATCH_POLICIES, monitor_up("web")),
@@ -249,11 +255,12 @@ FAILURES: dict[str, dict[Rule, Failure]] = {
             up_without_events,
         ),
         # The controller validates references; it says so in status and an InvalidSpec Event,
-        # not in its log.
-        SECRETS_GET: Failure((), controller_unreadable("web", "Secret {ns}/payload")),
-        CONFIGMAPS_GET: Failure(
-            (), controller_unreadable("kubernetes-api", "ConfigMap {ns}/kube-root-ca.crt")
+        # and what the API server said about a Secret in its log only.
+        SECRETS_GET: Failure(
+            ("{ns}/web failed: Secret {ns}/payload: 403 Forbidden",),
+            controller_unreadable("web", SECRET_UNAVAILABLE),
         ),
+        CONFIGMAPS_GET: Failure((), controller_unreadable("kubernetes-api", CONFIGMAP_FORBIDDEN)),
         # Which locations have a live runner: without the list, every location is assumed to
         # have one, and a location nobody serves is reported as available.
         leases("list"): Failure(
@@ -299,11 +306,11 @@ FAILURES: dict[str, dict[Rule, Failure]] = {
         STATUS_PATCH: Failure(("{ns}/web failed: 403 Forbidden",), aggregated_not_located),
         SECRETS_GET: Failure(
             ("{ns}/web failed: Secret {ns}/payload: 403 Forbidden",),
-            runner_unreadable("web", "Secret {ns}/payload"),
+            runner_unreadable("web", SECRET_UNAVAILABLE),
         ),
         CONFIGMAPS_GET: Failure(
             ("{ns}/kubernetes-api failed: ConfigMap {ns}/kube-root-ca.crt: 403 Forbidden",),
-            runner_unreadable("kubernetes-api", "ConfigMap {ns}/kube-root-ca.crt"),
+            runner_unreadable("kubernetes-api", CONFIGMAP_FORBIDDEN),
         ),
         # Its own Lease: without it the runner is not a member of its location.
         leases("get"): Failure(

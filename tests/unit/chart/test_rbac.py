@@ -56,6 +56,18 @@ RUNNER_LEASE_RULES: set[Rule] = {
     ("coordination.k8s.io", "leases", verb, "")
     for verb in ("get", "list", "create", "update", "delete")
 }
+# For people, not processes: TcpMonitor write beside the Secret read of edit and admin.
+USER_ROLES = {f"{NAMESPACE}-{FULLNAME}-edit", f"{NAMESPACE}-{FULLNAME}-view"}
+READ = ("get", "list", "watch")
+EDIT_RULES: set[Rule] = {
+    ("tcpmonitor.dev", "tcpmonitors", verb, "")
+    for verb in (*READ, "create", "update", "patch", "delete", "deletecollection")
+} | {("tcpmonitor.dev", "tcpmonitors/status", verb, "") for verb in READ}
+VIEW_RULES: set[Rule] = {
+    ("tcpmonitor.dev", resource, verb, "")
+    for resource in ("tcpmonitors", "tcpmonitors/status")
+    for verb in READ
+}
 
 
 def flat_rules(role: Manifest) -> set[Rule]:
@@ -84,15 +96,12 @@ def test_controller_and_runners_get_separate_identities_and_exactly_their_rules(
     cluster_roles = named(manifests, "ClusterRole")
     cluster_bindings = named(manifests, "ClusterRoleBinding")
     # Cluster-scoped names carry the release namespace: two releases never collide.
-    assert (
-        cluster_roles.keys()
-        == cluster_bindings.keys()
-        == {
-            f"{NAMESPACE}-{CONTROLLER}",
-            f"{NAMESPACE}-{RUNNER_ROLE}",
-            TARGET_POLICY,
-        }
-    )
+    assert cluster_bindings.keys() == {
+        f"{NAMESPACE}-{CONTROLLER}",
+        f"{NAMESPACE}-{RUNNER_ROLE}",
+        TARGET_POLICY,
+    }
+    assert cluster_roles.keys() == cluster_bindings.keys() | USER_ROLES
     assert flat_rules(cluster_roles[TARGET_POLICY]) == TARGET_POLICY_RULES
     assert subjects(cluster_bindings[TARGET_POLICY]) == {runner_sa("default")}
     assert flat_rules(cluster_roles[f"{NAMESPACE}-{CONTROLLER}"]) == OPERATOR_RULES
@@ -198,7 +207,11 @@ def test_all_in_one_rbac_is_one_cluster_role_and_no_leases() -> None:
     policy_role = named(manifests, "ClusterRole").pop(TARGET_POLICY)
     assert flat_rules(policy_role) == TARGET_POLICY_RULES
     assert subjects(named(manifests, "ClusterRoleBinding")[TARGET_POLICY]) == {FULLNAME}
-    (role,) = [r for r in objects(manifests, "ClusterRole") if r is not policy_role]
+    (role,) = [
+        r
+        for r in objects(manifests, "ClusterRole")
+        if r["metadata"]["name"] not in USER_ROLES | {TARGET_POLICY}
+    ]
     (binding,) = [
         b
         for b in objects(manifests, "ClusterRoleBinding")
@@ -246,3 +259,57 @@ def test_existing_service_accounts_and_no_rbac() -> None:
         "--set",
         "serviceAccount.controllerName=c",
     )
+
+
+def aggregation(role: Manifest) -> set[str]:
+    prefix = "rbac.authorization.k8s.io/aggregate-to-"
+    labels = role["metadata"]["labels"]
+    return {
+        k.removeprefix(prefix) for k, v in labels.items() if k.startswith(prefix) and v == "true"
+    }
+
+
+def test_monitor_write_is_folded_into_edit_and_admin_which_read_secrets_and_read_into_view() -> (
+    None
+):
+    for manifests in (render(), ci("all-in-one")):
+        roles = named(manifests, "ClusterRole")
+        edit, view = roles[f"{NAMESPACE}-{FULLNAME}-edit"], roles[f"{NAMESPACE}-{FULLNAME}-view"]
+        # The built-in edit and admin already get and list Secrets: whoever may write a
+        # TcpMonitor through them may read what it references anyway. view reads no Secret.
+        assert aggregation(edit) == {"edit", "admin"}
+        assert aggregation(view) == {"view"}
+        assert flat_rules(edit) == EDIT_RULES
+        assert flat_rules(view) == VIEW_RULES
+        # Nothing is bound to them: the built-in roles take their rules in.
+        bound = {b["roleRef"]["name"] for b in objects(manifests, "ClusterRoleBinding")}
+        assert bound.isdisjoint(USER_ROLES)
+        # Other aggregation labels would hand the rules to someone else.
+        for role in roles.values():
+            if role["metadata"]["name"] not in USER_ROLES:
+                assert not aggregation(role)
+
+
+def test_the_user_roles_can_be_left_out_and_are_not_made_with_namespaced_rbac() -> None:
+    def user_roles(*options: str) -> set[str]:
+        return {
+            r["metadata"]["name"] for r in objects(render(*options), "ClusterRole")
+        } & USER_ROLES
+
+    assert user_roles() == USER_ROLES
+    assert user_roles("--set", "rbac.aggregatedRoles=false") == set()
+    assert (
+        user_roles(
+            "--set",
+            "rbac.create=false",
+            "--set",
+            "serviceAccount.create=false",
+            "--set",
+            "serviceAccount.controllerName=c",
+            "--set",
+            "serviceAccount.runnerName=r",
+        )
+        == set()
+    )
+    # With namespaced RBAC only the target policy's ClusterRole (cluster-scoped objects).
+    assert named(ci("namespaced-rbac"), "ClusterRole").keys() == {TARGET_POLICY}

@@ -184,7 +184,7 @@ def test_missing_secret_is_ready_false_once_then_recovers_when_it_appears() -> N
     broken = next(s for n, s, _ in reporter.writes if n == "secret-payload")
     ready = next(c for c in broken.conditions if c.type == "Ready")
     assert (ready.status, ready.reason) == ("False", "ReferenceNotFound")
-    assert "Secret ns/payload not found" in ready.message
+    assert 'Secret "payload" key "data": not found or not readable' in ready.message
     assert reporter.reasons("secret-payload") == ["InvalidSpec", "TargetUp"]
     final = reporter.last("secret-payload")
     assert final.state is MonitorState.UP

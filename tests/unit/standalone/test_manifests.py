@@ -116,7 +116,8 @@ def test_a_present_secret_without_the_key_is_a_problem_even_offline(tmp_path: Pa
     )
     [problem] = load_manifests([tmp_path]).problems
     assert problem.field == "spec.sendFrom.secretKeyRef"
-    assert problem.message == "Secret n/payload has no key hello"
+    # The same words as for a Secret that is not there: see test_secret_references.
+    assert problem.message == 'Secret "payload" key "hello": not found or not readable'
 
 
 def test_a_ca_bundle_that_does_not_load_is_a_problem(tmp_path: Path) -> None:
