@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Coroutine
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -174,6 +175,9 @@ class LiveLocations:
 async def run_operator(
     options: ProcessOptions, *, mode: str = "all-in-one", leader_election: bool = False
 ) -> int:
+    if mode == "controller":
+        # The controller probes nothing: it neither reads nor watches the target policy.
+        options = replace(options, policy=None)
     load_credentials(options.kubeconfig)
     api = KubeApi()
     metrics = Metrics()
@@ -240,7 +244,7 @@ async def run_operator(
         alive=runtime.health if runtime is not None else None,
         api_readiness=ApiReadiness(api, options.namespaces, metrics),
         not_acting=lambda: not_acting(gated, reporter),
-        **policy_hooks(api, options.policy if mode != "controller" else None),
+        **policy_hooks(api, options.policy),
     )
 
 
