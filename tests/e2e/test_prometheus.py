@@ -1,12 +1,16 @@
-"""A real Prometheus scrapes a running controller and runner: the chart's alert fires and
-resolves, and every query of the chart's dashboard returns data.
+"""A real Prometheus scrapes a running operator: the chart's alert fires and resolves, and every
+query of the chart's dashboard returns data.
 
-The processes run as the chart deploys them by default (mode distributed, one runner in the
-location ``default``). Prometheus (the Debian package's binary, .ci/provision-monitoring) runs
-with a config this test writes: one scrape job named like the chart's metrics Service, every
-second, with ``honor_labels`` and the target labels the chart's ServiceMonitor gives (the
-release namespace, the pod, and ``location`` for the runner), and as its rule file the chart's
-PrometheusRule rendered with ``down.for`` shortened through the chart's own value.
+Two deployments, as the chart makes them: mode distributed (its default: a controller and one
+runner in the location ``default``) and mode all-in-one (one operator process). Prometheus (the
+Debian package's binary, .ci/provision-monitoring) runs with a config this test writes: one
+scrape job named like the chart's metrics Service, every second, with ``honor_labels`` and the
+target labels the chart's ServiceMonitor gives (the release namespace, the pod, and ``location``
+for a runner), and as its rule file the chart's PrometheusRule for that mode, rendered with
+``down.for`` shortened through the chart's own value.
+
+In all-in-one mode the three location panels are empty by design: there are no runners, so no
+series carries ``location`` (the test checks that exactly those three are empty).
 """
 
 from __future__ import annotations
@@ -32,7 +36,16 @@ from tests.e2e.conftest import unavailable
 from tests.unit.chart.rendering import CHART, METRICS_SERVICE, prometheus_rules, render
 from tests.unit.chart.rendering import NAMESPACE as RELEASE_NAMESPACE
 
-from .operator_process import Listener, apply, eventually, free_port, state_is, status, tcpmonitor
+from .operator_process import (
+    Listener,
+    OperatorProcess,
+    apply,
+    eventually,
+    free_port,
+    state_is,
+    status,
+    tcpmonitor,
+)
 from .test_runners import Fleet, TlsListener
 
 DOWN_FOR = "3s"
@@ -97,9 +110,9 @@ class PrometheusServer:
             and all(a["labels"].get(k) == v for k, v in labels.items())
         ]
 
-    def targets_up(self) -> bool:
+    def targets_up(self, count: int) -> bool:
         active = self._get("/api/v1/targets")["data"]["activeTargets"]
-        return len(active) == 2 and all(t["health"] == "up" for t in active)
+        return len(active) == count and all(t["health"] == "up" for t in active)
 
     def log(self) -> str:
         if not self._log.closed:
@@ -125,9 +138,20 @@ def prometheus_binary() -> str:
     return found
 
 
-def scrape_config(controller_port: int, runner_port: int) -> dict[str, Any]:
-    """What the chart's ServiceMonitor makes of the release's two pods."""
-    target_labels = {"namespace": RELEASE_NAMESPACE}
+# Each process's own target labels (beside the release namespace), as the ServiceMonitor's
+# relabeling gives them: only a runner's carry `location`.
+CONTROLLER_LABELS = {"pod": "tcpm-tcpmonitor-operator-controller-0"}
+RUNNER_LABELS = {"pod": "tcpm-tcpmonitor-operator-runner-default-0", "location": "default"}
+OPERATOR_LABELS = {"pod": "tcpm-tcpmonitor-operator-0"}
+LOCATION_PANELS = {
+    "panel 'State per location' A",
+    "panel 'Runners per location' A",
+    "panel 'Monitors per location' A",
+}
+
+
+def scrape_config(targets: list[tuple[int, dict[str, str]]]) -> dict[str, Any]:
+    """What the chart's ServiceMonitor makes of the release's pods: (metrics port, labels)."""
     return {
         "job_name": METRICS_SERVICE,
         "scrape_interval": "1s",
@@ -135,16 +159,27 @@ def scrape_config(controller_port: int, runner_port: int) -> dict[str, Any]:
         "honor_labels": True,
         "static_configs": [
             {
-                "targets": [f"127.0.0.1:{controller_port}"],
-                "labels": target_labels | {"pod": "tcpm-tcpmonitor-operator-controller-0"},
-            },
-            {
-                "targets": [f"127.0.0.1:{runner_port}"],
-                "labels": target_labels
-                | {"pod": "tcpm-tcpmonitor-operator-runner-default-0", "location": "default"},
-            },
+                "targets": [f"127.0.0.1:{port}"],
+                "labels": {"namespace": RELEASE_NAMESPACE} | labels,
+            }
+            for port, labels in targets
         ],
     }
+
+
+def start_release(
+    mode: str, cluster: Cluster, namespace: str, tmp_path: Path, cleanup: contextlib.ExitStack
+) -> list[tuple[int, dict[str, str]]]:
+    """The mode's processes, stopped by ``cleanup``; their scrape targets."""
+    if mode == "all-in-one":
+        operator = OperatorProcess(cluster, tmp_path, "--namespace", namespace)
+        cleanup.callback(operator.stop)
+        return [(operator.metrics_port, OPERATOR_LABELS)]
+    fleet = Fleet(cluster, namespace, tmp_path)
+    cleanup.callback(fleet.stop)
+    controller = fleet.controller("controller-a")
+    runner = fleet.runner("default", "runner-a")
+    return [(controller.metrics_port, CONTROLLER_LABELS), (runner.metrics_port, RUNNER_LABELS)]
 
 
 def dashboard_queries(namespace: str) -> dict[str, str]:
@@ -177,11 +212,14 @@ def dashboard_queries(namespace: str) -> dict[str, str]:
     return substituted
 
 
+@pytest.mark.parametrize("mode", ["distributed", "all-in-one"])
 def test_down_alert_fires_and_resolves_and_every_dashboard_query_returns_data(
-    control_plane: Cluster, namespace: str, tmp_path: Path, prometheus_binary: str
+    control_plane: Cluster, namespace: str, tmp_path: Path, prometheus_binary: str, mode: str
 ) -> None:
     rules = prometheus_rules(
         render(
+            "--set",
+            f"mode={mode}",
             "--set",
             "metrics.prometheusRule.enabled=true",
             "--set",
@@ -199,17 +237,14 @@ def test_down_alert_fires_and_resolves_and_every_dashboard_query_returns_data(
         tls_target = TlsListener(ca)
         cleanup.callback(tls_target.stop)
         cleanup.callback(closed.stop)
-        fleet = Fleet(control_plane, namespace, tmp_path)
-        cleanup.callback(fleet.stop)
-        controller = fleet.controller("controller-a")
-        runner = fleet.runner("default", "runner-a")
+        targets = start_release(mode, control_plane, namespace, tmp_path, cleanup)
         server = PrometheusServer(
             prometheus_binary,
             tmp_path / "prometheus",
             {
                 "global": {"evaluation_interval": "1s"},
                 "rule_files": [str(rules_path)],
-                "scrape_configs": [scrape_config(controller.metrics_port, runner.metrics_port)],
+                "scrape_configs": [scrape_config(targets)],
             },
         )
         cleanup.callback(server.stop)
@@ -230,7 +265,9 @@ def test_down_alert_fires_and_resolves_and_every_dashboard_query_returns_data(
                 tls={"enabled": True, "caConfigMapRef": {"name": "ca", "key": "ca.crt"}},
             ),
         )
-        eventually(server.targets_up, 20, 0.5, message="both targets scraped and up")
+        eventually(
+            lambda: server.targets_up(len(targets)), 20, 0.5, message="every target scraped, up"
+        )
         eventually(lambda: state_is(control_plane, namespace, "tls", "Up"), 30, message="tls is Up")
 
         firing = eventually(
@@ -249,15 +286,19 @@ def test_down_alert_fires_and_resolves_and_every_dashboard_query_returns_data(
         assert not server.alerts("TcpMonitorRunnersDown")
 
         queries = dashboard_queries(namespace)
+        expected_empty = LOCATION_PANELS if mode == "all-in-one" else set()
+        assert expected_empty <= queries.keys()
         results: dict[str, list[dict[str, Any]]] = {}
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             results = {key: server.query(expr) for key, expr in queries.items()}
-            if all(results.values()):
+            if all(result for key, result in results.items() if key not in expected_empty):
                 break
             time.sleep(1)
-        empty = sorted(key for key, result in results.items() if not result)
-        assert not empty, f"{len(empty)} of {len(queries)} dashboard queries without data: {empty}"
+        empty = {key for key, result in results.items() if not result}
+        assert empty == expected_empty, (
+            f"{len(empty)} of {len(queries)} dashboard queries without data: {sorted(empty)}"
+        )
 
         def value(key: str) -> float:
             (sample,) = results[key]
@@ -267,13 +308,14 @@ def test_down_alert_fires_and_resolves_and_every_dashboard_query_returns_data(
         # the certificate's expiry as the monitor's status reports it.
         assert value("panel 'Down' A") == 1
         assert value("panel 'All monitors' A") == 2
-        assert value("panel 'Runners per location' A") == 1
         certificate = status(control_plane, namespace, "tls")["lastResult"]["tls"]["certificate"]
         not_after = datetime.fromisoformat(certificate["notAfter"].replace("Z", "+00:00"))
         expires_in = not_after.timestamp() - time.time()
         assert abs(value("panel 'Certificate expiry' A") - expires_in) < 60
-        per_location = results["panel 'State per location' A"]
-        assert {s["metric"]["location"] for s in per_location} == {"default"}
+        if mode == "distributed":
+            assert value("panel 'Runners per location' A") == 1
+            per_location = results["panel 'State per location' A"]
+            assert {s["metric"]["location"] for s in per_location} == {"default"}
 
         closed.start()
         eventually(
