@@ -141,6 +141,20 @@ def monitoring() -> tuple[Manifest, ...]:
     return render(*values_file(CHART / "ci" / "monitoring-values.yaml"))
 
 
+# -- the PrometheusRule as a plain Prometheus rules file -----------------------------------------
+
+ALERTING_VALUES = (
+    *values_file(CHART / "ci" / "multi-location-values.yaml"),
+    *values_file(CHART / "ci" / "monitoring-values.yaml"),
+)
+
+
+def prometheus_rules(manifests: tuple[Manifest, ...]) -> dict[str, Any]:
+    """The PrometheusRule's ``spec``: what prometheus-operator hands Prometheus as a rule file."""
+    (rule,) = named(manifests, "PrometheusRule").values()
+    return {"groups": rule["spec"]["groups"]}
+
+
 # -- what the chart's queries may name ---------------------------------------------------------
 
 
