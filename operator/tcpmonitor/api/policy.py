@@ -139,11 +139,13 @@ class TargetRule(ApiModel):
         "A name only matches as written; its addresses are still matched against cidrs of "
         "this and every other rule, so a name cannot reach a denied address. Empty: any host.",
     )
-    record_responses: bool = Field(
-        default=True,
+    # No schema default: a default inside a list item makes `kubectl apply` report every
+    # policy as configured on each apply.
+    record_responses: bool | None = Field(
+        default=None,
         description="Allow only: whether the reply's bytes (response excerpt, assertion "
         "actual values, protocol details) may be stored in status for these targets; false "
-        "keeps only sizes, timings and verdicts.",
+        "keeps only sizes, timings and verdicts. Absent: true.",
     )
 
     @field_validator("cidrs")

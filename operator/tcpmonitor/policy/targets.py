@@ -123,7 +123,7 @@ class CompiledRule:
             networks=tuple(ipaddress.ip_network(c, strict=False) for c in rule.cidrs),
             ports=tuple(ports),
             hosts=tuple(rule.hosts),
-            record_responses=rule.record_responses,
+            record_responses=rule.record_responses is not False,
         )
 
     def matches(self, host: str, address: Address, port: int) -> bool:
