@@ -8,6 +8,7 @@ from enum import StrEnum
 
 from pydantic import Field
 
+from .probe_request import MAX_PROBE_REQUEST, PROBE_REQUEST_ANNOTATION
 from .result import MAX_MESSAGE, ProbeResult, ResultModel
 
 # What one location's copy of a result may carry: sixteen full results would make a status of
@@ -266,6 +267,11 @@ class LocationStatus(ResultModel):
         "and tls.chainExpiry stay), texts are cut to "
         f"{LOCATION_TEXT} characters and certificate names to {LOCATION_DNS_NAMES}.",
     )
+    last_handled_probe_request: str | None = Field(
+        default=None,
+        max_length=MAX_PROBE_REQUEST,
+        description=f"The {PROBE_REQUEST_ANNOTATION} value this location last probed for.",
+    )
 
 
 class TcpMonitorStatus(ResultModel):
@@ -310,4 +316,11 @@ class TcpMonitorStatus(ResultModel):
         max_length=16,
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
         description="Per-location results; each entry is written by that location's runners.",
+    )
+    last_handled_probe_request: str | None = Field(
+        default=None,
+        max_length=MAX_PROBE_REQUEST,
+        description=f"The value of the {PROBE_REQUEST_ANNOTATION} annotation last handled: "
+        "the monitor was probed after it was set (with runners, in every live location), and "
+        "lastResult is at least that recent.",
     )

@@ -4,6 +4,10 @@ Runners write ``status.locations[]``; the controller reads them from the watch, 
 against ``minFailedLocations``, and writes the top-level state, message and conditions, and the
 Events, only when the verdict changes (plus the heartbeat). A location with no live runner is
 reported as a condition and an Event instead of being silently ignored.
+
+A probe request (the ``tcpmonitor.dev/requestedAt`` annotation) is handled by each location's
+runner, which records it in its entry; the controller copies it to the top-level
+``lastHandledProbeRequest`` once every wanted location with a live runner has handled it.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from ..api import (
     TcpMonitorSpec,
     TcpMonitorStatus,
 )
+from ..api.probe_request import probe_request
 from ..api.result import MAX_MESSAGE
 from ..api.spec import MIN_INTERVAL_SECONDS
 from ..reporting import (
@@ -96,6 +101,8 @@ class _Entry:
     # Per location, the newest of its state changes already accounted for; None until the
     # first evaluation, which starts from the stored top-level lastTransitionTime.
     seen: dict[str, datetime] | None = None
+    requested: str | None = None  # the probe-request annotation's (usable) value
+    handled: str | None = None  # the last request every live location handled
 
 
 class Controller:
@@ -135,8 +142,10 @@ class Controller:
                 status.last_transition_time if status else None,
                 list(status.conditions) if status else [],
             )
+            entry.handled = status.last_handled_probe_request if status else None
             self._entries[ref.key] = entry
         entry.ref, entry.status = ref, status
+        entry.requested = probe_request(meta.annotations)
         if entry.generation != meta.generation or entry.spec != monitor.spec:
             entry.spec, entry.generation = monitor.spec, meta.generation
             await self._check_spec(entry)
@@ -275,6 +284,7 @@ class Controller:
             if entry.state is MonitorState.PAUSED
             else detail
         )
+        handled = self._handled(entry, mine)
         conditions = aggregated_conditions(
             verdict, entry.state, detail, entry.problem, entry.generation, entry.conditions, now
         )
@@ -289,15 +299,30 @@ class Controller:
             last_transition_time=entry.last_transition,
             consecutive_successes=min((e.consecutive_successes for e in mine), default=0),
             consecutive_failures=max((e.consecutive_failures for e in mine), default=0),
+            last_handled_probe_request=entry.handled,
         )
         body = status_body(status)
         stable = _stable(body)
         heartbeat_due = self._loop.time() - entry.written_at >= self.heartbeat
         changed = stable != _stable(entry.written)
         if changed or (heartbeat_due and body != entry.written):
-            urgent = stable.get("state") != entry.written.get("state")
+            urgent = handled or stable.get("state") != entry.written.get("state")
             entry.written, entry.written_at, entry.conditions = body, self._loop.time(), conditions
             self.reporter.write_status(entry.ref, status, urgent=urgent)
+
+    def _handled(self, entry: _Entry, mine: list[LocationStatus]) -> bool:
+        """Whether the pending probe request is now handled: every wanted location with a live
+        runner has probed for it (a location without one cannot, and says so elsewhere)."""
+        requested = entry.requested
+        if requested is None or requested == entry.handled:
+            return False
+        live = self.live_locations()
+        wanted = [name for name in entry.spec.locations if live is None or name in live]
+        by_name = {e.name: e.last_handled_probe_request for e in mine}
+        if not wanted or any(by_name.get(name) != requested for name in wanted):
+            return False
+        entry.handled = requested
+        return True
 
     def _event(self, entry: _Entry, event: EventSpec) -> None:
         self.reporter.post_event(entry.ref, event)

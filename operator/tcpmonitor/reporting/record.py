@@ -31,12 +31,14 @@ class MonitorRecord:
     # The latest changes (state entered, when), oldest first, bounded: a runner's entry
     # carries them so that the controller can replay those it did not see.
     recent: tuple[tuple[MonitorState, datetime], ...] = ()
+    # The last probe request (annotation value) a probe was run for: status.lastHandled...
+    handled_request: str | None = None
 
     @classmethod
     def from_status(cls, status: TcpMonitorStatus | None) -> MonitorRecord:
         """Resume from what a previous operator wrote, so counters and times survive."""
         if status is None or status.state is None:
-            return cls()
+            return cls(handled_request=status.last_handled_probe_request if status else None)
         return cls(
             state=status.state,
             consecutive_successes=status.consecutive_successes,
@@ -47,6 +49,7 @@ class MonitorRecord:
             last_success_time=status.last_success_time,
             last_failure_time=status.last_failure_time,
             skipped_probes=status.skipped_probes,
+            handled_request=status.last_handled_probe_request,
         )
 
 

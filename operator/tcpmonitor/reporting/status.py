@@ -43,6 +43,7 @@ def build_status(
         consecutive_successes=record.consecutive_successes,
         consecutive_failures=record.consecutive_failures,
         skipped_probes=record.skipped_probes,
+        last_handled_probe_request=record.handled_request,
     )
 
 

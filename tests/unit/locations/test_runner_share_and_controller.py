@@ -421,3 +421,38 @@ def test_a_controller_that_starts_replays_only_what_came_after_the_stored_transi
     reporter = controller_run(m, live={"eu"})
     # Down at 30 s was the previous controller's; Up at 50 s is replayed, Down at 60 s is now.
     assert reporter.reasons("m") == ["TargetUp", "TargetDown"]
+
+
+def requested(m: TcpMonitor, value: str) -> TcpMonitor:
+    meta = m.metadata.model_copy(update={"annotations": {"tcpmonitor.dev/requestedAt": value}})
+    return m.model_copy(update={"metadata": meta})
+
+
+def test_controller_reports_a_probe_request_handled_once_every_live_location_has() -> None:
+    reporter = controller_run(
+        requested(monitor("m", ["eu", "us", "ap"], [entry("eu", "Up"), entry("us", "Up")]), "r1"),
+        requested(
+            monitor(
+                "m",
+                ["eu", "us", "ap"],
+                [entry("eu", "Up", lastHandledProbeRequest="r1"), entry("us", "Up")],
+            ),
+            "r1",
+        ),
+        requested(
+            monitor(
+                "m",
+                ["eu", "us", "ap"],
+                [
+                    entry("eu", "Up", lastHandledProbeRequest="r1"),
+                    entry("us", "Up", lastHandledProbeRequest="r1"),
+                ],
+            ),
+            "r1",
+        ),
+        live={"eu", "us"},  # ap has no runner: it cannot hold the request up
+    )
+    handled = [s.last_handled_probe_request for _, s, _ in reporter.writes]
+    assert handled[0] is None and handled[-1] == "r1"
+    assert handled.count("r1") == 1 and reporter.writes[-1][2] is True  # urgent
+    assert "r1" not in handled[:-1]
