@@ -25,6 +25,7 @@ class MonitorState(StrEnum):
     DOWN = "Down"
     UNKNOWN = "Unknown"
     PAUSED = "Paused"
+    MAINTENANCE = "Maintenance"  # in a maintenance window: probed, no Events
 
 
 class ConditionType(StrEnum):
@@ -57,6 +58,7 @@ class Reason(StrEnum):
     RUNNERS_AVAILABLE = "RunnersAvailable"
     NO_LIVE_RUNNER = "NoLiveRunner"
     TARGET_FORBIDDEN = "TargetForbidden"
+    MAINTENANCE = "Maintenance"
 
 
 class EventReason(StrEnum):
@@ -91,6 +93,14 @@ CONDITION_REASONS: tuple[ConditionReason, ...] = (
     ),
     ConditionReason(
         ConditionType.READY, "True", Reason.PAUSED, "The spec is valid; probing is paused."
+    ),
+    ConditionReason(
+        ConditionType.READY,
+        "True",
+        Reason.MAINTENANCE,
+        "The spec is valid and the target is probed, in a maintenance window (the state shows "
+        "Maintenance, no TargetDown/TargetUp Events); Reachable and Degraded still say what "
+        "the probes see.",
     ),
     ConditionReason(
         ConditionType.READY,
@@ -282,7 +292,9 @@ class TcpMonitorStatus(ResultModel):
         default=None, ge=0, description="The spec generation the status describes."
     )
     state: MonitorState | None = Field(
-        default=None, description="Up, Degraded, Down, Unknown (no result yet) or Paused."
+        default=None,
+        description="Up, Degraded, Down, Unknown (no result yet), Paused or Maintenance (in a "
+        "maintenance window).",
     )
     message: str | None = Field(default=None, max_length=MAX_MESSAGE, description="One line.")
     latency: str | None = Field(

@@ -28,6 +28,11 @@ from ..api import (
     TcpMonitorSpec,
     TcpMonitorStatus,
 )
+from ..api.maintenance import (
+    MAINTENANCE_ANNOTATION,
+    maintenance_until,
+    parse_maintenance_annotation,
+)
 from ..api.probe_request import probe_request
 from ..api.result import MAX_MESSAGE
 from ..api.spec import MIN_INTERVAL_SECONDS
@@ -75,6 +80,10 @@ def _stable(body: dict[str, Any]) -> dict[str, Any]:
     return stable
 
 
+def _rfc3339(when: datetime) -> str:
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 class StatusWriter(Protocol):
     """Where the controller's verdicts go. Calls must not block."""
 
@@ -103,6 +112,9 @@ class _Entry:
     seen: dict[str, datetime] | None = None
     requested: str | None = None  # the probe-request annotation's (usable) value
     handled: str | None = None  # the last request every live location handled
+    maintenance_annotation: datetime | None = None  # tcpmonitor.dev/maintenance-until
+    before_maintenance: MonitorState | None = None  # the state shown before the window
+    maintenance_until: datetime | None = None  # the window open at the last evaluation
 
 
 class Controller:
@@ -146,6 +158,9 @@ class Controller:
             self._entries[ref.key] = entry
         entry.ref, entry.status = ref, status
         entry.requested = probe_request(meta.annotations)
+        entry.maintenance_annotation = parse_maintenance_annotation(
+            meta.annotations.get(MAINTENANCE_ANNOTATION)
+        )
         if entry.generation != meta.generation or entry.spec != monitor.spec:
             entry.spec, entry.generation = monitor.spec, meta.generation
             await self._check_spec(entry)
@@ -206,8 +221,8 @@ class Controller:
             if e.recent_transitions:
                 last = e.recent_transitions[-1].time
                 seen[name] = max(seen[name], last) if name in seen else last
-        if len(changes) < 2 or spec.paused:
-            return
+        if len(changes) < 2 or spec.paused or entry.maintenance_until is not None:
+            return  # nothing is posted for what happened during a maintenance window
         states = {name: self._state_before(e, changes, entry.state) for name, e in mine.items()}
         for at, name, state in changes[:-1]:
             states[name] = state
@@ -241,11 +256,14 @@ class Controller:
     def _evaluate(self, entry: _Entry) -> None:
         spec = entry.spec
         entries = entry.status.locations if entry.status else []
+        now = datetime.now(UTC)
+        entry.maintenance_until = maintenance_until(
+            spec.maintenance, entry.maintenance_annotation, now
+        )
         self._replay(entry, entries)
         verdict = aggregate(
             spec.locations, spec.min_failed_locations, entries, self.live_locations()
         )
-        now = datetime.now(UTC)
         mine = [e for e in entries if e.name in spec.locations]
         result = deciding_result(spec.locations, mine)
         # What both the Events and the status say: with one location, the deciding result
@@ -253,9 +271,21 @@ class Controller:
         detail = verdict_detail(verdict.message, result, len(spec.locations))
         # A spec problem shows in Ready; the state stays what the locations last reported,
         # as in the all-in-one mode (whose runners refuse the same spec and stop probing).
-        state = MonitorState.PAUSED if spec.paused else verdict.state
+        # A maintenance window shows as Maintenance, without Events; the first verdict after
+        # it is compared with the state before it (as the all-in-one's record does).
+        state = (
+            MonitorState.PAUSED
+            if spec.paused
+            else MonitorState.MAINTENANCE
+            if entry.maintenance_until is not None
+            else verdict.state
+        )
         if state != entry.state:
-            event = state_event(entry.state, state, detail)
+            previous = entry.state
+            if previous is MonitorState.MAINTENANCE:
+                previous = entry.before_maintenance or MonitorState.UNKNOWN
+            entry.before_maintenance = entry.state if state is MonitorState.MAINTENANCE else None
+            event = state_event(previous, state, detail)
             if event is not None:
                 self._event(entry, event)
             entry.state, entry.last_transition = state, now
@@ -282,11 +312,22 @@ class Controller:
             if entry.problem
             else "paused"
             if entry.state is MonitorState.PAUSED
+            else f"maintenance until {_rfc3339(entry.maintenance_until)}; {detail}"
+            if entry.maintenance_until is not None
             else detail
         )
         handled = self._handled(entry, mine)
+        # Reachable and Degraded say what the locations see, also in a maintenance window.
+        seen = verdict.state if entry.state is MonitorState.MAINTENANCE else entry.state
         conditions = aggregated_conditions(
-            verdict, entry.state, detail, entry.problem, entry.generation, entry.conditions, now
+            verdict,
+            seen,
+            detail,
+            entry.problem,
+            entry.generation,
+            entry.conditions,
+            now,
+            entry.maintenance_until,
         )
         status = TcpMonitorStatus(
             observed_generation=entry.generation,

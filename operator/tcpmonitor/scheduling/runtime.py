@@ -14,6 +14,11 @@ beyond its ``max_monitors`` (in name order) are refused and never probed, an int
 A new value of the probe-request annotation (``tcpmonitor.dev/requestedAt``) probes the monitor
 at once, through the same probe slots and without moving its schedule; the status write after
 that probe carries the value as ``lastHandledProbeRequest``.
+
+Maintenance windows (``spec.maintenance``, the ``tcpmonitor.dev/maintenance-until`` annotation)
+are looked up on every result: inside one the state shows Maintenance and no state Events are
+posted; when one closes the monitor is probed at once, so its real state shows without waiting
+for the next slot.
 """
 
 from __future__ import annotations
@@ -31,11 +36,17 @@ from ..api import (
     Condition,
     ConditionType,
     MonitorState,
+    ObjectMeta,
     ProbeResult,
     Reason,
     TcpMonitor,
     TcpMonitorSpec,
     TcpMonitorStatus,
+)
+from ..api.maintenance import (
+    MAINTENANCE_ANNOTATION,
+    maintenance_until,
+    parse_maintenance_annotation,
 )
 from ..api.probe_request import PROBE_REQUEST_ANNOTATION, probe_request_problem
 from ..api.spec import MIN_INTERVAL_SECONDS
@@ -144,6 +155,8 @@ class _Monitor:
     fresh: bool = False
     requested: str | None = None  # a probe request not yet handled
     request_seen: str | None = None  # the annotation's last value (bounded), to act once
+    maintenance_annotation: datetime | None = None  # tcpmonitor.dev/maintenance-until
+    window_closes: asyncio.TimerHandle | None = field(default=None, repr=False)
     retry: asyncio.TimerHandle | None = field(default=None, repr=False)
 
 
@@ -213,8 +226,9 @@ class MonitorRuntime:
             self._forget(ref.key)  # deleted and re-created under the same name: same rank
             m = None
         if m is not None and m.spec == monitor.spec and m.generation == meta.generation:
-            # Our own status write, or a metadata-only change: only a probe request acts.
-            if self._note_request(m, meta.annotations):
+            # Our own status write, or a metadata-only change: only a probe request, or a
+            # changed maintenance annotation (probed at once to show it), acts.
+            if self._note_request(m, meta.annotations) | self._note_maintenance(m, meta):
                 self._probe_now(m)
             return
         status = monitor.status
@@ -242,6 +256,7 @@ class MonitorRuntime:
             m.fault, m.fault_type = None, None  # a new spec gets a fresh chance (and Event)
         m.version += 1
         requested = self._note_request(m, meta.annotations)
+        self._note_maintenance(m, meta)
         if m.refused is None:  # a refused monitor costs nothing, not even a Secret read
             await self._compile(m)
         if self._monitors.get(ref.key) is m:
@@ -276,6 +291,26 @@ class MonitorRuntime:
             return False  # handled before a restart (or a hand-over): status says so already
         m.requested = value
         return True
+
+    def _note_maintenance(self, m: _Monitor, meta: ObjectMeta) -> bool:
+        """Whether the maintenance annotation changed."""
+        until = parse_maintenance_annotation(meta.annotations.get(MAINTENANCE_ANNOTATION))
+        if until == m.maintenance_annotation:
+            return False
+        m.maintenance_annotation = until
+        return True
+
+    def _window_closing(self, m: _Monitor, until: datetime | None) -> None:
+        """Probe at once when the window open now closes: its real state shows then."""
+        if m.window_closes is not None:
+            m.window_closes.cancel()
+            m.window_closes = None
+        if until is None:
+            return
+        delay = (until - datetime.now(UTC)).total_seconds() + 0.01
+        m.window_closes = self._loop.call_later(
+            max(0.0, delay), lambda: self.scheduler.probe_now(m.ref.key)
+        )
 
     def _probe_now(self, m: _Monitor) -> None:
         """Probe at once for a request; a monitor that is not probed (paused, refused, an
@@ -340,6 +375,8 @@ class MonitorRuntime:
             return
         if m.retry is not None:
             m.retry.cancel()
+        if m.window_closes is not None:
+            m.window_closes.cancel()
         self.metrics.forget(key)
         self.reporter.forget(m.ref)
         self.metrics.monitors_scheduled.set(len(self.scheduler))
@@ -348,6 +385,8 @@ class MonitorRuntime:
         for m in self._monitors.values():
             if m.retry is not None:
                 m.retry.cancel()
+            if m.window_closes is not None:
+                m.window_closes.cancel()
         await self.scheduler.close()
         for task in list(self._background):
             task.cancel()
@@ -553,14 +592,19 @@ class MonitorRuntime:
 
     def _fold(self, m: _Monitor, result: ProbeResult) -> None:
         previous = m.record.last_result
+        now = datetime.now(UTC)
+        until = maintenance_until(m.spec.maintenance, m.maintenance_annotation, now)
+        if until != m.record.maintenance_until:
+            self._window_closing(m, until)
         m.record, transition = advance(
             m.record,
             result,
             failure_threshold=m.spec.failure_threshold,
             success_threshold=m.spec.success_threshold,
-            now=datetime.now(UTC),
+            now=now,
+            maintenance_until=until,
         )
-        self.metrics.observe(m.ref.key, result, m.record.state)
+        self.metrics.observe(m.ref.key, result, m.record.shown_state)
         if transition is not None:
             event = transition_event(transition, result)
             if event is not None:

@@ -456,3 +456,35 @@ def test_controller_reports_a_probe_request_handled_once_every_live_location_has
     assert handled[0] is None and handled[-1] == "r1"
     assert handled.count("r1") == 1 and reporter.writes[-1][2] is True  # urgent
     assert "r1" not in handled[:-1]
+
+
+def in_maintenance(m: TcpMonitor, until: datetime) -> TcpMonitor:
+    annotations = {"tcpmonitor.dev/maintenance-until": until.isoformat()}
+    return m.model_copy(
+        update={"metadata": m.metadata.model_copy(update={"annotations": annotations})}
+    )
+
+
+def test_controller_shows_maintenance_without_events_and_reports_the_state_after_it() -> None:
+    until = datetime.now(UTC) + timedelta(hours=1)
+    later = NOW + timedelta(seconds=10)
+    reporter = controller_run(
+        monitor("m", ["eu"], [entry("eu", "Up")]),
+        in_maintenance(
+            monitor("m", ["eu"], [entry("eu", "Down", errorCode="CONNECT_TIMEOUT")]), until
+        ),
+        in_maintenance(monitor("m", ["eu"], [entry("eu", "Up", later)]), until),
+        in_maintenance(
+            monitor("m", ["eu"], [entry("eu", "Down", later, errorCode="CONNECT_TIMEOUT")]), until
+        ),
+        monitor("m", ["eu"], [entry("eu", "Down", later, errorCode="CONNECT_TIMEOUT")]),
+        live={"eu"},
+    )
+    states = [s.state for _, s, _ in reporter.writes]
+    assert states[0] is MonitorState.UP and states[-1] is MonitorState.DOWN
+    assert MonitorState.MAINTENANCE in states
+    assert reporter.reasons("m") == ["TargetUp", "TargetDown"]
+    during = next(s for _, s, _ in reporter.writes if s.state is MonitorState.MAINTENANCE)
+    by_type = {c.type: (c.status, c.reason) for c in during.conditions}
+    assert by_type["Ready"] == ("True", "Maintenance")
+    assert by_type["Reachable"] == ("False", "ConnectTimeout")  # what the locations see
