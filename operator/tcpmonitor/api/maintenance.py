@@ -96,36 +96,24 @@ class MaintenanceWindow(ApiModel):
         description="Recurring: how long the window stays open, e.g. 2h (elapsed time, also "
         "across a daylight-saving change).",
     )
-    time_zone: str = Field(
-        default="UTC",
+    # No default written into the object: a default inside a list item makes every client-side
+    # `kubectl apply` of an unchanged manifest replace the list ("configured" each time).
+    time_zone: str | None = Field(
+        default=None,
         max_length=64,
         pattern=TIME_ZONE_PATTERN,
-        description="Recurring: the IANA time zone of schedule, e.g. Europe/Berlin.",
+        description="Recurring: the IANA time zone of schedule, e.g. Europe/Berlin; UTC when "
+        "not given.",
     )
     start: datetime | None = Field(default=None, description="One-off: when the window opens.")
     end: datetime | None = Field(default=None, description="One-off: when it closes.")
 
-    @field_validator("schedule")
-    @classmethod
-    def _cron(cls, value: str | None) -> str | None:
-        problem = None if value is None else cron_problem(value)
-        if problem is not None:
-            raise ValueError(problem)
-        return value
-
-    @field_validator("time_zone")
-    @classmethod
-    def _zone(cls, value: str) -> str:
-        problem = time_zone_problem(value)
-        if problem is not None:
-            raise ValueError(problem)
-        return value
-
     @field_validator("start", "end")
     @classmethod
     def _aware(cls, value: datetime | None) -> datetime | None:
+        # The API server takes a time without an offset too; Kubernetes reads it as UTC.
         if value is not None and value.tzinfo is None:
-            raise ValueError("needs a time zone offset (RFC 3339), e.g. 2026-12-24T22:00:00Z")
+            return value.replace(tzinfo=UTC)
         return value
 
     cross_field_rules = (
@@ -152,13 +140,17 @@ class MaintenanceWindow(ApiModel):
         ),
     )
 
+    @property
+    def zone(self) -> str:
+        return self.time_zone or "UTC"
+
     def open_until(self, now: datetime) -> datetime | None:
         """When this window closes if it is open at ``now``, else None."""
         if self.start is not None and self.end is not None:
             return self.end if self.start <= now < self.end else None
-        if self.schedule is None or self.duration is None:
-            return None
-        zone = ZoneInfo(self.time_zone)
+        if self.schedule is None or self.duration is None or window_problem(self) is not None:
+            return None  # refused by the spec check (Ready=False), never open
+        zone = ZoneInfo(self.zone)
         length = timedelta(seconds=parse_duration(self.duration))
         # Openings are wall-clock times in the zone, compared here as instants. The latest
         # opening at or before now closes last (cronsim's reverse iteration starts before its
@@ -174,6 +166,29 @@ class MaintenanceWindow(ApiModel):
             if opened <= now < opened + length:  # elapsed time, in UTC: not wall-clock
                 ends.append(opened + length)
         return max(ends, default=None)
+
+
+def window_problem(window: MaintenanceWindow) -> tuple[str, str] | None:
+    """What only evaluating a window finds (the schema checks the shape): a cron expression
+    whose values are out of range, a time zone that does not exist. (field, message) or None.
+    """
+    if window.schedule is not None:
+        problem = cron_problem(window.schedule)
+        if problem is not None:
+            return "schedule", problem
+        problem = time_zone_problem(window.zone)
+        if problem is not None:
+            return "timeZone", problem
+    return None
+
+
+def maintenance_problem(spec: MaintenanceSpec | None) -> tuple[str, str] | None:
+    """The first window's problem, its field named as in the spec, or None."""
+    for index, window in enumerate(spec.windows if spec is not None else ()):
+        found = window_problem(window)
+        if found is not None:
+            return f"spec.maintenance.windows[{index}].{found[0]}", found[1]
+    return None
 
 
 class MaintenanceSpec(ApiModel):
