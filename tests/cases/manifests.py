@@ -521,6 +521,77 @@ CASES: list[Case] = [
         "is an IPv4 address",
         deep=True,
     ),
+    # Maintenance windows (issue 16).
+    Case(
+        "maintenance-windows",
+        spec(
+            maintenance={
+                "windows": [
+                    {"schedule": "0 3 * * SUN", "duration": "2h", "timeZone": "Europe/Berlin"},
+                    {"start": "2026-12-24T20:00:00Z", "end": "2026-12-24T23:00:00Z"},
+                ]
+            }
+        ),
+        True,
+    ),
+    Case(
+        "maintenance-schedule-without-duration",
+        spec(maintenance={"windows": [{"schedule": "0 3 * * SUN"}]}),
+        False,
+        "spec.maintenance.windows[0]",
+        "schedule and duration go together",
+    ),
+    Case(
+        "maintenance-end-before-start",
+        spec(
+            maintenance={
+                "windows": [{"start": "2026-12-24T20:00:00Z", "end": "2026-12-24T19:00:00Z"}]
+            }
+        ),
+        False,
+        "spec.maintenance.windows[0].end",
+        "end must be after start",
+    ),
+    Case(
+        "maintenance-both-forms",
+        spec(
+            maintenance={
+                "windows": [
+                    {
+                        "schedule": "0 3 * * SUN",
+                        "duration": "2h",
+                        "start": "2026-12-24T20:00:00Z",
+                        "end": "2026-12-24T23:00:00Z",
+                    }
+                ]
+            }
+        ),
+        False,
+        "spec.maintenance.windows[0]",
+        "a window is either recurring (schedule and duration) or one-off (start and end)",
+    ),
+    Case(
+        "maintenance-cron-out-of-range",
+        spec(maintenance={"windows": [{"schedule": "61 3 * * *", "duration": "1h"}]}),
+        False,
+        "spec.maintenance.windows[0].schedule",
+        "invalid cron expression '61 3 * * *'",
+        deep=True,
+    ),
+    Case(
+        "maintenance-unknown-time-zone",
+        spec(
+            maintenance={
+                "windows": [
+                    {"schedule": "0 3 * * *", "duration": "1h", "timeZone": "Europe/Atlantis"}
+                ]
+            }
+        ),
+        False,
+        "spec.maintenance.windows[0].timeZone",
+        "unknown time zone 'Europe/Atlantis'",
+        deep=True,
+    ),
 ]
 
 VALID = [c for c in CASES if c.valid]

@@ -18,6 +18,7 @@ from .durations import (
     cel_milliseconds,
     parse_duration,
 )
+from .maintenance import MaintenanceSpec
 from .regex import regex_syntax_error
 from .rules import ApiModel, CrossFieldRule, Violation
 
@@ -828,6 +829,12 @@ class TcpMonitorSpec(ApiModel):
         ge=1,
         le=MAX_LOCATIONS,
         description="The monitor is Down when at least this many locations report Down.",
+    )
+    maintenance: MaintenanceSpec | None = Field(
+        default=None,
+        description="Maintenance windows: probing goes on, but the state shows Maintenance and "
+        "no TargetDown or TargetUp Events are posted while one is open (see also the "
+        "tcpmonitor.dev/maintenance-until annotation).",
     )
 
     @field_validator("locations")

@@ -8,6 +8,7 @@ from enum import StrEnum
 
 from pydantic import Field
 
+from .probe_request import MAX_PROBE_REQUEST, PROBE_REQUEST_ANNOTATION
 from .result import MAX_MESSAGE, ProbeResult, ResultModel
 
 # What one location's copy of a result may carry: sixteen full results would make a status of
@@ -24,6 +25,7 @@ class MonitorState(StrEnum):
     DOWN = "Down"
     UNKNOWN = "Unknown"
     PAUSED = "Paused"
+    MAINTENANCE = "Maintenance"  # in a maintenance window: probed, no Events
 
 
 class ConditionType(StrEnum):
@@ -56,6 +58,7 @@ class Reason(StrEnum):
     RUNNERS_AVAILABLE = "RunnersAvailable"
     NO_LIVE_RUNNER = "NoLiveRunner"
     TARGET_FORBIDDEN = "TargetForbidden"
+    MAINTENANCE = "Maintenance"
 
 
 class EventReason(StrEnum):
@@ -90,6 +93,14 @@ CONDITION_REASONS: tuple[ConditionReason, ...] = (
     ),
     ConditionReason(
         ConditionType.READY, "True", Reason.PAUSED, "The spec is valid; probing is paused."
+    ),
+    ConditionReason(
+        ConditionType.READY,
+        "True",
+        Reason.MAINTENANCE,
+        "The spec is valid and the target is probed, in a maintenance window (the state shows "
+        "Maintenance, no TargetDown/TargetUp Events); Reachable and Degraded still say what "
+        "the probes see.",
     ),
     ConditionReason(
         ConditionType.READY,
@@ -266,6 +277,11 @@ class LocationStatus(ResultModel):
         "and tls.chainExpiry stay), texts are cut to "
         f"{LOCATION_TEXT} characters and certificate names to {LOCATION_DNS_NAMES}.",
     )
+    last_handled_probe_request: str | None = Field(
+        default=None,
+        max_length=MAX_PROBE_REQUEST,
+        description=f"The {PROBE_REQUEST_ANNOTATION} value this location last probed for.",
+    )
 
 
 class TcpMonitorStatus(ResultModel):
@@ -276,7 +292,9 @@ class TcpMonitorStatus(ResultModel):
         default=None, ge=0, description="The spec generation the status describes."
     )
     state: MonitorState | None = Field(
-        default=None, description="Up, Degraded, Down, Unknown (no result yet) or Paused."
+        default=None,
+        description="Up, Degraded, Down, Unknown (no result yet), Paused or Maintenance (in a "
+        "maintenance window).",
     )
     message: str | None = Field(default=None, max_length=MAX_MESSAGE, description="One line.")
     latency: str | None = Field(
@@ -310,4 +328,11 @@ class TcpMonitorStatus(ResultModel):
         max_length=16,
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
         description="Per-location results; each entry is written by that location's runners.",
+    )
+    last_handled_probe_request: str | None = Field(
+        default=None,
+        max_length=MAX_PROBE_REQUEST,
+        description=f"The value of the {PROBE_REQUEST_ANNOTATION} annotation last handled: "
+        "the monitor was probed after it was set (with runners, in every live location), and "
+        "lastResult is at least that recent.",
     )

@@ -15,6 +15,7 @@ from . import (
     crd_command,
     operator_command,
     probe_command,
+    probe_now_command,
     run_command,
     runner_command,
     validate_command,
@@ -35,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
         dest="command", required=True, metavar="COMMAND", parser_class=OneLineErrorParser
     )
     probe_command.register(commands)
+    probe_now_command.register(commands)
     validate_command.register(commands)
     run_command.register(commands)
     operator_command.register(commands)

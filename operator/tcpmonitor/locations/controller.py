@@ -4,6 +4,10 @@ Runners write ``status.locations[]``; the controller reads them from the watch, 
 against ``minFailedLocations``, and writes the top-level state, message and conditions, and the
 Events, only when the verdict changes (plus the heartbeat). A location with no live runner is
 reported as a condition and an Event instead of being silently ignored.
+
+A probe request (the ``tcpmonitor.dev/requestedAt`` annotation) is handled by each location's
+runner, which records it in its entry; the controller copies it to the top-level
+``lastHandledProbeRequest`` once every wanted location with a live runner has handled it.
 """
 
 from __future__ import annotations
@@ -25,6 +29,12 @@ from ..api import (
     TcpMonitorSpec,
     TcpMonitorStatus,
 )
+from ..api.maintenance import (
+    MAINTENANCE_ANNOTATION,
+    maintenance_until,
+    parse_maintenance_annotation,
+)
+from ..api.probe_request import probe_request
 from ..api.result import MAX_MESSAGE
 from ..api.spec import MIN_INTERVAL_SECONDS
 from ..reporting import (
@@ -71,6 +81,10 @@ def _stable(body: dict[str, Any]) -> dict[str, Any]:
     return stable
 
 
+def _rfc3339(when: datetime) -> str:
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 class StatusWriter(Protocol):
     """Where the controller's verdicts go. Calls must not block."""
 
@@ -97,6 +111,11 @@ class _Entry:
     # Per location, the newest of its state changes already accounted for; None until the
     # first evaluation, which starts from the stored top-level lastTransitionTime.
     seen: dict[str, datetime] | None = None
+    requested: str | None = None  # the probe-request annotation's (usable) value
+    handled: str | None = None  # the last request every live location handled
+    maintenance_annotation: datetime | None = None  # tcpmonitor.dev/maintenance-until
+    before_maintenance: MonitorState | None = None  # the state shown before the window
+    maintenance_until: datetime | None = None  # the window open at the last evaluation
 
 
 class Controller:
@@ -136,8 +155,13 @@ class Controller:
                 status.last_transition_time if status else None,
                 list(status.conditions) if status else [],
             )
+            entry.handled = status.last_handled_probe_request if status else None
             self._entries[ref.key] = entry
         entry.ref, entry.status = ref, status
+        entry.requested = probe_request(meta.annotations)
+        entry.maintenance_annotation = parse_maintenance_annotation(
+            meta.annotations.get(MAINTENANCE_ANNOTATION)
+        )
         if entry.generation != meta.generation or entry.spec != monitor.spec:
             entry.spec, entry.generation = monitor.spec, meta.generation
             await self._check_spec(entry)
@@ -204,8 +228,8 @@ class Controller:
             if e.recent_transitions:
                 last = e.recent_transitions[-1].time
                 seen[name] = max(seen[name], last) if name in seen else last
-        if len(changes) < 2 or spec.paused:
-            return
+        if len(changes) < 2 or spec.paused or entry.maintenance_until is not None:
+            return  # nothing is posted for what happened during a maintenance window
         states = {name: self._state_before(e, changes, entry.state) for name, e in mine.items()}
         for at, name, state in changes[:-1]:
             states[name] = state
@@ -239,11 +263,14 @@ class Controller:
     def _evaluate(self, entry: _Entry) -> None:
         spec = entry.spec
         entries = entry.status.locations if entry.status else []
+        now = datetime.now(UTC)
+        entry.maintenance_until = maintenance_until(
+            spec.maintenance, entry.maintenance_annotation, now
+        )
         self._replay(entry, entries)
         verdict = aggregate(
             spec.locations, spec.min_failed_locations, entries, self.live_locations()
         )
-        now = datetime.now(UTC)
         mine = [e for e in entries if e.name in spec.locations]
         result = deciding_result(spec.locations, mine)
         # What both the Events and the status say: with one location, the deciding result
@@ -251,9 +278,21 @@ class Controller:
         detail = verdict_detail(verdict.message, result, len(spec.locations))
         # A spec problem shows in Ready; the state stays what the locations last reported,
         # as in the all-in-one mode (whose runners refuse the same spec and stop probing).
-        state = MonitorState.PAUSED if spec.paused else verdict.state
+        # A maintenance window shows as Maintenance, without Events; the first verdict after
+        # it is compared with the state before it (as the all-in-one's record does).
+        state = (
+            MonitorState.PAUSED
+            if spec.paused
+            else MonitorState.MAINTENANCE
+            if entry.maintenance_until is not None
+            else verdict.state
+        )
         if state != entry.state:
-            event = state_event(entry.state, state, detail)
+            previous = entry.state
+            if previous is MonitorState.MAINTENANCE:
+                previous = entry.before_maintenance or MonitorState.UNKNOWN
+            entry.before_maintenance = entry.state if state is MonitorState.MAINTENANCE else None
+            event = state_event(previous, state, detail)
             if event is not None:
                 self._event(entry, event)
             entry.state, entry.last_transition = state, now
@@ -280,10 +319,22 @@ class Controller:
             if entry.problem
             else "paused"
             if entry.state is MonitorState.PAUSED
+            else f"maintenance until {_rfc3339(entry.maintenance_until)}; {detail}"
+            if entry.maintenance_until is not None
             else detail
         )
+        handled = self._handled(entry, mine)
+        # Reachable and Degraded say what the locations see, also in a maintenance window.
+        seen = verdict.state if entry.state is MonitorState.MAINTENANCE else entry.state
         conditions = aggregated_conditions(
-            verdict, entry.state, detail, entry.problem, entry.generation, entry.conditions, now
+            verdict,
+            seen,
+            detail,
+            entry.problem,
+            entry.generation,
+            entry.conditions,
+            now,
+            entry.maintenance_until,
         )
         status = TcpMonitorStatus(
             observed_generation=entry.generation,
@@ -296,15 +347,30 @@ class Controller:
             last_transition_time=entry.last_transition,
             consecutive_successes=min((e.consecutive_successes for e in mine), default=0),
             consecutive_failures=max((e.consecutive_failures for e in mine), default=0),
+            last_handled_probe_request=entry.handled,
         )
         body = status_body(status)
         stable = _stable(body)
         heartbeat_due = self._loop.time() - entry.written_at >= self.heartbeat
         changed = stable != _stable(entry.written)
         if changed or (heartbeat_due and body != entry.written):
-            urgent = stable.get("state") != entry.written.get("state")
+            urgent = handled or stable.get("state") != entry.written.get("state")
             entry.written, entry.written_at, entry.conditions = body, self._loop.time(), conditions
             self.reporter.write_status(entry.ref, status, urgent=urgent)
+
+    def _handled(self, entry: _Entry, mine: list[LocationStatus]) -> bool:
+        """Whether the pending probe request is now handled: every wanted location with a live
+        runner has probed for it (a location without one cannot, and says so elsewhere)."""
+        requested = entry.requested
+        if requested is None or requested == entry.handled:
+            return False
+        live = self.live_locations()
+        wanted = [name for name in entry.spec.locations if live is None or name in live]
+        by_name = {e.name: e.last_handled_probe_request for e in mine}
+        if not wanted or any(by_name.get(name) != requested for name in wanted):
+            return False
+        entry.handled = requested
+        return True
 
     def _event(self, entry: _Entry, event: EventSpec) -> None:
         self.reporter.post_event(entry.ref, event)

@@ -40,6 +40,7 @@ def location_view(monitor: TcpMonitor, location: str, now: datetime | None = Non
         consecutive_successes=entry.consecutive_successes,
         consecutive_failures=entry.consecutive_failures,
         last_result=entry.last_result,
+        last_handled_probe_request=entry.last_handled_probe_request,
     )
     return monitor.model_copy(update={"status": view})
 

@@ -13,7 +13,7 @@ type, status and reason in every mode; only the controller adds ``LocationsAvail
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from ..api import Condition, ConditionType, ErrorCode, MonitorState, Reason
 from ..api.result import MAX_MESSAGE
@@ -33,6 +33,7 @@ class Observation:
     detail: str  # one line on the deciding result(s)
     error_code: str | None = None  # the deciding error code, when Down
     skipped: str | None = None  # why the result is stale (probes dropped), or None
+    maintenance_until: datetime | None = None  # in a maintenance window until then
 
 
 def make_condition(
@@ -66,6 +67,13 @@ def ready_parts(problem: SpecProblem | None, seen: Observation) -> _Parts:
         return "False", Reason.TARGET_FORBIDDEN, f"the target is refused by policy: {seen.detail}"
     if state is MonitorState.PAUSED:
         return "True", Reason.PAUSED, "probing is paused (spec.paused)"
+    if seen.maintenance_until is not None:
+        until = seen.maintenance_until.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return (
+            "True",
+            Reason.MAINTENANCE,
+            f"in a maintenance window until {until}: probing goes on, no Events are posted",
+        )
     return "True", Reason.PROBING, "the spec is valid and the target is being probed"
 
 
@@ -119,6 +127,7 @@ def record_observation(record: MonitorRecord) -> Observation:
         detail=describe_result(result),
         error_code=result.error.code if result and result.error else None,
         skipped=describe_skipped(record) if record.skipped_probes else None,
+        maintenance_until=record.maintenance_until,
     )
 
 
@@ -141,10 +150,11 @@ def aggregated_conditions(
     generation: int | None,
     previous: list[Condition],
     now: datetime,
+    maintenance_until: datetime | None = None,
 ) -> list[Condition]:
     """The controller's view: the quorum verdict (``state`` is Paused when the spec says so)
     described by ``detail`` (``verdict_detail``), plus ``LocationsAvailable``."""
-    seen = Observation(state, detail, verdict.error_code)
+    seen = Observation(state, detail, verdict.error_code, maintenance_until=maintenance_until)
     if verdict.unavailable:
         available: _Parts = (
             "False",

@@ -106,6 +106,7 @@ def location_entry(
         message=message[:MAX_MESSAGE] if message else None,
         recent_transitions=[StateChange(state=state, time=at) for state, at in record.recent],
         last_result=location_result(result, location) if result is not None else None,
+        last_handled_probe_request=record.handled_request,
     )
 
 

@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from ..api import DurationError, Reason, TcpMonitorSpec, format_duration
+from ..api.maintenance import maintenance_problem
 from ..api.result import MAX_MESSAGE
 from ..api.spec import MIN_TIMEOUT_SECONDS
 from ..probe import PlanError, ProbeMaterial, ProbePlan, compile_plan
@@ -122,6 +123,9 @@ async def check_spec(
     problem = bounds_problem(spec, min_interval, policy_floor)
     if problem is not None:
         return None, problem
+    window = maintenance_problem(spec.maintenance)
+    if window is not None:
+        return None, SpecProblem(Reason.INVALID_SPEC.value, f"{window[0]}: {window[1]}")
     try:
         return compile_plan(spec, await resolve()), None
     except Exception as exc:  # an API error must not take the other monitors down

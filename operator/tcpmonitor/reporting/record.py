@@ -31,14 +31,28 @@ class MonitorRecord:
     # The latest changes (state entered, when), oldest first, bounded: a runner's entry
     # carries them so that the controller can replay those it did not see.
     recent: tuple[tuple[MonitorState, datetime], ...] = ()
+    # The last probe request (annotation value) a probe was run for: status.lastHandled...
+    handled_request: str | None = None
+    # In a maintenance window: until when, and the state shown before it opened (the one the
+    # first result after it is compared with for an Event). ``state`` goes on following the
+    # results (thresholds applied) meanwhile; ``shown_state`` is what status and metrics say.
+    maintenance_until: datetime | None = None
+    before_maintenance: MonitorState | None = None
+
+    @property
+    def shown_state(self) -> MonitorState:
+        return MonitorState.MAINTENANCE if self.maintenance_until is not None else self.state
 
     @classmethod
     def from_status(cls, status: TcpMonitorStatus | None) -> MonitorRecord:
         """Resume from what a previous operator wrote, so counters and times survive."""
         if status is None or status.state is None:
-            return cls()
+            return cls(handled_request=status.last_handled_probe_request if status else None)
+        # The state under a maintenance window is not stored: the first result is taken as it
+        # is, and the state before the window is not known (Unknown) when it closes.
+        state = MonitorState.UNKNOWN if status.state is MonitorState.MAINTENANCE else status.state
         return cls(
-            state=status.state,
+            state=state,
             consecutive_successes=status.consecutive_successes,
             consecutive_failures=status.consecutive_failures,
             last_result=status.last_result,
@@ -47,6 +61,7 @@ class MonitorRecord:
             last_success_time=status.last_success_time,
             last_failure_time=status.last_failure_time,
             skipped_probes=status.skipped_probes,
+            handled_request=status.last_handled_probe_request,
         )
 
 
@@ -70,6 +85,7 @@ def advance(
     failure_threshold: int,
     success_threshold: int,
     now: datetime,
+    maintenance_until: datetime | None = None,
 ) -> tuple[MonitorRecord, Transition | None]:
     """Fold one probe result into the record.
 
@@ -77,6 +93,11 @@ def advance(
     at once); between known states a change needs ``failureThreshold`` consecutive failures or
     ``successThreshold`` consecutive successes; Up and Degraded switch at once, both being
     successes.
+
+    ``maintenance_until`` (a window is open until then) shows the state as Maintenance: the
+    transition returned is the shown one, into Maintenance (no Event) or out of it, where its
+    ``previous`` is the state shown before the window, so that the Event after it says what
+    changed across it (none when nothing did).
     """
     success = result.state is not Verdict.DOWN
     successes = record.consecutive_successes + 1 if success else 0
@@ -90,6 +111,7 @@ def advance(
     else:
         new_state = verdict if failures >= failure_threshold else current
     transition = Transition(current, new_state, now) if new_state != current else None
+    shown_transition, before = _shown_transition(record, new_state, maintenance_until, now)
     updated = replace(
         record,
         state=new_state,
@@ -97,13 +119,35 @@ def advance(
         consecutive_failures=failures,
         last_result=result,
         last_probe_time=result.started_at,
-        last_transition_time=now if transition else record.last_transition_time,
+        last_transition_time=now if transition or shown_transition else record.last_transition_time,
         last_success_time=result.started_at if success else record.last_success_time,
         last_failure_time=result.started_at if not success else record.last_failure_time,
         skipped_probes=0,
         recent=_remember(record.recent, new_state, now) if transition else record.recent,
+        maintenance_until=maintenance_until,
+        before_maintenance=before,
     )
-    return updated, transition
+    if record.maintenance_until is None and maintenance_until is None:
+        return updated, transition
+    return updated, shown_transition
+
+
+def _shown_transition(
+    record: MonitorRecord,
+    new_state: MonitorState,
+    maintenance_until: datetime | None,
+    now: datetime,
+) -> tuple[Transition | None, MonitorState | None]:
+    """The change of the shown state around a maintenance window, and the state shown before
+    the window (kept while it is open)."""
+    if maintenance_until is not None:
+        if record.maintenance_until is not None:
+            return None, record.before_maintenance  # still in it: nothing shown changes
+        return Transition(record.state, MonitorState.MAINTENANCE, now), record.state
+    if record.maintenance_until is not None:  # the window closed: compare with before it
+        before = record.before_maintenance or MonitorState.UNKNOWN
+        return Transition(before, new_state, now), None
+    return None, None
 
 
 def skip(record: MonitorRecord) -> MonitorRecord:
@@ -112,11 +156,18 @@ def skip(record: MonitorRecord) -> MonitorRecord:
 
 
 def pause(record: MonitorRecord, now: datetime) -> tuple[MonitorRecord, Transition | None]:
-    if record.state is MonitorState.PAUSED:
+    if record.state is MonitorState.PAUSED and record.maintenance_until is None:
         return record, None
-    transition = Transition(record.state, MonitorState.PAUSED, now)
+    transition = Transition(record.shown_state, MonitorState.PAUSED, now)
     recent = _remember(record.recent, MonitorState.PAUSED, now)
-    paused = replace(record, state=MonitorState.PAUSED, last_transition_time=now, recent=recent)
+    paused = replace(
+        record,
+        state=MonitorState.PAUSED,
+        last_transition_time=now,
+        recent=recent,
+        maintenance_until=None,
+        before_maintenance=None,
+    )
     return paused, transition
 
 

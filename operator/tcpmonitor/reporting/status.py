@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from ..api import Condition, MonitorState, TcpMonitorStatus
@@ -26,12 +26,15 @@ def build_status(
         message = "paused"
     elif record.skipped_probes:
         message = f"{describe_skipped(record)}; last: {describe_result(record.last_result)}"
+    elif record.maintenance_until is not None:
+        until = record.maintenance_until.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        message = f"maintenance until {until}; last: {describe_result(record.last_result)}"
     else:
         message = describe_result(record.last_result)
     total = record.last_result.timings.total if record.last_result else None
     return TcpMonitorStatus(
         observed_generation=generation,
-        state=record.state,
+        state=record.shown_state,
         message=message[:MAX_MESSAGE],
         latency=None if total is None else f"{total:.1f}ms",
         conditions=conditions(record, problem, generation, previous, now),
@@ -43,6 +46,7 @@ def build_status(
         consecutive_successes=record.consecutive_successes,
         consecutive_failures=record.consecutive_failures,
         skipped_probes=record.skipped_probes,
+        last_handled_probe_request=record.handled_request,
     )
 
 

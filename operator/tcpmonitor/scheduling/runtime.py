@@ -10,6 +10,15 @@ A namespace's limits from the platform's policy (``namespace_limits``) act here:
 beyond its ``max_monitors`` (in name order) are refused and never probed, an interval below its
 ``min_interval`` is refused like one below the installation's, and its
 ``max_concurrent_probes`` caps its share of the probe slots. ``reapply_limits`` re-reads them.
+
+A new value of the probe-request annotation (``tcpmonitor.dev/requestedAt``) probes the monitor
+at once, through the same probe slots and without moving its schedule; the status write after
+that probe carries the value as ``lastHandledProbeRequest``.
+
+Maintenance windows (``spec.maintenance``, the ``tcpmonitor.dev/maintenance-until`` annotation)
+are looked up on every result: inside one the state shows Maintenance and no state Events are
+posted; when one closes the monitor is probed at once, so its real state shows without waiting
+for the next slot.
 """
 
 from __future__ import annotations
@@ -27,12 +36,19 @@ from ..api import (
     Condition,
     ConditionType,
     MonitorState,
+    ObjectMeta,
     ProbeResult,
     Reason,
     TcpMonitor,
     TcpMonitorSpec,
     TcpMonitorStatus,
 )
+from ..api.maintenance import (
+    MAINTENANCE_ANNOTATION,
+    maintenance_until,
+    parse_maintenance_annotation,
+)
+from ..api.probe_request import PROBE_REQUEST_ANNOTATION, probe_request_problem
 from ..api.spec import MIN_INTERVAL_SECONDS
 from ..policy import PolicyBook
 from ..probe import ProbeMaterial, ProbePlan, run_probe
@@ -61,6 +77,10 @@ from .scheduler import SKIP_CONCURRENCY, Scheduler
 log = logging.getLogger(__name__)
 
 Key = tuple[str, str]
+
+# How much of a probe-request annotation is kept to tell a new value from the last one: valid
+# values are at most MAX_PROBE_REQUEST long; a longer (invalid) one is logged once, not kept.
+_SEEN_BOUND = 128
 
 
 @dataclass(frozen=True)
@@ -133,6 +153,10 @@ class _Monitor:
     last_write: float = -math.inf
     resolved_at: float = -math.inf
     fresh: bool = False
+    requested: str | None = None  # a probe request not yet handled
+    request_seen: str | None = None  # the annotation's last value (bounded), to act once
+    maintenance_annotation: datetime | None = None  # tcpmonitor.dev/maintenance-until
+    window_closes: asyncio.TimerHandle | None = field(default=None, repr=False)
     retry: asyncio.TimerHandle | None = field(default=None, repr=False)
 
 
@@ -202,7 +226,11 @@ class MonitorRuntime:
             self._forget(ref.key)  # deleted and re-created under the same name: same rank
             m = None
         if m is not None and m.spec == monitor.spec and m.generation == meta.generation:
-            return  # our own status write, or a metadata-only change
+            # Our own status write, or a metadata-only change: only a probe request, or a
+            # changed maintenance annotation (probed at once to show it), acts.
+            if self._note_request(m, meta.annotations) | self._note_maintenance(m, meta):
+                self._probe_now(m)
+            return
         status = monitor.status
         resumed = False
         if m is None:
@@ -227,13 +255,78 @@ class MonitorRuntime:
             m.spec, m.generation = monitor.spec, meta.generation
             m.fault, m.fault_type = None, None  # a new spec gets a fresh chance (and Event)
         m.version += 1
+        requested = self._note_request(m, meta.annotations)
+        self._note_maintenance(m, meta)
         if m.refused is None:  # a refused monitor costs nothing, not even a Secret read
             await self._compile(m)
         if self._monitors.get(ref.key) is m:
             try:
                 self._activate(m, immediate=not resumed, spec_changed=not resumed)
+                # A new monitor or spec is probed at once anyway: that probe handles it.
+                if requested and (resumed or ref.key not in self.scheduler):
+                    self._probe_now(m)
             except Exception as exc:  # reported on this monitor; the caller goes on
                 self._fault(m, exc)
+
+    def _note_request(self, m: _Monitor, annotations: dict[str, str]) -> bool:
+        """Whether ``annotations`` carry a probe request not yet handled (a new value)."""
+        value = annotations.get(PROBE_REQUEST_ANNOTATION)
+        if value is None:
+            return False
+        # Compared and kept bounded: an annotation may be 256 KiB, a status field may not.
+        seen = value if len(value) <= _SEEN_BOUND else f"{value[:_SEEN_BOUND]}/{len(value)}"
+        if seen == m.request_seen:
+            return False
+        m.request_seen = seen
+        problem = probe_request_problem(value)
+        if problem is not None:
+            log.warning(
+                "%s/%s: annotation %s ignored: it %s",
+                *m.ref.key,
+                PROBE_REQUEST_ANNOTATION,
+                problem,
+            )
+            return False
+        if value == m.record.handled_request:
+            return False  # handled before a restart (or a hand-over): status says so already
+        m.requested = value
+        return True
+
+    def _note_maintenance(self, m: _Monitor, meta: ObjectMeta) -> bool:
+        """Whether the maintenance annotation changed."""
+        until = parse_maintenance_annotation(meta.annotations.get(MAINTENANCE_ANNOTATION))
+        if until == m.maintenance_annotation:
+            return False
+        m.maintenance_annotation = until
+        return True
+
+    def _window_closing(self, m: _Monitor, until: datetime | None) -> None:
+        """Probe at once when the window open now closes: its real state shows then."""
+        if m.window_closes is not None:
+            m.window_closes.cancel()
+            m.window_closes = None
+        if until is None:
+            return
+        delay = (until - datetime.now(UTC)).total_seconds() + 0.01
+        m.window_closes = self._loop.call_later(
+            max(0.0, delay), lambda: self.scheduler.probe_now(m.ref.key)
+        )
+
+    def _probe_now(self, m: _Monitor) -> None:
+        """Probe at once for a request; a monitor that is not probed (paused, refused, an
+        unusable spec) handles it at once, its status saying why there is no new result."""
+        probed = m.refused is None and m.problem is None and not m.spec.paused
+        if probed and self.scheduler.probe_now(m.ref.key):
+            return
+        self._handle_request(m)
+        self._write(m, urgent=True)
+
+    def _handle_request(self, m: _Monitor) -> bool:
+        if m.requested is None:
+            return False
+        m.record = replace(m.record, handled_request=m.requested)
+        m.requested = None
+        return True
 
     def remove(self, key: Key) -> None:
         """Forget a deleted monitor: stop probing at once and drop its metrics. A monitor its
@@ -282,6 +375,8 @@ class MonitorRuntime:
             return
         if m.retry is not None:
             m.retry.cancel()
+        if m.window_closes is not None:
+            m.window_closes.cancel()
         self.metrics.forget(key)
         self.reporter.forget(m.ref)
         self.metrics.monitors_scheduled.set(len(self.scheduler))
@@ -290,6 +385,8 @@ class MonitorRuntime:
         for m in self._monitors.values():
             if m.retry is not None:
                 m.retry.cancel()
+            if m.window_closes is not None:
+                m.window_closes.cancel()
         await self.scheduler.close()
         for task in list(self._background):
             task.cancel()
@@ -495,23 +592,29 @@ class MonitorRuntime:
 
     def _fold(self, m: _Monitor, result: ProbeResult) -> None:
         previous = m.record.last_result
+        now = datetime.now(UTC)
+        until = maintenance_until(m.spec.maintenance, m.maintenance_annotation, now)
+        if until != m.record.maintenance_until:
+            self._window_closing(m, until)
         m.record, transition = advance(
             m.record,
             result,
             failure_threshold=m.spec.failure_threshold,
             success_threshold=m.spec.success_threshold,
-            now=datetime.now(UTC),
+            now=now,
+            maintenance_until=until,
         )
-        self.metrics.observe(m.ref.key, result, m.record.state)
+        self.metrics.observe(m.ref.key, result, m.record.shown_state)
         if transition is not None:
             event = transition_event(transition, result)
             if event is not None:
                 self._event(m, event)
         if newly_expiring(previous, result):
             self._event(m, expiring_event(result))
+        handled = self._handle_request(m)
         heartbeat_due = self._loop.time() - m.last_write >= self.settings.heartbeat
-        if transition is not None or m.fresh or heartbeat_due:
-            self._write(m, urgent=transition is not None or m.fresh)
+        if transition is not None or m.fresh or handled or heartbeat_due:
+            self._write(m, urgent=transition is not None or m.fresh or handled)
             m.fresh = False
 
     def _write(self, m: _Monitor, *, urgent: bool) -> None:

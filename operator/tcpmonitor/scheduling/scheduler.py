@@ -3,12 +3,12 @@
 Each key owns a fixed phase within its interval, derived from a hash of the key, so a thousand
 monitors with the same interval are spread evenly over it instead of firing together, and stay
 spread across restarts and re-creations. A probe runs at once when asked (creation, spec change)
-and afterwards on its phase. A fair gate bounds concurrency (round-robin across groups, such
-as namespaces, with a cap per group, or the group's own smaller one from ``cap_of_group``), a
-key never overlaps with itself (a slot that finds the previous probe still running is skipped
-and counted as ``overlap``), a probe still waiting for a slot when its next one is due is
-dropped and counted as ``concurrency`` (a fresh one takes its place), and unscheduling cancels
-a running probe at once.
+and afterwards on its phase; ``probe_now`` adds one probe without moving the phase. A fair gate
+bounds concurrency (round-robin across groups, such as namespaces, with a cap per group, or the
+group's own smaller one from ``cap_of_group``), a key never overlaps with itself (a slot that
+finds the previous probe still running is skipped and counted as ``overlap``), a probe still
+waiting for a slot when its next one is due is dropped and counted as ``concurrency`` (a fresh
+one takes its place), and unscheduling cancels a running probe at once.
 
 No single key can stop the others: a bad interval is refused by ``schedule``, the timer
 callback handles each due key on its own (a key that fails there is dropped and reported) and
@@ -149,6 +149,24 @@ class Scheduler(Generic[Key]):
                 self._cancel(entry)
         now = self._loop.time()
         self._push(now if immediate else entry.next_slot(now), entry)
+
+    def probe_now(self, key: Key) -> bool:
+        """Probe ``key`` as soon as a slot is free, keeping its schedule (phase and next slot).
+
+        A probe of it already running or waiting for a slot is the one asked for (no second
+        one is queued). False when ``key`` is not scheduled.
+        """
+        entry = self._entries.get(key)
+        if entry is None or self._closed:
+            return False
+        if (entry.task is not None and not entry.task.done()) or entry.ticket is not None:
+            return True
+        group = self._group_of(key)
+        now = self._loop.time()
+        ticket = self._gate.request(group, now, lambda: self._granted(entry, group, now))
+        if ticket.waiting:
+            entry.ticket = ticket
+        return True
 
     def caps_changed(self) -> None:
         """``cap_of_group`` answers differently now: hand out what a raised cap allows."""

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from .. import GROUP, KIND
 from ..api import TcpMonitor
+from ..api.maintenance import maintenance_problem
 from ..api.policy import POLICY_KIND, TcpMonitorPolicy
 from ..api.validation_messages import Problem, validation_problems
 from ..probe import PlanError, compile_plan
@@ -321,6 +322,9 @@ def load_manifests(paths: list[Path], *, deep: bool = True, limits: Limits = LIM
 
 def deep_problem(monitor: TcpMonitor, store: ReferenceStore, file: str, doc: int) -> Problem | None:
     """What compiling the probe finds; references not in the set are left to the cluster."""
+    window = maintenance_problem(monitor.spec.maintenance)
+    if window is not None:
+        return Problem(file, doc, *window)
     try:
         material = resolve_material(monitor.spec, monitor.metadata.namespace, store, lenient=True)
         compile_plan(monitor.spec, material, require_material=False)

@@ -72,11 +72,18 @@ def test_prometheus_rule_alerts() -> None:
         assert rule["labels"]["team"] == "platform"
     assert rules["TcpMonitorDown"]["for"] == "5m"
     assert "< 21 * 86400" in rules["TcpMonitorCertificateExpiringSoon"]["expr"]
-    # The earliest expiry of the whole chain, the leaf's where no chain is reported.
+    # The earliest expiry of the whole chain, the leaf's where no chain is reported; quiet for
+    # a monitor in a maintenance window.
     assert metric_names(rules["TcpMonitorCertificateExpiringSoon"]["expr"]) == {
         "tcpmonitor_tls_chain_expiry_timestamp_seconds",
         "tcpmonitor_tls_certificate_expiry_timestamp_seconds",
+        "tcpmonitor_state",
     }
+    assert (
+        "unless on (namespace, name) max by (namespace, name) (tcpmonitor_state{"
+        in (rules["TcpMonitorCertificateExpiringSoon"]["expr"])
+    )
+    assert 'state="Maintenance"}) == 1' in rules["TcpMonitorCertificateExpiringSoon"]["expr"]
     assert rules["TcpMonitorCertificateExpiringSoon"]["for"] == "1h"
     # The monitor's state is the controller's aggregate (no location label), never a runner's
     # view of one location: with minFailedLocations 2, one location Down is not the monitor Down.

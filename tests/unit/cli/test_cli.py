@@ -80,6 +80,11 @@ def test_probe_down_exits_1_and_json_carries_the_error(capsys: pytest.CaptureFix
         (["probe", "h:1", "--cert", "c.pem"], "--cert and --key go together"),
         (["probe"], "give either HOST:PORT or -f PATH"),
         (["probe", "--bogus"], "unrecognized arguments: --bogus"),
+        (["probe-now", "web", "--timeout", "soon"], "--timeout: invalid duration"),
+        (
+            ["probe-now", "web", "--kubeconfig", "/nonexistent/kubeconfig"],
+            "no cluster credentials",
+        ),
         (["run", "-f", "m.yaml", "--min-interval", "500ms"], "--min-interval: at least 1s"),
         (["operator", "--min-interval", "0s"], "--min-interval: at least 1s"),
         (["runner", "--location", "eu", "--min-interval", "soon"], "--min-interval: invalid"),

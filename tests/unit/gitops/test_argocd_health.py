@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -135,11 +135,18 @@ def operator_status(
     paused: bool = False,
     generation: int = 1,
     failure_threshold: int = 1,
+    maintenance: bool = False,
 ) -> dict[str, Any]:
     record = MonitorRecord()
+    until = NOW + timedelta(hours=1) if maintenance else None
     for result in results:
         record, _ = advance(
-            record, result, failure_threshold=failure_threshold, success_threshold=1, now=NOW
+            record,
+            result,
+            failure_threshold=failure_threshold,
+            success_threshold=1,
+            now=NOW,
+            maintenance_until=until,
         )
     if paused:
         record, _ = pause(record, NOW)
@@ -165,6 +172,7 @@ def samples() -> dict[str, Obj]:
         "failing, not yet down": monitor(operator_status(UP, DOWN, failure_threshold=3)),
         "missing secret": monitor(operator_status(problem=MISSING_SECRET)),
         "paused": monitor(operator_status(UP, paused=True), paused=True),
+        "down in a maintenance window": monitor(operator_status(UP, DOWN, maintenance=True)),
     }
 
 
@@ -181,6 +189,9 @@ def test_the_samples_are_what_the_operator_writes(samples: dict[str, Obj]) -> No
     assert conditions("failing, not yet down")["Reachable"] == ("True", "TargetReachable")
     assert conditions("missing secret")["Ready"] == ("False", "ReferenceNotFound")
     assert conditions("paused")["Ready"] == ("True", "Paused")
+    assert conditions("down in a maintenance window")["Ready"] == ("True", "Maintenance")
+    assert conditions("down in a maintenance window")["Reachable"][0] == "False"  # as observed
+    assert samples["down in a maintenance window"]["status"]["state"] == "Maintenance"
     assert samples["spec changed, not observed"]["status"]["observedGeneration"] == 1
 
 
@@ -200,6 +211,7 @@ ARGOCD_EXPECTED = {
     "failing, not yet down": ("Healthy", "CONNECTION_REFUSED 10.0.0.7:5432"),
     "missing secret": ("Degraded", "ReferenceNotFound: Secret checkout/payload not found"),
     "paused": ("Suspended", "Probing is paused (spec.paused)"),
+    "down in a maintenance window": ("Healthy", "Maintenance: in a maintenance window until"),
 }
 
 
@@ -217,7 +229,13 @@ def test_argocd_down_target_is_degraded_when_the_flag_is_set(samples: dict[str, 
     assert default.count(flag) == 1
     strict = default.replace(flag, "local down_target_is_degraded = true")
     assert argocd_health(samples["down"], strict)["status"] == "Degraded"
-    for name in ("up", "degraded", "accepted, no result yet", "paused"):
+    for name in (
+        "up",
+        "degraded",
+        "accepted, no result yet",
+        "paused",
+        "down in a maintenance window",
+    ):
         assert argocd_health(samples[name], strict) == argocd_health(samples[name]), name
 
 

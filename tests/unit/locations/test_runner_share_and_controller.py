@@ -421,3 +421,70 @@ def test_a_controller_that_starts_replays_only_what_came_after_the_stored_transi
     reporter = controller_run(m, live={"eu"})
     # Down at 30 s was the previous controller's; Up at 50 s is replayed, Down at 60 s is now.
     assert reporter.reasons("m") == ["TargetUp", "TargetDown"]
+
+
+def requested(m: TcpMonitor, value: str) -> TcpMonitor:
+    meta = m.metadata.model_copy(update={"annotations": {"tcpmonitor.dev/requestedAt": value}})
+    return m.model_copy(update={"metadata": meta})
+
+
+def test_controller_reports_a_probe_request_handled_once_every_live_location_has() -> None:
+    reporter = controller_run(
+        requested(monitor("m", ["eu", "us", "ap"], [entry("eu", "Up"), entry("us", "Up")]), "r1"),
+        requested(
+            monitor(
+                "m",
+                ["eu", "us", "ap"],
+                [entry("eu", "Up", lastHandledProbeRequest="r1"), entry("us", "Up")],
+            ),
+            "r1",
+        ),
+        requested(
+            monitor(
+                "m",
+                ["eu", "us", "ap"],
+                [
+                    entry("eu", "Up", lastHandledProbeRequest="r1"),
+                    entry("us", "Up", lastHandledProbeRequest="r1"),
+                ],
+            ),
+            "r1",
+        ),
+        live={"eu", "us"},  # ap has no runner: it cannot hold the request up
+    )
+    handled = [s.last_handled_probe_request for _, s, _ in reporter.writes]
+    assert handled[0] is None and handled[-1] == "r1"
+    assert handled.count("r1") == 1 and reporter.writes[-1][2] is True  # urgent
+    assert "r1" not in handled[:-1]
+
+
+def in_maintenance(m: TcpMonitor, until: datetime) -> TcpMonitor:
+    annotations = {"tcpmonitor.dev/maintenance-until": until.isoformat()}
+    return m.model_copy(
+        update={"metadata": m.metadata.model_copy(update={"annotations": annotations})}
+    )
+
+
+def test_controller_shows_maintenance_without_events_and_reports_the_state_after_it() -> None:
+    until = datetime.now(UTC) + timedelta(hours=1)
+    later = NOW + timedelta(seconds=10)
+    reporter = controller_run(
+        monitor("m", ["eu"], [entry("eu", "Up")]),
+        in_maintenance(
+            monitor("m", ["eu"], [entry("eu", "Down", errorCode="CONNECT_TIMEOUT")]), until
+        ),
+        in_maintenance(monitor("m", ["eu"], [entry("eu", "Up", later)]), until),
+        in_maintenance(
+            monitor("m", ["eu"], [entry("eu", "Down", later, errorCode="CONNECT_TIMEOUT")]), until
+        ),
+        monitor("m", ["eu"], [entry("eu", "Down", later, errorCode="CONNECT_TIMEOUT")]),
+        live={"eu"},
+    )
+    states = [s.state for _, s, _ in reporter.writes]
+    assert states[0] is MonitorState.UP and states[-1] is MonitorState.DOWN
+    assert MonitorState.MAINTENANCE in states
+    assert reporter.reasons("m") == ["TargetUp", "TargetDown"]
+    during = next(s for _, s, _ in reporter.writes if s.state is MonitorState.MAINTENANCE)
+    by_type = {c.type: (c.status, c.reason) for c in during.conditions}
+    assert by_type["Ready"] == ("True", "Maintenance")
+    assert by_type["Reachable"] == ("False", "ConnectTimeout")  # what the locations see

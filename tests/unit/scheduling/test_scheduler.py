@@ -406,3 +406,26 @@ def test_a_probe_cancelled_before_its_first_step_gives_its_slot_back() -> None:
 
     started, in_flight = run(scenario())
     assert "c" in started and in_flight == 1
+
+
+def test_probe_now_waits_for_a_free_slot_and_runs_once() -> None:
+    async def scenario() -> tuple[list[float], list[float], bool, int]:
+        rec = Recorder(duration=0.2)
+        scheduler = Scheduler(rec, max_concurrency=1, max_concurrency_per_group=1)
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        scheduler.schedule("busy", 100.0, immediate=True)
+        scheduler.schedule("a", 100.0, immediate=False)
+        await asyncio.sleep(0.01)
+        asked = scheduler.probe_now("a")
+        scheduler.probe_now("a")  # asked twice while waiting: still one probe
+        await asyncio.sleep(0.5)
+        unknown = scheduler.probe_now("nobody")
+        await scheduler.close()
+        starts = [t - t0 for t in rec.starts["a"]]
+        return starts, [t - t0 for t in rec.starts["busy"]], asked and not unknown, len(starts)
+
+    starts, busy, asked, count = run(scenario())
+    assert asked and count == 1
+    # The only slot was busy: the request waited for it instead of overrunning the limit.
+    assert busy[0] < 0.02 and 0.19 < starts[0] < 0.3
