@@ -200,8 +200,9 @@ def build_policy_crd() -> dict[str, Any]:
                 "listKind": f"{POLICY_KIND}List",
                 "plural": POLICY_PLURAL,
                 "singular": POLICY_KIND.lower(),
+                # No category: `kubectl get monitoring -n NS` lists a namespace's monitors,
+                # and a cluster-scoped policy among them would only confuse.
                 "shortNames": POLICY_SHORT_NAMES,
-                "categories": CATEGORIES,
             },
             "versions": [
                 {

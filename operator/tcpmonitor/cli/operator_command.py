@@ -76,6 +76,12 @@ def add_cluster_options(parser: argparse.ArgumentParser) -> None:
         help="Lease duration: how long a dead process holds its share",
     )
     add_default_action_option(parser)
+    parser.add_argument(
+        "--no-policy-watch",
+        action="store_true",
+        help="do not read TcpMonitorPolicies and namespaces (no cluster-wide permission): "
+        "only the built-in refusals and --target-default-action apply",
+    )
     # All interfaces by default: in a pod, Prometheus scrapes the pod IP.
     add_runtime_options(parser, default_address="0.0.0.0")
 
@@ -101,4 +107,5 @@ def process_options(args: argparse.Namespace) -> ProcessOptions:
     # Always a target policy against a cluster: the built-in refusals hold even with no
     # TcpMonitorPolicy, and policies created later act without a restart.
     options.policy = PolicyBook(deny_uncovered=args.target_default_action == "Deny")
+    options.watch_policies = not args.no_policy_watch
     return options

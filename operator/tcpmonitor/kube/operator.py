@@ -244,7 +244,7 @@ async def run_operator(
         alive=runtime.health if runtime is not None else None,
         api_readiness=ApiReadiness(api, options.namespaces, metrics),
         not_acting=lambda: not_acting(gated, reporter),
-        **policy_hooks(api, options.policy),
+        **policy_hooks(api, options.watched_policy),
     )
 
 

@@ -70,6 +70,14 @@ class ProcessOptions:
     lease_duration: float = 15.0
     # The target policy (operator and runners; None: the controller, which does not probe).
     policy: PolicyBook | None = None
+    # Read and watch TcpMonitorPolicies and namespaces; False (--no-policy-watch, for
+    # installations without cluster-wide permissions): the built-in refusals and the default
+    # action only.
+    watch_policies: bool = True
+
+    @property
+    def watched_policy(self) -> PolicyBook | None:
+        return self.policy if self.watch_policies else None
 
 
 def kopf_settings() -> kopf.OperatorSettings:
@@ -179,7 +187,7 @@ async def run_watching(
         helpers.extend(loop.create_task(coro) for coro in background)
         operator_task = loop.create_task(
             kopf.operator(
-                registry=build_registry(sink, options.policy, learn_namespace),
+                registry=build_registry(sink, options.watched_policy, learn_namespace),
                 settings=kopf_settings(),
                 namespaces=options.namespaces,
                 clusterwide=not options.namespaces,

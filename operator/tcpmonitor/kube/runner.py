@@ -148,5 +148,5 @@ async def run_runner(options: ProcessOptions, *, location: str, write_budget: fl
         cleanup=cleanup,
         alive=runtime.health,
         api_readiness=ApiReadiness(api, options.namespaces, metrics),
-        **policy_hooks(api, options.policy),
+        **policy_hooks(api, options.watched_policy),
     )

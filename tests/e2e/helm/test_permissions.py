@@ -343,11 +343,13 @@ FAILURES: dict[str, dict[Rule, Failure]] = {
             lease_kept(f"tcpmonitor-runner-{SUBJECT}"),
             stop_when=lambda scene: location(scene.status("web")).get("state") == "Up",
         ),
-        POLICIES_LIST: Failure(CANNOT_LIST_POLICIES, aggregated_not_located),
+        # Until it knows the policy it neither probes nor takes its Lease: the location has
+        # no live runner, which is the truth.
+        POLICIES_LIST: Failure(CANNOT_LIST_POLICIES, no_live_runner),
         POLICIES_WATCH: Failure(
             CANNOT_WATCH_POLICIES, lambda scene: location(scene.status("web")).get("state") == "Up"
         ),
-        NAMESPACES_LIST: Failure(CANNOT_LIST_NAMESPACES, aggregated_not_located),
+        NAMESPACES_LIST: Failure(CANNOT_LIST_NAMESPACES, no_live_runner),
         NAMESPACES_WATCH: Failure(
             CANNOT_WATCH_NAMESPACES,
             lambda scene: location(scene.status("web")).get("state") == "Up",

@@ -160,9 +160,9 @@ def test_remote_locations_get_an_identity_with_exactly_the_runner_rules() -> Non
 
 def test_namespaced_rbac_is_one_role_per_watched_namespace_and_process() -> None:
     manifests = ci("namespaced-rbac")
-    # Only the target policy's: policies and namespaces are cluster-scoped.
-    assert named(manifests, "ClusterRole").keys() == {TARGET_POLICY}
-    assert named(manifests, "ClusterRoleBinding").keys() == {TARGET_POLICY}
+    # Nothing cluster-wide, not even the target policy's role: the processes do not read it.
+    assert not objects(manifests, "ClusterRole")
+    assert not objects(manifests, "ClusterRoleBinding")
     roles: dict[tuple[str, str], Manifest] = {
         (r["metadata"]["namespace"], r["metadata"]["name"]): r for r in objects(manifests, "Role")
     }
@@ -199,6 +199,8 @@ def test_namespaced_rbac_is_one_role_per_watched_namespace_and_process() -> None
             "--namespace=team-a",
             "--namespace=team-b",
         ]
+        probes = workload["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"]
+        assert ("--no-policy-watch" in args(workload)) is (probes != "controller")
 
 
 def test_all_in_one_rbac_is_one_cluster_role_and_no_leases() -> None:
@@ -311,5 +313,4 @@ def test_the_user_roles_can_be_left_out_and_are_not_made_with_namespaced_rbac() 
         )
         == set()
     )
-    # With namespaced RBAC only the target policy's ClusterRole (cluster-scoped objects).
-    assert named(ci("namespaced-rbac"), "ClusterRole").keys() == {TARGET_POLICY}
+    assert not objects(ci("namespaced-rbac"), "ClusterRole")
