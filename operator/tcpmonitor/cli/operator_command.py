@@ -14,7 +14,12 @@ from ..api import DurationError, parse_duration
 from ..policy import PolicyBook
 from .arguments import Commands
 from .logging_setup import configure_logging
-from .run_command import add_default_action_option, add_runtime_options, runtime_settings
+from .run_command import (
+    add_default_action_option,
+    add_runtime_options,
+    allowed_targets,
+    runtime_settings,
+)
 
 
 def register(commands: Commands) -> None:
@@ -106,6 +111,9 @@ def process_options(args: argparse.Namespace) -> ProcessOptions:
         options.identity = args.identity
     # Always a target policy against a cluster: the built-in refusals hold even with no
     # TcpMonitorPolicy, and policies created later act without a restart.
-    options.policy = PolicyBook(deny_uncovered=args.target_default_action == "Deny")
+    options.policy = PolicyBook(
+        deny_uncovered=args.target_default_action == "Deny",
+        allowed=allowed_targets(args.allow_target),
+    )
     options.watch_policies = not args.no_policy_watch
     return options

@@ -29,7 +29,7 @@ from ..standalone.manifests import LoadedMonitor, load_manifests
 from ..standalone.policy_files import policy_book
 from .arguments import Commands, parse_target, unescape
 from .render import render_result
-from .run_command import add_policy_options
+from .run_command import add_policy_options, allowed_targets
 
 CONCURRENCY = 64
 
@@ -221,7 +221,13 @@ def run(args: argparse.Namespace) -> int:
         titles.append(args.target)
         identities.append({})
     if args.policy:
-        book = policy_book(args.policy, deny_uncovered=args.target_default_action == "Deny")
+        try:
+            allowed = allowed_targets(args.allow_target)
+        except ValueError as exc:
+            return _fail(args, str(exc))
+        book = policy_book(
+            args.policy, deny_uncovered=args.target_default_action == "Deny", allowed=allowed
+        )
         if book is None:
             return 2
         # A target given on the command line is judged as in the default namespace.

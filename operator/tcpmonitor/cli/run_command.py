@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 from pathlib import Path
 
 from ..api import DurationError, parse_duration
@@ -97,7 +98,25 @@ def add_policy_options(parser: argparse.ArgumentParser, *, default: str) -> None
     add_default_action_option(parser)
 
 
+def allowed_targets(values: list[str] | None) -> list[str]:
+    """--allow-target CIDRs, checked; a bad one is a one-line error."""
+    for value in values or []:
+        try:
+            ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            raise ValueError(f"--allow-target: {value!r} is not an address range") from None
+    return list(values or [])
+
+
 def add_default_action_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--allow-target",
+        action="append",
+        metavar="CIDR",
+        help="allow this address range for every namespace, also where the built-in refusals "
+        "(link-local, metadata, loopback) apply; a TcpMonitorPolicy Deny still wins "
+        "(repeatable)",
+    )
     parser.add_argument(
         "--target-default-action",
         choices=["Allow", "Deny"],
@@ -139,5 +158,6 @@ def run(args: argparse.Namespace) -> int:
             settings=settings,
             policy_paths=args.policy,
             deny_uncovered=args.target_default_action == "Deny",
+            allowed=allowed_targets(args.allow_target),
         )
     )

@@ -6,7 +6,7 @@ so a policy change acts on the very next connection, with no plan recompiled.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from ..api.policy import TcpMonitorPolicy
@@ -16,13 +16,16 @@ MAX_NAMESPACES = 100_000
 
 
 class PolicyBook:
-    def __init__(self, *, deny_uncovered: bool = False, builtin: bool = True) -> None:
+    def __init__(
+        self, *, deny_uncovered: bool = False, builtin: bool = True, allowed: Sequence[str] = ()
+    ) -> None:
         self._deny_uncovered = deny_uncovered
         self._builtin = builtin
+        self._allowed = tuple(allowed)
         self._policies: dict[str, TcpMonitorPolicy] = {}
         self._labels: dict[str, dict[str, str]] = {}
         self.current: PolicySet = compile_policies(
-            [], deny_uncovered=deny_uncovered, builtin=builtin
+            [], deny_uncovered=deny_uncovered, builtin=builtin, allowed=self._allowed
         )
         self._listeners: list[Callable[[], None]] = []
         # The scheduler asks for limits on every slot hand-out: computed once per namespace.
@@ -38,6 +41,7 @@ class PolicyBook:
             list(self._policies.values()),
             deny_uncovered=self._deny_uncovered,
             builtin=self._builtin,
+            allowed=self._allowed,
         )
         for listener in self._listeners:
             listener()

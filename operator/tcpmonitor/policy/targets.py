@@ -25,6 +25,7 @@ Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 BUILTIN = "builtin"
+ALLOW_TARGET = "--allow-target"
 # Refused unless a policy rule explicitly allows them: the confused-deputy targets of a shared
 # cluster. Link-local holds the metadata services of AWS, GCP, Azure, OpenStack and others
 # (169.254.169.254) and the node-local link; the others are metadata services elsewhere, and the
@@ -204,6 +205,10 @@ class PolicySet:
     policies: tuple[CompiledPolicy, ...] = ()
     deny_uncovered: bool = False  # the process's --target-default-action Deny
     builtin_refusals: bool = True
+    # The installation's own Allow (--allow-target): for every namespace, like a policy rule
+    # with cidrs (a policy's Deny still wins); what an installation without cluster-wide
+    # permissions (no TcpMonitorPolicy can be read) has instead.
+    allowed_networks: tuple[Network, ...] = ()
 
     def covering(self, labels: Mapping[str, str]) -> list[CompiledPolicy]:
         return [p for p in self.policies if selector_matches(p.selector, labels)]
@@ -228,6 +233,8 @@ class PolicySet:
             policy, rule = allows[0]
             record = all(r.record_responses for _, r in allows)
             return Decision(True, f"{policy.name}/{rule.name}", record)
+        if any(address in net for net in self.allowed_networks):
+            return Decision(True, ALLOW_TARGET)
         if builtin is not None:
             return Decision(False, f"{BUILTIN}/{builtin}")
         if covering:
@@ -261,11 +268,16 @@ class PolicySet:
 
 
 def compile_policies(
-    policies: Sequence[TcpMonitorPolicy], *, deny_uncovered: bool = False, builtin: bool = True
+    policies: Sequence[TcpMonitorPolicy],
+    *,
+    deny_uncovered: bool = False,
+    builtin: bool = True,
+    allowed: Sequence[str] = (),
 ) -> PolicySet:
     ordered = sorted(policies, key=lambda p: p.metadata.name)
     return PolicySet(
         tuple(CompiledPolicy.of(p) for p in ordered),
         deny_uncovered=deny_uncovered,
         builtin_refusals=builtin,
+        allowed_networks=tuple(ipaddress.ip_network(c, strict=False) for c in allowed),
     )

@@ -24,10 +24,12 @@ def fill_book(book: PolicyBook, found: ManifestSet) -> None:
         book.put_namespace(namespace, labels)
 
 
-def policy_book(paths: list[Path], *, deny_uncovered: bool) -> PolicyBook | None:
+def policy_book(
+    paths: list[Path], *, deny_uncovered: bool, allowed: list[str] | None = None
+) -> PolicyBook | None:
     found = read_policy_files(paths)
     if found is None:
         return None
-    book = PolicyBook(deny_uncovered=deny_uncovered)
+    book = PolicyBook(deny_uncovered=deny_uncovered, allowed=allowed or [])
     fill_book(book, found)
     return book

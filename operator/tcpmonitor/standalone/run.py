@@ -80,13 +80,14 @@ async def run_standalone(
     settings: RuntimeSettings,
     policy_paths: list[Path] | None = None,
     deny_uncovered: bool = False,
+    allowed: list[str] | None = None,
 ) -> int:
     manifests = _load(paths)
     if manifests is None:
         return 2
     policy: PolicyBook | None = None
     if policy_paths:
-        policy = policy_book(policy_paths, deny_uncovered=deny_uncovered)
+        policy = policy_book(policy_paths, deny_uncovered=deny_uncovered, allowed=allowed or [])
         if policy is None:
             return 2
     resolver = ManifestResolver(manifests)

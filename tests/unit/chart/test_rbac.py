@@ -201,6 +201,9 @@ def test_namespaced_rbac_is_one_role_per_watched_namespace_and_process() -> None
         ]
         probes = workload["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"]
         assert ("--no-policy-watch" in args(workload)) is (probes != "controller")
+    allowing = render("--set", "targetPolicy.allowedCIDRs={10.1.0.0/16,fd00::/8}")
+    runner_args = args(deployments(allowing)[f"{FULLNAME}-runner-default"])
+    assert runner_args[-2:] == ["--allow-target=10.1.0.0/16", "--allow-target=fd00::/8"]
 
 
 def test_all_in_one_rbac_is_one_cluster_role_and_no_leases() -> None:

@@ -220,3 +220,11 @@ def test_the_name_label_selects_namespaces_before_they_are_seen() -> None:
 def test_invalid_rules_are_refused_with_the_reason(rule: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         policy("p", rules=[{"name": "r", "action": "Allow", **rule}])
+
+
+def test_the_installations_allow_list_lifts_builtin_refusals_but_not_a_policy_deny() -> None:
+    deny = policy("p", rules=[{"name": "no", "action": "Deny", "cidrs": ["127.0.0.2/32"]}])
+    allowed = ["127.0.0.0/8"]
+    assert decide([], "127.0.0.1", allowed=allowed) == (True, "--allow-target", True)
+    assert decide([deny], "127.0.0.2", allowed=allowed) == (False, "p/no", True)
+    assert decide([], "169.254.169.254", allowed=allowed)[0] is False
