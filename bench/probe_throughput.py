@@ -4,12 +4,18 @@ The floor is a bare ``asyncio.open_connection`` + close loop: nothing a prober c
 cheaper in asyncio. Runs alternate (floor, engine, floor, engine, ...) and medians are reported,
 because these machines are noisy and only ratios from one run mean something.
 
-Peers, when installed (``apt-get install prometheus-blackbox-exporter monitoring-plugins-basic``),
-are measured in the same run: the blackbox exporter's ``tcp_connect`` module driven over its
-HTTP ``/probe`` API (its own CPU is counted, the HTTP client's is not), and ``check_tcp``, one
-process per probe as Nagios-style schedulers run it (the children's CPU is counted).
+Peers, when installed, are measured in the same run: the blackbox exporter's ``tcp_connect``
+module driven over its HTTP ``/probe`` API (its own CPU is counted, the HTTP client's is not;
+see blackbox_peer.py), and ``check_tcp``, one process per probe as Nagios-style schedulers run
+it (the children's CPU is counted). The TLS comparison is bench/tls_cost.py, the whole
+exporter + Prometheus setup at 10,000 targets bench/blackbox_vs_runner.py.
 
+    apt-get install -y --no-install-recommends prometheus-blackbox-exporter monitoring-plugins-basic
     python bench/probe_throughput.py [--probes 20000] [--concurrency 50] [--rounds 3] [--no-peers]
+
+Measured 2026-12-01 (2 shared CPUs, load average 4-7; short variant ``--probes 4000 --rounds
+1``, check_tcp not installed): engine / floor 0.93x the throughput at 1.08x the CPU; engine /
+blackbox exporter 8.1x the throughput at 0.18x the CPU per probe.
 """
 
 from __future__ import annotations
