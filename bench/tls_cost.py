@@ -40,6 +40,9 @@ run just before:
     engine TLS / asyncio+ssl floor                     1.84    1.23
     asyncio+ssl floor / exporter tcp_tls               0.90    1.01
 
+With ``--rsa`` (after, same session): floor 1.062, engine TLS 1.270, exporter tcp_tls 1.140;
+engine / exporter 1.11, engine / floor 1.20, floor / exporter 0.93.
+
 The goal (at most the exporter's CPU per TLS probe) is not met: a bare asyncio TLS connection
 with a verifying context, closed at once and reading nothing, already costs what the
 exporter's whole probe does (its Go TLS stack against OpenSSL 3.0's handshake, which alone is
