@@ -12,6 +12,7 @@ reads the leaf, and never depends on OpenSSL trusting anything.
 
 from __future__ import annotations
 
+import _ssl
 import base64
 import contextlib
 import hashlib
@@ -20,6 +21,7 @@ import warnings
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TypeVar
 
 from cryptography import x509
@@ -69,8 +71,17 @@ def _on_message(
 def capture_chains(context: ssl.SSLContext) -> None:
     """Make ``context`` keep the Certificate message of each connection (see module doc).
 
-    Without the hook (a future Python) the chain is simply not reported.
+    The callback is set on the C context, below ``ssl.SSLContext._msg_callback``'s property:
+    that property wraps it in a function turning every argument into an enum, a dozen enum
+    look-ups per TLS record, which cost more than all the rest of the hook; ``_on_message``
+    compares plain integers and needs none. Without the hook (a future Python) the chain is
+    simply not reported.
     """
+    raw = getattr(_ssl._SSLContext, "_msg_callback", None)
+    if raw is not None and hasattr(raw, "__set__"):
+        with contextlib.suppress(AttributeError, TypeError):
+            raw.__set__(context, _on_message)
+            return
     with contextlib.suppress(AttributeError):
         context._msg_callback = _on_message  # type: ignore[attr-defined]
 
@@ -253,6 +264,14 @@ def _subject(name: Callable[[], x509.Name]) -> str:
     return printable(text if text is not None else _UNREADABLE, MAX_DISTINGUISHED_NAME)
 
 
+# Distinct certificates remembered, with their summaries: a target presents the same chain
+# probe after probe, and parsing it again costs more than the rest of the probe's Python.
+# Bounded, so a runner facing thousands of distinct chains holds at most this many (a few
+# kilobytes each); the summaries are never modified once made, so results can share them.
+CACHED_CERTIFICATES = 256
+
+
+@lru_cache(maxsize=CACHED_CERTIFICATES)
 def inspect_chain_entry(der: bytes) -> ChainCertificate:
     """One certificate of the chain summarised; never raises, what does not parse is null."""
     with warnings.catch_warnings():

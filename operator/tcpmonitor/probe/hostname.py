@@ -12,10 +12,12 @@ from __future__ import annotations
 import ipaddress
 import warnings
 from dataclasses import dataclass
+from functools import lru_cache
 
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
+from .chain import CACHED_CERTIFICATES
 from .tls import raw_dns_names
 
 # Names compared at most: a certificate may carry thousands of SANs, the check stays bounded.
@@ -49,10 +51,14 @@ def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
         return None
 
 
+@lru_cache(maxsize=CACHED_CERTIFICATES)
 def check_hostname(
     der: bytes, server_name: str, common_name_fallback: bool = True
 ) -> HostnameVerdict:
-    """Whether the DER leaf is valid for ``server_name`` (a DNS name or an IP literal)."""
+    """Whether the DER leaf is valid for ``server_name`` (a DNS name or an IP literal).
+
+    Remembered per (certificate, name), as the certificate's reading is (see tls.py).
+    """
     mismatch = HostnameVerdict(
         False, f"Hostname mismatch, certificate is not valid for '{server_name}'."
     )

@@ -15,14 +15,21 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from cryptography import x509
 
 from ..api import Certificate, TlsVersion
 from ..api.printable import printable, printable_list
 from ..api.result import MAX_DISTINGUISHED_NAME, MAX_DNS_NAME, MAX_DNS_NAMES
-from .chain import Chain, capture_chains, inspect_chain, presented_chain, stapled_response
+from .chain import (
+    CACHED_CERTIFICATES,
+    Chain,
+    capture_chains,
+    inspect_chain,
+    presented_chain,
+    stapled_response,
+)
 from .stapling import request_stapling
 
 _VERSIONS = {
@@ -223,43 +230,58 @@ def inspect_certificate(der: bytes, now: datetime | None = None) -> Inspection:
     """The summary users need, above all ``notAfter``, from a DER certificate. Never raises.
 
     A certificate is the target's to make: whatever does not parse is left out (and said so in
-    ``problem``) and everything kept is escaped and cut to the result's bounds.
+    ``problem``) and everything kept is escaped and cut to the result's bounds. The reading is
+    remembered per certificate (see chain.CACHED_CERTIFICATES); only ``daysRemaining``
+    depends on the time.
+    """
+    fields, problem = _read_leaf(der)
+    if fields is None:
+        return Inspection(None, problem)
+    not_after = fields["not_after"]
+    names = fields["dns_names"]
+    assert isinstance(not_after, datetime) and isinstance(names, tuple)
+    remaining = (not_after - (now or datetime.now(UTC))).total_seconds() / 86400
+    certificate = Certificate.model_construct(
+        **(fields | {"dns_names": list(names), "days_remaining": round(remaining, 3)})
+    )
+    return Inspection(certificate, problem)
+
+
+@lru_cache(maxsize=CACHED_CERTIFICATES)
+def _read_leaf(der: bytes) -> tuple[dict[str, Any] | None, str | None]:
+    """The time-independent fields of the summary (None: does not parse), and the problem.
+
+    Shared by every probe that meets this certificate: nothing here may be modified.
     """
     with warnings.catch_warnings():
         # cryptography warns about what it tolerates in the target's certificate (a negative
         # serial, an over-long name): the target's business, not lines for our log.
         warnings.simplefilter("ignore")
-        return _inspect(der, now or datetime.now(UTC))
-
-
-def _inspect(der: bytes, now: datetime) -> Inspection:
-    problems: list[str] = []
-    fingerprint = _fingerprint(der)
-    cert = _attempt(lambda: x509.load_der_x509_certificate(der), "certificate", problems)
-    if cert is None:
-        return Inspection(None, f"does not parse (SHA-256 {fingerprint}): {'; '.join(problems)}")
-    validity = _attempt(
-        lambda: (cert.not_valid_before_utc, cert.not_valid_after_utc), "validity", problems
-    )
-    if validity is None:
-        return Inspection(None, f"does not parse (SHA-256 {fingerprint}): {'; '.join(problems)}")
-    # Not inlined: reading .subject is what parses the name, so it must happen inside _attempt.
-    subject = _attempt(lambda: cert.subject.rfc4514_string(), "subject", problems)  # noqa: PLW0108
-    issuer = _attempt(lambda: cert.issuer.rfc4514_string(), "issuer", problems)  # noqa: PLW0108
-    dns_names = _dns_names(cert, problems)
+        problems: list[str] = []
+        fingerprint = _fingerprint(der)
+        cert = _attempt(lambda: x509.load_der_x509_certificate(der), "certificate", problems)
+        if cert is None:
+            return None, f"does not parse (SHA-256 {fingerprint}): {'; '.join(problems)}"
+        validity = _attempt(
+            lambda: (cert.not_valid_before_utc, cert.not_valid_after_utc), "validity", problems
+        )
+        if validity is None:
+            return None, f"does not parse (SHA-256 {fingerprint}): {'; '.join(problems)}"
+        # Not inlined: reading .subject is what parses the name, so it must happen inside
+        # _attempt.
+        subject = _attempt(lambda: cert.subject.rfc4514_string(), "subject", problems)  # noqa: PLW0108
+        issuer = _attempt(lambda: cert.issuer.rfc4514_string(), "issuer", problems)  # noqa: PLW0108
+        names = _dns_names(cert, problems)
     not_before, not_after = validity
-    certificate = Certificate.model_construct(
-        subject=printable(_UNREADABLE if subject is None else subject, MAX_DISTINGUISHED_NAME),
-        issuer=printable(_UNREADABLE if issuer is None else issuer, MAX_DISTINGUISHED_NAME),
-        dns_names=dns_names,
-        not_before=not_before,
-        not_after=not_after,
-        days_remaining=round((not_after - now).total_seconds() / 86400, 3),
-        sha256_fingerprint=fingerprint,
-    )
-    return Inspection(
-        certificate, f"read only in part: {'; '.join(problems)}" if problems else None
-    )
+    fields: dict[str, Any] = {
+        "subject": printable(_UNREADABLE if subject is None else subject, MAX_DISTINGUISHED_NAME),
+        "issuer": printable(_UNREADABLE if issuer is None else issuer, MAX_DISTINGUISHED_NAME),
+        "dns_names": tuple(names),
+        "not_before": not_before,
+        "not_after": not_after,
+        "sha256_fingerprint": fingerprint,
+    }
+    return fields, f"read only in part: {'; '.join(problems)}" if problems else None
 
 
 @dataclass(frozen=True)
