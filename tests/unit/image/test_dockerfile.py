@@ -1,8 +1,9 @@
-"""The container image, checked statically: there is no Docker engine in the test environment.
+"""The container image, checked statically; tests/e2e/test_image.py builds and runs it.
 
-Multi-stage, a pinned slim Python base, nothing to build software with in the final stage, a
-numeric non-root user that the Helm chart also uses, a read-only root filesystem, the
-``tcpmonitor`` entry point, OCI labels; and hadolint has nothing to say.
+Multi-stage, a pinned slim Python base that one build argument can replace, nothing to build
+software with in the final stage, a numeric non-root user that the Helm chart also uses, a
+read-only root filesystem, the ``tcpmonitor`` entry point, OCI labels, release commands that
+push what the chart pulls; and hadolint has nothing to say.
 """
 
 from __future__ import annotations
@@ -281,3 +282,23 @@ def test_build_context_is_only_what_the_build_needs() -> None:
     }
     assert copied == {"pyproject.toml", "README.md", "operator"}
     assert project()["readme"] in copied
+
+
+def test_release_commands_push_what_the_chart_pulls() -> None:
+    readme = (REPO_ROOT / "README.md").read_text()
+    section = readme.split("### The image: built and run by the tests, and released", 1)[1]
+    section = section.split("\n## ", 1)[0]
+    blocks = re.findall(r"```sh\n(.*?)```", section, flags=re.DOTALL)
+    assert len(blocks) == 2, "one release with docker buildx, one with buildah"
+    image = chart_values()["image"]
+    assert isinstance(image, dict)
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    for block in blocks:
+        (version,) = re.findall(r"^VERSION=(\S+)$", block, flags=re.MULTILINE)
+        assert version == project()["version"] == chart["appVersion"]
+        assert "--build-arg VERSION=$VERSION" in block
+        assert "--platform linux/amd64,linux/arm64" in block
+        assert "BASE_IMAGE" not in block, "a release is built on the official base"
+        references = set(re.findall(r"(?:docker://)?(\S+):\$VERSION", block))
+        assert references == {image["repository"]}, references
+        assert re.search(r" \.$", block, flags=re.MULTILINE), "built from the repository root"
