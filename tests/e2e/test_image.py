@@ -144,6 +144,9 @@ def test_image_reconciles_a_monitor_read_only_as_non_root(
         "operator",
         "--kubeconfig",
         "/kubeconfig",
+        # Only this test's namespace: earlier tests' monitors linger in Terminating namespaces.
+        "--namespace",
+        namespace,
         "--metrics-address",
         "127.0.0.1",
         "--metrics-port",
