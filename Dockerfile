@@ -3,11 +3,19 @@
 #
 #   docker build -t ghcr.io/tcpmonitor-dev/tcpmonitor-operator:0.1.0 .
 #
+# (the release commands, for both architectures: README.md, "Releasing").
+#
 # Two stages: the build stage turns the project into a virtual environment, the final stage is a
 # clean copy of the same slim Python base with that environment and nothing else: no compiler,
-# no pip, no source tree. tests/unit/test_dockerfile.py checks these properties and runs hadolint.
+# no pip, no source tree. tests/unit/image/test_dockerfile.py checks these properties and runs
+# hadolint.
+#
+# BASE_IMAGE replaces the official base with an equivalent one where Docker Hub is out of reach:
+# .ci/provision-image builds one from Debian's packages (bookworm, Debian's Python 3.11) and
+# tests/e2e/test_image.py builds this file on it with buildah and runs the result with podman.
+ARG BASE_IMAGE=docker.io/library/python:3.11.14-slim-bookworm
 
-FROM python:3.11.14-slim-bookworm AS build
+FROM ${BASE_IMAGE} AS build
 
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
@@ -28,8 +36,9 @@ RUN python -m pip wheel --no-deps --wheel-dir /wheels . \
  && /opt/tcpmonitor/bin/tcpmonitor --version
 
 
-FROM python:3.11.14-slim-bookworm
+FROM ${BASE_IMAGE}
 
+ARG BASE_IMAGE
 ARG VERSION=0.1.0
 LABEL org.opencontainers.image.title="tcpmonitor-operator" \
       org.opencontainers.image.description="Checkly-style TCP monitors as a native Kubernetes resource: the TcpMonitor operator" \
@@ -38,7 +47,7 @@ LABEL org.opencontainers.image.title="tcpmonitor-operator" \
       org.opencontainers.image.source="https://github.com/tcpmonitor-dev/tcpmonitor-operator" \
       org.opencontainers.image.url="https://github.com/tcpmonitor-dev/tcpmonitor-operator" \
       org.opencontainers.image.documentation="https://github.com/tcpmonitor-dev/tcpmonitor-operator/blob/main/docs/install.md" \
-      org.opencontainers.image.base.name="docker.io/library/python:3.11.14-slim-bookworm"
+      org.opencontainers.image.base.name="${BASE_IMAGE}"
 
 # The base image's pip, setuptools and wheel are build tools the operator never uses. The user
 # entry gives UID 65532 a name: kopf asks for one at startup (getpass.getuser()) and fails

@@ -1,8 +1,9 @@
-"""The container image, checked statically: there is no Docker engine in the test environment.
+"""The container image, checked statically; tests/e2e/test_image.py builds and runs it.
 
-Multi-stage, a pinned slim Python base, nothing to build software with in the final stage, a
-numeric non-root user that the Helm chart also uses, a read-only root filesystem, the
-``tcpmonitor`` entry point, OCI labels; and hadolint has nothing to say.
+Multi-stage, a pinned slim Python base that one build argument can replace, nothing to build
+software with in the final stage, a numeric non-root user that the Helm chart also uses, a
+read-only root filesystem, the ``tcpmonitor`` entry point, OCI labels, release commands that
+push what the chart pulls; and hadolint has nothing to say.
 """
 
 from __future__ import annotations
@@ -57,22 +58,41 @@ class Stage:
 
 
 @cache
-def stages() -> tuple[Stage, ...]:
-    """The Dockerfile's stages: comments dropped, continuation lines joined."""
+def instructions() -> tuple[Instruction, ...]:
+    """The Dockerfile's instructions: comments dropped, continuation lines joined."""
     text = re.sub(r"^\s*#.*\n", "", DOCKERFILE.read_text(), flags=re.MULTILINE)
     text = re.sub(r"\\\n", " ", text)
-    found: list[Stage] = []
+    found: list[Instruction] = []
     for line in text.splitlines():
-        if not line.strip():
-            continue
-        keyword, _, arguments = line.strip().partition(" ")
-        keyword, arguments = keyword.upper(), " ".join(arguments.split())
-        if keyword == "FROM":
-            base, _, name = arguments.partition(" AS ")
+        if line.strip():
+            keyword, _, arguments = line.strip().partition(" ")
+            found.append(Instruction(keyword.upper(), " ".join(arguments.split())))
+    return tuple(found)
+
+
+def global_args() -> dict[str, str]:
+    """The ARGs before the first FROM, with their defaults: what a FROM line may use."""
+    found: dict[str, str] = {}
+    for instruction in instructions():
+        if instruction.keyword == "FROM":
+            break
+        assert instruction.keyword == "ARG", f"{instruction.keyword} before the first FROM"
+        name, _, default = instruction.arguments.partition("=")
+        found[name] = default
+    return found
+
+
+@cache
+def stages() -> tuple[Stage, ...]:
+    """The Dockerfile's stages, each base as the default build resolves it."""
+    found: list[Stage] = []
+    for instruction in instructions():
+        if instruction.keyword == "FROM":
+            base, _, name = instruction.arguments.partition(" AS ")
+            base = re.sub(r"\$\{(\w+)\}", lambda m: global_args()[m[1]], base)
             found.append(Stage(base=base, name=name or None))
-        else:
-            assert found, f"{keyword} before the first FROM"
-            found[-1].instructions.append(Instruction(keyword, arguments))
+        elif found:
+            found[-1].instructions.append(instruction)
     return tuple(found)
 
 
@@ -113,11 +133,25 @@ def test_multi_stage_on_one_pinned_slim_python() -> None:
     bases = {stage.base for stage in stages()}
     assert len(bases) == 1, "build and final stage must share the base (the venv is copied)"
     (base,) = bases
-    match = re.fullmatch(r"python:(3)\.(\d+)\.(\d+)-slim-(bookworm|trixie)", base)
+    match = re.fullmatch(
+        r"docker\.io/library/python:(3)\.(\d+)\.(\d+)-slim-(bookworm|trixie)", base
+    )
     assert match, f"{base}: pin the full Python version and a slim Debian release"
     requires = project()["requires-python"]
     assert requires == f">={match[1]}.{match[2]}", "the image's Python is the minimum supported"
-    assert final().labels()["org.opencontainers.image.base.name"] == f"docker.io/library/{base}"
+
+
+def test_base_is_one_build_argument_that_the_label_names() -> None:
+    # BASE_IMAGE swaps the official base for one built from Debian's packages where there is
+    # no registry (.ci/provision-image); both stages follow it, and so does the label.
+    assert set(global_args()) == {"BASE_IMAGE"}
+    assert {
+        instruction.arguments.split()[0]
+        for instruction in instructions()
+        if instruction.keyword == "FROM"
+    } == {"${BASE_IMAGE}"}
+    assert "BASE_IMAGE" in final().all("ARG"), "an ARG is empty in a stage that does not declare it"
+    assert final().labels()["org.opencontainers.image.base.name"] == "${BASE_IMAGE}"
 
 
 def test_final_stage_has_no_build_tools() -> None:
@@ -248,3 +282,23 @@ def test_build_context_is_only_what_the_build_needs() -> None:
     }
     assert copied == {"pyproject.toml", "README.md", "operator"}
     assert project()["readme"] in copied
+
+
+def test_release_commands_push_what_the_chart_pulls() -> None:
+    readme = (REPO_ROOT / "README.md").read_text()
+    section = readme.split("### The image: built and run by the tests, and released", 1)[1]
+    section = section.split("\n## ", 1)[0]
+    blocks = re.findall(r"```sh\n(.*?)```", section, flags=re.DOTALL)
+    assert len(blocks) == 2, "one release with docker buildx, one with buildah"
+    image = chart_values()["image"]
+    assert isinstance(image, dict)
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    for block in blocks:
+        (version,) = re.findall(r"^VERSION=(\S+)$", block, flags=re.MULTILINE)
+        assert version == project()["version"] == chart["appVersion"]
+        assert "--build-arg VERSION=$VERSION" in block
+        assert "--platform linux/amd64,linux/arm64" in block
+        assert "BASE_IMAGE" not in block, "a release is built on the official base"
+        references = set(re.findall(r"(?:docker://)?(\S+):\$VERSION", block))
+        assert references == {image["repository"]}, references
+        assert re.search(r" \.$", block, flags=re.MULTILINE), "built from the repository root"
