@@ -44,13 +44,14 @@ from ..api.spec import BaselineAction, RefusalAlert
 from .assertions import ReplyDecider, data_outcome, time_outcome
 from .baseline import findings
 from .excerpt import printable_excerpt
-from .failures import ProbeFailure, classify_dns_error, classify_socket_error, classify_tls_error
+from .failures import ProbeFailure, classify_socket_error, classify_tls_error
 from .hostname import HostnameVerdict, check_hostname
 from .ocsp_responder import ask_responder
 from .pins import check_pins
 from .plan import ProbePlan
 from .protocols import PROTOCOLS
 from .reader import Reader
+from .resolver import ResolutionClock, process_resolver
 from .revocation import NO_ISSUER, STAPLE_VERDICTS, find_issuer, info, load_certificate
 from .session import Session
 from .steps import StepTiming, run_steps
@@ -251,33 +252,27 @@ class _Attempt:
         if plan.ip_literal:
             family = socket.AF_INET6 if ":" in plan.host else socket.AF_INET
             return [(family, (plan.host, plan.port))]
-        started = time.perf_counter()
+        if plan.host.rstrip(".").lower().endswith(_RESERVED_INVALID):
+            self.timings["dns"] = 0.0
+            raise ProbeFailure(
+                ErrorCode.DNS_NOT_FOUND, f"{plan.host}: reserved .invalid name (RFC 6761)"
+            )
+        # The clock runs only while the resolver works on the name: a wait for one of its
+        # slots is our queue, not the user's DNS.
+        clock = ResolutionClock()
         try:
-            if plan.host.rstrip(".").lower().endswith(_RESERVED_INVALID):
-                raise ProbeFailure(
-                    ErrorCode.DNS_NOT_FOUND, f"{plan.host}: reserved .invalid name (RFC 6761)"
-                )
-            try:
-                infos = await self.loop.getaddrinfo(
-                    plan.host,
-                    plan.port,
-                    family=plan.family,
-                    type=socket.SOCK_STREAM,
-                    proto=socket.IPPROTO_TCP,
-                )
-            except OSError as exc:
-                raise classify_dns_error(exc, plan.host) from None
+            addresses = await process_resolver().resolve(
+                plan.host, plan.port, plan.family, clock, self.deadline - self.loop.time()
+            )
         finally:
-            self.timings["dns"] = self._ms(started)
+            self.timings["dns"] = clock.ms()
         seen: set[tuple[object, ...]] = set()
-        addresses: list[tuple[int, tuple[object, ...]]] = []
-        for family, _, _, _, sockaddr in infos:
-            if family in (socket.AF_INET, socket.AF_INET6) and sockaddr not in seen:
+        unique: list[tuple[int, tuple[object, ...]]] = []
+        for resolved_family, sockaddr in addresses:
+            if sockaddr not in seen:
                 seen.add(sockaddr)
-                addresses.append((family, sockaddr))
-        if not addresses:
-            raise ProbeFailure(ErrorCode.DNS_NOT_FOUND, f"{plan.host}: no usable address")
-        return addresses
+                unique.append((resolved_family, sockaddr))
+        return unique
 
     async def _connect(
         self, addresses: list[tuple[int, tuple[object, ...]]]

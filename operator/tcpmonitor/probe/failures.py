@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import errno
 import os
-import socket
 import ssl
 
 from ..api import ErrorCode
@@ -36,12 +35,6 @@ _CONNECT_ERRNO = {
     errno.ECONNABORTED: ErrorCode.CONNECTION_RESET,
 }
 
-_DNS_NOT_FOUND = {
-    socket.EAI_NONAME,
-    getattr(socket, "EAI_NODATA", socket.EAI_NONAME),
-    getattr(socket, "EAI_ADDRFAMILY", socket.EAI_NONAME),
-}
-
 
 def describe_os_error(exc: OSError) -> str:
     # asyncio's connect errors carry "Connect call failed (...)" as strerror; the errno's own
@@ -62,14 +55,6 @@ def classify_socket_error(exc: OSError, address: str) -> ProbeFailure:
         else:
             code = ErrorCode.NETWORK_UNREACHABLE
     return ProbeFailure(code, f"{address}: {describe_os_error(exc)}")
-
-
-def classify_dns_error(exc: OSError, host: str) -> ProbeFailure:
-    if isinstance(exc, socket.gaierror) and exc.errno in _DNS_NOT_FOUND:
-        return ProbeFailure(ErrorCode.DNS_NOT_FOUND, f"{host}: {exc.strerror or 'not found'}")
-    if isinstance(exc, socket.gaierror) and exc.errno == socket.EAI_AGAIN:
-        return ProbeFailure(ErrorCode.DNS_ERROR, f"{host}: temporary failure in name resolution")
-    return ProbeFailure(ErrorCode.DNS_ERROR, f"{host}: {describe_os_error(exc)}")
 
 
 # OpenSSL X509_V_ERR_* codes we name; the rest are "untrusted" or a generic handshake failure.
