@@ -44,7 +44,13 @@ from ..api.spec import BaselineAction, RefusalAlert
 from .assertions import ReplyDecider, data_outcome, time_outcome
 from .baseline import findings
 from .excerpt import printable_excerpt
-from .failures import ProbeFailure, classify_dns_error, classify_socket_error, classify_tls_error
+from .failures import (
+    ProbeFailure,
+    classify_dns_error,
+    classify_socket_error,
+    classify_tls_error,
+    drop_tracebacks,
+)
 from .hostname import HostnameVerdict, check_hostname
 from .ocsp_responder import ask_responder
 from .pins import check_pins
@@ -183,6 +189,8 @@ class _Attempt:
             for task in (self.trust_task, self.revocation_task):
                 if task is not None and not task.done():
                     task.cancel()
+            for failure in (self.error, self.refusal_failure):
+                drop_tracebacks(failure)
 
     async def _run(self) -> ProbeResult:
         now = datetime.now(UTC)
