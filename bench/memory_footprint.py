@@ -16,11 +16,11 @@ innermost line of our own code on each allocation's way (which of our lines keep
 model, say), the largest files, and the traced bytes per monitor.
 
     python bench/memory_footprint.py --monitors 10000 50000 --interval 10 --duration 30 --trace
-    python bench/memory_footprint.py --monitors 10000 --kind rich   # assertions, TLS, steps
+    python bench/memory_footprint.py --monitors 10000 --kind rich   # payload, assertions, TLS
 
 kopf is not imported: the operator's own per-object state (kopf keeps each watched object's
-body, its diff base in an annotation, and its handler progress) comes on top and is measured
-by ``bench/operator_cluster.py`` on the real control plane.
+body, its diff base in an annotation, and its handler progress) comes on top;
+``bench/apiserver_load.py`` reports the RSS of the real processes on the control plane.
 """
 
 from __future__ import annotations
