@@ -64,7 +64,12 @@ COPY --from=build /opt/tcpmonitor /opt/tcpmonitor
 # loaded, the inline CA of a kubeconfig): bytecode is compiled at build time, and TMPDIR is the
 # one writable mount (an emptyDir in the Helm chart), so the root filesystem can be read-only.
 # USER answers getpass.getuser() also under an arbitrary UID without a passwd entry (OpenShift).
+# MALLOC_MMAP_THRESHOLD_ pins glibc's threshold for mmap at 128 KiB: each TLS connection's
+# 256 KiB read buffer is then its own mapping, given back when the probe ends. Left to adapt,
+# glibc raises it after the first frees and the buffers of a burst of handshakes (the first
+# probes of thousands of TLS monitors) stay in the heap for good (docs/scaling.md).
 ENV PATH=/opt/tcpmonitor/bin:$PATH \
+    MALLOC_MMAP_THRESHOLD_=131072 \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     TMPDIR=/tmp \

@@ -15,6 +15,9 @@ import ssl
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from pydantic.fields import FieldInfo
 
 from ..api import (
     Certificate,
@@ -36,6 +39,7 @@ from ..api.result import (
     MAX_MESSAGE,
     MAX_PROTOCOL_DETAIL,
     MAX_WARNINGS,
+    ResultModel,
     RevocationInfo,
     RevocationSource,
     RevocationStatus,
@@ -44,7 +48,12 @@ from ..api.spec import BaselineAction, RefusalAlert
 from .assertions import ReplyDecider, data_outcome, time_outcome
 from .baseline import findings
 from .excerpt import printable_excerpt
-from .failures import ProbeFailure, classify_socket_error, classify_tls_error
+from .failures import (
+    ProbeFailure,
+    classify_socket_error,
+    classify_tls_error,
+    drop_tracebacks,
+)
 from .hostname import HostnameVerdict, check_hostname
 from .ocsp_responder import ask_responder
 from .pins import check_pins
@@ -81,6 +90,30 @@ _UNREACHABLE_CODES = frozenset(
         ErrorCode.NETWORK_UNREACHABLE,
     }
 )
+
+
+_Model = TypeVar("_Model", bound=ResultModel)
+
+
+def _construct(model: type[_Model], **values: Any) -> _Model:
+    """``model.model_construct`` whose set of fields given names only the values that are not
+    the field's default.
+
+    Every runner keeps each monitor's last result. pydantic keeps per instance the set of the
+    field names given (``model_fields_set``), and a set of five names or more is 728 bytes:
+    more than the rest of an Up result. Every value is still given (a default left out would
+    be filled in by pydantic, which inspects the signature of a default factory each time), so
+    the result and its dumped form are unchanged; nothing dumps with ``exclude_unset``.
+    """
+    fields = model.model_fields
+    given = {name for name, value in values.items() if not _is_default(fields[name], value)}
+    return model.model_construct(given, **values)
+
+
+def _is_default(field: FieldInfo, value: object) -> bool:
+    if value is None:
+        return field.default is None
+    return value == [] and field.default_factory is list
 
 
 class _CertificateRead(Exception):
@@ -184,6 +217,8 @@ class _Attempt:
             for task in (self.trust_task, self.revocation_task):
                 if task is not None and not task.done():
                     task.cancel()
+            for failure in (self.error, self.refusal_failure):
+                drop_tracebacks(failure)
 
     async def _run(self) -> ProbeResult:
         now = datetime.now(UTC)
@@ -953,11 +988,13 @@ class _Attempt:
             warnings = warnings[:MAX_WARNINGS]
         state = Verdict.DOWN if error else (Verdict.DEGRADED if warnings else Verdict.UP)
         t = self.timings
-        result = ProbeResult.model_construct(
+        result = _construct(
+            ProbeResult,
             state=state,
             started_at=started_at,
             remote_address=self.remote,
-            timings=Timings.model_construct(
+            timings=_construct(
+                Timings,
                 dns=t.get("dns"),
                 connect=t.get("connect"),
                 tls=t.get("tls"),

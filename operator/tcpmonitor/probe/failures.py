@@ -22,6 +22,26 @@ class ProbeFailure(Exception):
         self.message = message
 
 
+def drop_tracebacks(exc: BaseException | None) -> None:
+    """Let go of the frames ``exc`` and the exceptions it was raised from keep.
+
+    A failure kept after its ``except`` block (on the attempt, in a side handshake's outcome)
+    holds, through its traceback, the frames it passed: the attempt itself, and in asyncio's
+    frames the transport and the TLS protocol with OpenSSL's buffers. Those are cycles only
+    the collector's rare full collection frees at ten thousand monitors, so the memory of
+    every failed TLS probe would stay until then (tests/unit/probe/test_engine_cycles.py).
+    """
+    pending = [exc]
+    seen: set[int] = set()
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        current.__traceback__ = None
+        pending += [current.__cause__, current.__context__]
+
+
 _CONNECT_ERRNO = {
     errno.ECONNREFUSED: ErrorCode.CONNECTION_REFUSED,
     errno.ETIMEDOUT: ErrorCode.CONNECT_TIMEOUT,

@@ -179,7 +179,7 @@ class TlsPlan:
         return self.inspecting if self.insecure else self.trusting
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ProbePlan:
     host: str
     port: int

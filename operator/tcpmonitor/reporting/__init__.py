@@ -5,7 +5,13 @@
 ``events``, ``messages`` and ``status`` say it the same way in every mode.
 """
 
-from .conditions import aggregated_conditions, conditions, make_condition
+from .conditions import (
+    ConditionMark,
+    aggregated_conditions,
+    condition_marks,
+    conditions,
+    make_condition,
+)
 from .events import (
     EventSpec,
     expiring_event,
@@ -35,6 +41,7 @@ __all__ = [
     "INTERVAL_TOO_SHORT",
     "NAMESPACE_LIMIT_EXCEEDED",
     "TIMEOUT_TOO_SHORT",
+    "ConditionMark",
     "EventSpec",
     "PolicyFloor",
     "SpecProblem",
@@ -42,6 +49,7 @@ __all__ = [
     "bounds_problem",
     "build_status",
     "check_spec",
+    "condition_marks",
     "conditions",
     "describe_result",
     "describe_skipped",

@@ -12,8 +12,10 @@ type, status and reason in every mode; only the controller adds ``LocationsAvail
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Protocol
 
 from ..api import Condition, ConditionType, ErrorCode, MonitorState, Reason
 from ..api.result import MAX_MESSAGE
@@ -36,8 +38,38 @@ class Observation:
     maintenance_until: datetime | None = None  # in a maintenance window until then
 
 
+class PreviousCondition(Protocol):
+    """What the next conditions need of the previous ones: a ``Condition`` or its mark."""
+
+    @property
+    def type(self) -> str: ...
+
+    @property
+    def status(self) -> str: ...
+
+    @property
+    def last_transition_time(self) -> datetime: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ConditionMark:
+    """A written condition as far as the next ones need it: its status and since when.
+
+    Kept per monitor between writes instead of the ``Condition`` models (a pydantic model
+    with its messages is about a kilobyte; three of them per monitor were a third of a
+    runner's memory at ten thousand monitors, see docs/scaling.md)."""
+
+    type: str
+    status: str
+    last_transition_time: datetime
+
+
+def condition_marks(conditions: Iterable[PreviousCondition]) -> tuple[ConditionMark, ...]:
+    return tuple(ConditionMark(c.type, c.status, c.last_transition_time) for c in conditions)
+
+
 def make_condition(
-    previous: list[Condition],
+    previous: Sequence[PreviousCondition],
     type_: ConditionType,
     status: str,
     reason: str,
@@ -109,7 +141,7 @@ def verdict_conditions(
     seen: Observation,
     problem: SpecProblem | None,
     generation: int | None,
-    previous: list[Condition],
+    previous: Sequence[PreviousCondition],
     now: datetime,
 ) -> list[Condition]:
     """Ready, Reachable and Degraded: the conditions of every mode."""
@@ -135,7 +167,7 @@ def conditions(
     record: MonitorRecord,
     problem: SpecProblem | None,
     generation: int | None,
-    previous: list[Condition],
+    previous: Sequence[PreviousCondition],
     now: datetime,
 ) -> list[Condition]:
     """One process's view (all-in-one, a runner, standalone): from its record."""
@@ -148,7 +180,7 @@ def aggregated_conditions(
     detail: str,
     problem: SpecProblem | None,
     generation: int | None,
-    previous: list[Condition],
+    previous: Sequence[PreviousCondition],
     now: datetime,
     maintenance_until: datetime | None = None,
 ) -> list[Condition]:

@@ -15,7 +15,7 @@ from ..api.status import MAX_RECENT_TRANSITIONS
 _SUCCESS = (MonitorState.UP, MonitorState.DEGRADED)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class MonitorRecord:
     """What survives between probes (and, through ``status``, operator restarts)."""
 

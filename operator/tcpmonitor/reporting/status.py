@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from ..api import Condition, MonitorState, TcpMonitorStatus
+from ..api import MonitorState, TcpMonitorStatus
 from ..api.result import MAX_MESSAGE
-from .conditions import conditions
+from .conditions import PreviousCondition, conditions
 from .messages import describe_result, describe_skipped
 from .problems import SpecProblem
 from .record import MonitorRecord
@@ -17,7 +18,7 @@ def build_status(
     record: MonitorRecord,
     problem: SpecProblem | None,
     generation: int | None,
-    previous: list[Condition],
+    previous: Sequence[PreviousCondition],
     now: datetime,
 ) -> TcpMonitorStatus:
     if problem is not None:

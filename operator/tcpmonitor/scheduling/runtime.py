@@ -33,7 +33,6 @@ from functools import partial
 from typing import Any, Protocol
 
 from ..api import (
-    Condition,
     ConditionType,
     MonitorState,
     ObjectMeta,
@@ -55,12 +54,14 @@ from ..probe import ProbeMaterial, ProbePlan, run_probe
 from ..probe.material import has_references
 from ..reporting import (
     INTERVAL_TOO_SHORT,
+    ConditionMark,
     EventSpec,
     PolicyFloor,
     SpecProblem,
     bounds_problem,
     build_status,
     check_spec,
+    condition_marks,
     expiring_event,
     invalid_spec_event,
     namespace_limit_problem,
@@ -83,17 +84,18 @@ Key = tuple[str, str]
 _SEEN_BOUND = 128
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class MonitorRef:
     """Which object a report is about; ``uid`` lets Events point at the exact object."""
 
     namespace: str
     name: str
     uid: str | None = None
+    # Built once: the same tuple keys the runtime's, the scheduler's and the metrics' tables.
+    key: Key = field(init=False, repr=False, compare=False)
 
-    @property
-    def key(self) -> Key:
-        return (self.namespace, self.name)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", (self.namespace, self.name))
 
 
 @dataclass(frozen=True)
@@ -136,13 +138,13 @@ class RuntimeSettings:
     min_interval: float = MIN_INTERVAL_SECONDS
 
 
-@dataclass
+@dataclass(slots=True)
 class _Monitor:
     ref: MonitorRef
     spec: TcpMonitorSpec
     generation: int | None
     record: MonitorRecord
-    conditions: list[Condition]
+    conditions: tuple[ConditionMark, ...]
     plan: ProbePlan | None = None
     problem: SpecProblem | None = None
     fault: SpecProblem | None = None  # an unexpected exception while probing (ProbeError)
@@ -240,7 +242,7 @@ class MonitorRuntime:
                 monitor.spec,
                 meta.generation,
                 record,
-                list(status.conditions) if status else [],
+                condition_marks(status.conditions) if status else (),
             )
             self._monitors[ref.key] = m
             self._admit_new(m)
@@ -620,7 +622,7 @@ class MonitorRuntime:
     def _write(self, m: _Monitor, *, urgent: bool) -> None:
         problem = m.refused or m.problem or m.fault
         status = build_status(m.record, problem, m.generation, m.conditions, datetime.now(UTC))
-        m.conditions = status.conditions
+        m.conditions = condition_marks(status.conditions)
         m.last_write = self._loop.time()
         self.reporter.write_status(m.ref, StatusReport(m.record, problem, status), urgent=urgent)
 
@@ -638,5 +640,5 @@ def _floor(namespace: str, seconds: float | None) -> PolicyFloor | None:
     return None if seconds is None else PolicyFloor(namespace, seconds)
 
 
-def _ready_status(conditions: list[Condition]) -> str | None:
+def _ready_status(conditions: tuple[ConditionMark, ...]) -> str | None:
     return next((c.status for c in conditions if c.type == ConditionType.READY), None)

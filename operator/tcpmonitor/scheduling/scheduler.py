@@ -44,7 +44,7 @@ def phase_of(key: Hashable, interval: float) -> float:
     return zlib.crc32(repr(key).encode()) / 2**32 * interval
 
 
-@dataclass
+@dataclass(slots=True)
 class _Entry(Generic[Key]):
     key: Key
     interval: float
@@ -307,9 +307,14 @@ class Scheduler(Generic[Key]):
         task = self._loop.create_task(self._run(entry))
         # Released when the task ends however it ends, even cancelled before its first step
         # (a coroutine that never started runs no finally).
-        task.add_done_callback(lambda _: self._gate.release(group))
+        task.add_done_callback(lambda done: self._ended(entry, group, done))
         entry.task = task
         return True
+
+    def _ended(self, entry: _Entry[Key], group: Hashable, task: asyncio.Task[None]) -> None:
+        self._gate.release(group)
+        if entry.task is task:
+            entry.task = None  # a finished task keeps its coroutine: a kilobyte per key
 
     async def _run(self, entry: _Entry[Key]) -> None:
         self.stats.probes_started += 1

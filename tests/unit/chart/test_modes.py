@@ -80,7 +80,7 @@ def test_default_install_is_a_controller_and_one_runner_in_location_default() ->
         "--metrics-port=8080",
         "--log-level=info",
         "--log-format=json",
-        "--heartbeat=60s",
+        "--heartbeat=300s",
         "--max-concurrency=256",
         "--write-budget=20",
         "--target-default-action=Allow",
