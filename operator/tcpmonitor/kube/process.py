@@ -157,6 +157,10 @@ async def run_watching(
 
     def readiness() -> tuple[bool, str]:
         if not ready.is_set():
+            # Starting can take long when the API server is away or refuses us (the target
+            # policy is read before anything else): say why, not just "starting".
+            if api_readiness is not None and not (verdict := api_readiness.verdict())[0]:
+                return verdict
             return False, "starting"
         why = not_acting() if not_acting is not None else None
         if why is not None:
