@@ -68,6 +68,8 @@ from .tls import Inspection, Peer, read_peer
 from .trust_cache import TRUST_CACHE, TrustVerdict
 from .withholding import withhold_reply
 
+_T = TypeVar("_T")
+
 # RFC 6761: names under .invalid never resolve, so no resolver is asked (and none can time out).
 _RESERVED_INVALID = ".invalid"
 # Leave the engine this much of the deadline to build the result after an inner timeout.
@@ -667,20 +669,25 @@ class _Attempt:
         )
         return info(RevocationStatus.NOT_CHECKED, "the OCSP responder did not answer in time")
 
-    async def _settle_revocation(self) -> None:
-        task = self.revocation_task
+    async def _side_answer(self, task: asyncio.Task[_T] | None, late: _T) -> _T | None:
+        """What a side task (trust check, OCSP responder) found by the probe's deadline, or
+        ``late``; None when there was none."""
         if task is None:
-            return
+            return None
         try:
             async with asyncio.timeout_at(self.deadline):
-                answer = await task
+                return await task
         except TimeoutError:
-            answer = info(
-                RevocationStatus.NOT_CHECKED,
-                "the OCSP responder did not answer within the probe's timeout",
-                RevocationSource.RESPONDER,
-            )
-        if self.tls is not None:
+            return late
+
+    async def _settle_revocation(self) -> None:
+        late = info(
+            RevocationStatus.NOT_CHECKED,
+            "the OCSP responder did not answer within the probe's timeout",
+            RevocationSource.RESPONDER,
+        )
+        answer = await self._side_answer(self.revocation_task, late)
+        if answer is not None and self.tls is not None:
             self.tls = self.tls.model_copy(update={"revocation": answer})
 
     def _inspected(self, inspection: Inspection | None) -> Certificate | None:
@@ -709,15 +716,9 @@ class _Attempt:
         return _PENDING
 
     async def _settle_trust(self) -> None:
-        task = self.trust_task
-        if task is None:
-            return
-        try:
-            async with asyncio.timeout_at(self.deadline):
-                verdict = await task
-        except TimeoutError:
-            verdict = TrustVerdict(None, "not checked: the probe's timeout ran out first")
-        if self.tls is not None:
+        late = TrustVerdict(None, "not checked: the probe's timeout ran out first")
+        verdict = await self._side_answer(self.trust_task, late)
+        if verdict is not None and self.tls is not None:
             self.tls = self.tls.model_copy(
                 update={"chain_trusted": verdict.trusted, "chain_error": verdict.reason}
             )
