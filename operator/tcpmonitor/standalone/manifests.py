@@ -13,9 +13,9 @@ import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from .. import GROUP, KIND
 from ..api import TcpMonitor
@@ -25,6 +25,8 @@ from ..api.validation_messages import Problem, validation_problems
 from ..probe import PlanError, compile_plan
 from ..probe.material import ReferenceMap, ReferenceStore, resolve_material
 from .bounded_yaml import LIMITS, DocumentRefused, FileRefused, Limits, load_documents, read_bounded
+
+_Model = TypeVar("_Model", bound=BaseModel)
 
 YAML_SUFFIXES = (".yaml", ".yml", ".json")
 
@@ -229,15 +231,26 @@ def _collect_data_into(
     ms.secrets[key] = data
 
 
-def _collect_policy(obj: dict[Any, Any], ms: ManifestSet, file: str, doc: int) -> None:
+def _validated(
+    model: type[_Model], obj: dict[Any, Any], ms: ManifestSet, file: str, doc: int
+) -> _Model | None:
+    """``obj`` as ``model``, or None with its problems recorded: the value count is bounded
+    before pydantic sees it, and the messages are capped per document."""
     if _more_values_than(obj, MAX_MONITOR_VALUES):
-        message = f"more than {MAX_MONITOR_VALUES} values: larger than any valid TcpMonitorPolicy"
+        # The class names are the kinds (TcpMonitor, TcpMonitorPolicy).
+        message = f"more than {MAX_MONITOR_VALUES} values: larger than any valid {model.__name__}"
         ms.problems.append(Problem(file, doc, "", message))
-        return
+        return None
     try:
-        policy = TcpMonitorPolicy.model_validate(obj)
+        return model.model_validate(obj)
     except ValidationError as exc:
         ms.problems.extend(_capped(validation_problems(exc, file, doc)))
+        return None
+
+
+def _collect_policy(obj: dict[Any, Any], ms: ManifestSet, file: str, doc: int) -> None:
+    policy = _validated(TcpMonitorPolicy, obj, ms, file, doc)
+    if policy is None:
         return
     if any(p.metadata.name == policy.metadata.name for p in ms.policies):
         ms.problems.append(Problem(file, doc, "metadata.name", "duplicate TcpMonitorPolicy"))
@@ -295,14 +308,8 @@ def load_manifests(paths: list[Path], *, deep: bool = True, limits: Limits = LIM
                     ):
                         _collect_data(obj, ms, file, doc, at)
     for obj, file, doc in pending:
-        if _more_values_than(obj, MAX_MONITOR_VALUES):
-            message = f"more than {MAX_MONITOR_VALUES} values: larger than any valid TcpMonitor"
-            ms.problems.append(Problem(file, doc, "", message))
-            continue
-        try:
-            monitor = TcpMonitor.model_validate(obj)
-        except ValidationError as exc:
-            ms.problems.extend(_capped(validation_problems(exc, file, doc)))
+        monitor = _validated(TcpMonitor, obj, ms, file, doc)
+        if monitor is None:
             continue
         where = f"{file}:doc {doc}"
         if monitor.key in seen:
