@@ -743,7 +743,10 @@ class TcpMonitorSpec(ApiModel):
     )
     ip_family: IpFamily = Field(
         default=IpFamily.ANY,
-        description="Which resolved addresses to try: Any, IPv4 or IPv6.",
+        description=(
+            "Which resolved addresses to try: Any, IPv4 or IPv6. With Any, a runner whose "
+            "network has one family only asks DNS for that one (AI_ADDRCONFIG)."
+        ),
     )
     send: str | None = Field(
         default=None,

@@ -11,6 +11,9 @@ loop: no c-ares thread, and no reloading of resolv.conf behind our back. On top 
 cache of whole lookups, bounded in entries and by ``max_ttl``, spares the probes of a name even
 the round trip into c-ares.
 
+A monitor that asks for any family gets only the families the host has addresses of
+(AI_ADDRCONFIG, probe/address_families.py): in an IPv4-only pod no AAAA question goes out.
+
 The clock a caller passes in starts when this resolver hands the name to c-ares (after any wait
 for a free slot), so the reported DNS phase is the resolution and nothing else.
 """
@@ -31,6 +34,7 @@ from typing import Any
 import pycares
 
 from ..api import ErrorCode
+from .address_families import HostFamilies
 from .failures import ProbeFailure
 
 # At most this many names are being resolved at once.
@@ -186,9 +190,12 @@ class NameResolver:
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
         cache_entries: int = DEFAULT_CACHE_ENTRIES,
         max_ttl: float = DEFAULT_MAX_TTL,
+        host_families: HostFamilies | None = None,
     ) -> None:
         # Empty: c-ares reads /etc/resolv.conf, /etc/hosts and nsswitch.conf itself.
         self.channel_options = channel_options or {}
+        # None: ask for what the monitor asks (both families for "any"), as before AI_ADDRCONFIG.
+        self.host_families = host_families
         self.max_in_flight = max_in_flight
         self.cache_entries = cache_entries
         self.max_ttl = max_ttl
@@ -211,6 +218,7 @@ class NameResolver:
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
         cache_entries: int = DEFAULT_CACHE_ENTRIES,
         max_ttl: float = DEFAULT_MAX_TTL,
+        host_families: HostFamilies | None = None,
     ) -> NameResolver:
         """A resolver configured explicitly (tests, benches) rather than from resolv.conf."""
         options: dict[str, Any] = {
@@ -223,7 +231,11 @@ class NameResolver:
             # then is garbage, and lookups fail at random); the system's order is files, dns.
         }
         return cls(
-            options, max_in_flight=max_in_flight, cache_entries=cache_entries, max_ttl=max_ttl
+            options,
+            max_in_flight=max_in_flight,
+            cache_entries=cache_entries,
+            max_ttl=max_ttl,
+            host_families=host_families,
         )
 
     def _here(self) -> tuple[_Channel, asyncio.Semaphore]:
@@ -262,6 +274,10 @@ class NameResolver:
         REFUSED or an unreachable server, DNS_TIMEOUT when no answer came within ``lifetime``
         (the probe's deadline also ends the wait, with the same code).
         """
+        narrowed = False
+        if family == socket.AF_UNSPEC and self.host_families is not None:
+            family = self.host_families.for_any()
+            narrowed = family != socket.AF_UNSPEC
         key = (host.lower(), family)
         cached = self._cached(key)
         if cached is not None:
@@ -279,6 +295,8 @@ class NameResolver:
                     ErrorCode.DNS_TIMEOUT, f"{host}: no answer within {lifetime:.3g}s"
                 ) from None
             except AresFailure as exc:
+                if narrowed and exc.code == pycares.errno.ARES_ENODATA:
+                    raise _only_family(host, family) from None
                 raise classify_ares_error(host, exc.code) from None
             finally:
                 clock.stop()
@@ -292,6 +310,8 @@ class NameResolver:
                     addresses.append((node.family, text))
                     ttl = min(ttl, node.ttl)
         if not addresses:
+            if narrowed:
+                raise _only_family(host, family)
             raise ProbeFailure(ErrorCode.DNS_NOT_FOUND, f"{host}: no address of the family asked")
         self._remember(key, addresses, ttl)
         return [_sockaddr(fam, address, port) for fam, address in addresses]
@@ -301,6 +321,14 @@ def _sockaddr(family: int, address: str, port: int) -> Address:
     if family == socket.AF_INET6:
         return family, (address, port, 0, 0)
     return family, (address, port)
+
+
+def _only_family(host: str, family: int) -> ProbeFailure:
+    name = "IPv4" if family == socket.AF_INET else "IPv6"
+    return ProbeFailure(
+        ErrorCode.DNS_NOT_FOUND,
+        f"{host}: no {name} address, the only family this host has an address of",
+    )
 
 
 def classify_ares_error(host: str, code: int) -> ProbeFailure:
@@ -321,10 +349,16 @@ class _ProcessResolver:
 _PROCESS = _ProcessResolver()
 
 
+def system_resolver() -> NameResolver:
+    """A resolver configured from the system's files, asking only for the families the host
+    has addresses of when a monitor asks for any (AI_ADDRCONFIG)."""
+    return NameResolver(host_families=HostFamilies())
+
+
 def process_resolver() -> NameResolver:
     """The process's resolver, configured from the system's files on first use."""
     if _PROCESS.current is None:
-        _PROCESS.current = NameResolver()
+        _PROCESS.current = system_resolver()
     return _PROCESS.current
 
 

@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tcpmonitor.api import ErrorCode, ProbeResult, Verdict
+from tcpmonitor.probe.address_families import HostFamilies
 from tcpmonitor.probe.resolver import NameResolver, use_resolver
 
 from ..probing import probe
@@ -191,3 +193,39 @@ def test_ip_family_selects_a_or_aaaa() -> None:
     assert v6.state is Verdict.UP and v6.remote_address is not None
     assert v6.remote_address.startswith("[::1]:")
     assert server.questions == [("v6.test", "A"), ("v6.test", "AAAA")]
+
+
+def test_any_family_asks_only_the_families_the_host_has(tmp_path: Path) -> None:
+    """AI_ADDRCONFIG: an IPv4-only host asks A alone for a monitor without ipFamily, and a name
+    with only an AAAA record says why it is not found."""
+    (tmp_path / "route").write_text("Iface\tDestination\neth0\t00000000\n")
+    (tmp_path / "if_inet6").write_text("00000000000000000000000000000001 01 80 10 80 lo\n")
+
+    async def scenario() -> tuple[DnsServer, ProbeResult, ProbeResult]:
+        async with dns_server({"v4.test": ["127.0.0.1"], "v6.test": ["::1"]}) as server:
+            resolver_for(server, host_families=HostFamilies(tmp_path))
+            async with serve(silent) as port:
+                v4 = await probe(port, host="v4.test")
+                v6 = await probe(port, host="v6.test")
+            return server, v4, v6
+
+    server, v4, v6 = run(scenario())
+    assert v4.state is Verdict.UP, v4.error
+    assert v6.error is not None and v6.error.code == ErrorCode.DNS_NOT_FOUND
+    assert "no IPv4 address" in v6.error.message
+    assert server.questions == [("v4.test", "A"), ("v6.test", "A")]
+
+
+def test_any_family_asks_both_on_a_dual_stack_host(tmp_path: Path) -> None:
+    (tmp_path / "route").write_text("Iface\tDestination\neth0\t00000000\n")
+    (tmp_path / "if_inet6").write_text("fd000000000000000000000000000002 04 40 00 82 eth0\n")
+
+    async def scenario() -> DnsServer:
+        async with dns_server({"v4.test": ["127.0.0.1"]}) as server:
+            resolver_for(server, host_families=HostFamilies(tmp_path))
+            async with serve(silent) as port:
+                result = await probe(port, host="v4.test")
+                assert result.state is Verdict.UP, result.error
+            return server
+
+    assert sorted(run(scenario()).questions) == [("v4.test", "A"), ("v4.test", "AAAA")]
