@@ -28,7 +28,9 @@ Variants (``--variants``):
   ``dns`` the time inside the thread.
 - ``getaddrinfo-pool64``: the same on a 64-thread pool.
 - ``c-ares``: the engine's resolver (probe/resolver.py): c-ares (pycares) on the event loop,
-  search list and ndots from resolv.conf, cache by TTL.
+  search list and ndots from resolv.conf, cache by TTL, and only the families the prober's
+  namespace has addresses of (IPv4 here: A questions only; probe/address_families.py).
+- ``c-ares-both``: the same asking A and AAAA for every name (before AI_ADDRCONFIG).
 - ``dnspython``: the pure-Python alternative (``pip install dnspython``, not a dependency):
   dnspython's asyncio resolver with the same search list, ndots and an LRU cache by TTL.
 
@@ -61,7 +63,12 @@ from runtime_fakes import CountingReporter, NoReferences
 from tcpmonitor.api import ErrorCode, ProbeResult, TcpMonitor
 from tcpmonitor.probe import ProbePlan, run_probe
 from tcpmonitor.probe.failures import ProbeFailure
-from tcpmonitor.probe.resolver import NameResolver, ResolutionClock, use_resolver
+from tcpmonitor.probe.resolver import (
+    NameResolver,
+    ResolutionClock,
+    system_resolver,
+    use_resolver,
+)
 from tcpmonitor.scheduling.runtime import MonitorRuntime, RuntimeSettings
 from tcpmonitor.telemetry.metrics import Metrics
 
@@ -72,7 +79,7 @@ PROBE_ADDR = "10.231.0.2"
 UNBOUND_PORT = 5300
 ZONE_NAMESPACES = 10
 SEARCH = ["ns0.svc.cluster.local", "svc.cluster.local", "cluster.local"]
-VARIANTS = ["getaddrinfo", "getaddrinfo-pool64", "c-ares", "dnspython"]
+VARIANTS = ["getaddrinfo", "getaddrinfo-pool64", "c-ares-both", "c-ares", "dnspython"]
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -289,7 +296,10 @@ def install_variant(variant: str) -> tuple[list[float], Any]:
 
     reported: list[float] = []
     if variant == "c-ares":
-        use_resolver(NameResolver())
+        use_resolver(system_resolver())
+        return reported, None
+    if variant == "c-ares-both":
+        use_resolver(NameResolver())  # A and AAAA for every name, whatever the host has
         return reported, None
     if variant == "dnspython":
         use_resolver(DnspythonResolver())
