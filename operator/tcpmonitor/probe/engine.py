@@ -65,6 +65,7 @@ from .revocation import NO_ISSUER, STAPLE_VERDICTS, find_issuer, info, load_cert
 from .session import Session
 from .steps import StepTiming, run_steps
 from .tls import Inspection, Peer, read_peer
+from .tls_socket import TlsSocket
 from .trust_cache import TRUST_CACHE, TrustVerdict
 from .withholding import withhold_reply
 
@@ -182,8 +183,11 @@ def format_address(sockaddr: tuple[object, ...], family: int) -> str:
 class _Attempt:
     """The state of one probe attempt as it moves through the phases."""
 
-    def __init__(self, plan: ProbePlan) -> None:
+    def __init__(self, plan: ProbePlan, *, direct_tls: bool = True) -> None:
         self.plan = plan
+        # A probe that only handshakes does so on its socket (probe/tls_socket.py), unless
+        # told to go through asyncio's TLS transport like every other probe.
+        self.direct_tls = direct_tls
         self.loop = asyncio.get_running_loop()
         self.phase = "dns"
         self.timings: dict[str, float] = {}
@@ -195,6 +199,8 @@ class _Attempt:
         # The TCP transport and, once TLS is up, the TLS transport on top of it.
         self.raw_transport: asyncio.Transport | None = None
         self.transport: asyncio.Transport | None = None
+        # Instead of both, for a probe that only handshakes.
+        self.tls_socket: TlsSocket | None = None
         self.certificate_problem: str | None = None
         self.payload_left = 0  # bytes of the payload not yet handed to the transport
         self.session: Session | None = None
@@ -240,7 +246,9 @@ class _Attempt:
                         f"{self.remote}: accepted the connection, expected to be refused or "
                         "to time out",
                     )
-                if (
+                if self._handshake_only():
+                    await self._handshake_directly(sock, family, sockaddr)
+                elif (
                     self.plan.tls
                     or self.plan.payload is not None
                     or self.plan.data_checks
@@ -274,6 +282,9 @@ class _Attempt:
         never reads is forever: a socket and the unsent payload leaked per probe. Every other
         way out (a failure, the deadline, a cancellation) therefore aborts.
         """
+        if self.tls_socket is not None:
+            self.tls_socket.close(graceful=graceful)
+            return
         transport = self.transport or self.raw_transport
         if transport is None:
             return
@@ -373,6 +384,42 @@ class _Attempt:
             )
         self.withheld_by = None if decision.record_responses else decision.rule
         return None
+
+    def _handshake_only(self) -> bool:
+        """TLS on connect and nothing after it: no payload, no assertion on the reply, no
+        dialog."""
+        plan = self.plan
+        return (
+            self.direct_tls
+            and plan.tls is not None
+            and plan.payload is None
+            and not plan.data_checks
+            and not plan.dialog
+        )
+
+    async def _handshake_directly(
+        self, sock: socket.socket, family: int, sockaddr: tuple[object, ...]
+    ) -> None:
+        """The handshake and its checks as _handshake makes them, without a transport."""
+        tls = self.plan.tls
+        assert tls is not None
+        try:
+            connection = TlsSocket(sock, tls.handshake_context, tls.server_name)
+        except BaseException:
+            sock.close()
+            raise
+        self.tls_socket = connection
+        self.phase = "tls"
+        started = time.perf_counter()
+        try:
+            try:
+                await connection.handshake()
+            except (ssl.SSLError, OSError, UnicodeError) as exc:
+                raise await self._handshake_failure(exc, family, sockaddr) from None
+            self._judge_handshake(connection.ssl_object, family, sockaddr)
+        finally:
+            # As _converse times _handshake: the checks of what the handshake showed too.
+            self.timings["tls"] = self._ms(started)
 
     async def _converse(
         self, sock: socket.socket, family: int, sockaddr: tuple[object, ...]
@@ -539,7 +586,25 @@ class _Attempt:
                 ssl_handshake_timeout=self.plan.timeout + 1,
                 ssl_shutdown_timeout=_SSL_SHUTDOWN_TIMEOUT,
             )
-        except (ssl.SSLError, OSError) as exc:
+        except (ssl.SSLError, OSError, UnicodeError) as exc:
+            raise await self._handshake_failure(exc, family, sockaddr) from None
+        if tls_transport is None:
+            raise ProbeFailure(ErrorCode.CONNECTION_CLOSED, f"{self.remote}: closed during TLS")
+        try:
+            self._judge_handshake(tls_transport.get_extra_info("ssl_object"), family, sockaddr)
+        except ProbeFailure:
+            tls_transport.abort()
+            raise
+        return tls_transport
+
+    async def _handshake_failure(
+        self, exc: BaseException, family: int, sockaddr: tuple[object, ...]
+    ) -> ProbeFailure:
+        """The failure of a handshake that raised ``exc``, with the certificate read over a
+        side connection where it is what the user needs to see."""
+        tls = self.plan.tls
+        assert tls is not None
+        if not isinstance(exc, UnicodeError):
             failure = classify_tls_error(exc, self.remote or "?")
             if isinstance(exc, ssl.SSLCertVerificationError):
                 side = await self._side_handshake(family, sockaddr, tls.inspecting)
@@ -547,30 +612,34 @@ class _Attempt:
                 self.tls = self._tls_info(
                     None, None, printable(failure.message, MAX_MESSAGE), side.peer, trust
                 )
-            raise failure from None
-        except UnicodeError as exc:
-            # The chain verified, then asyncio decoded the certificate into a dict and Python's
-            # ssl failed on a name that is not UTF-8; the connection is gone with it.
-            side = await self._side_handshake(family, sockaddr, tls.inspecting)
-            info = self._tls_info(None, None, None, side.peer, TrustVerdict(True))
-            if info.hostname_verified is False:
-                failure = ProbeFailure(
-                    ErrorCode.TLS_HOSTNAME_MISMATCH,
-                    f"certificate verify failed: {info.hostname_error}",
-                )
-            else:
-                failure = ProbeFailure(
-                    ErrorCode.TLS_HANDSHAKE_FAILED,
-                    f"{self.remote}: the certificate verified but Python's ssl cannot decode "
-                    f"its names ({exc})",
-                )
-            self.tls = info.model_copy(
-                update={"verified": False, "verify_error": printable(failure.message, MAX_MESSAGE)}
+            return failure
+        # The chain verified, then asyncio decoded the certificate into a dict and Python's
+        # ssl failed on a name that is not UTF-8; the connection is gone with it.
+        side = await self._side_handshake(family, sockaddr, tls.inspecting)
+        info = self._tls_info(None, None, None, side.peer, TrustVerdict(True))
+        if info.hostname_verified is False:
+            failure = ProbeFailure(
+                ErrorCode.TLS_HOSTNAME_MISMATCH,
+                f"certificate verify failed: {info.hostname_error}",
             )
-            raise failure from None
-        if tls_transport is None:
-            raise ProbeFailure(ErrorCode.CONNECTION_CLOSED, f"{self.remote}: closed during TLS")
-        ssl_object = tls_transport.get_extra_info("ssl_object")
+        else:
+            failure = ProbeFailure(
+                ErrorCode.TLS_HANDSHAKE_FAILED,
+                f"{self.remote}: the certificate verified but Python's ssl cannot decode "
+                f"its names ({exc})",
+            )
+        self.tls = info.model_copy(
+            update={"verified": False, "verify_error": printable(failure.message, MAX_MESSAGE)}
+        )
+        return failure
+
+    def _judge_handshake(
+        self, ssl_object: ssl.SSLObject | None, family: int, sockaddr: tuple[object, ...]
+    ) -> None:
+        """Read what a finished handshake showed into ``self.tls``; raises the pin or host
+        name failure (the caller drops the connection then)."""
+        tls = self.plan.tls
+        assert tls is not None
         cipher = ssl_object.cipher() if ssl_object else None
         peer = read_peer(ssl_object)
         if tls.insecure:
@@ -589,16 +658,13 @@ class _Attempt:
         if tls.pin is not None and (pin_failure := check_pins(tls.pin, info)) is not None:
             # Before the hostname verdict: a pinned certificate is what the user asked for,
             # and whoever fails the pin gets nothing, not even the payload.
-            tls_transport.abort()
             raise pin_failure
         if not tls.insecure and info.hostname_verified is False:
             message = f"certificate verify failed: {info.hostname_error}"
             self.tls = info.model_copy(
                 update={"verified": False, "verify_error": printable(message, MAX_MESSAGE)}
             )
-            tls_transport.abort()
             raise ProbeFailure(ErrorCode.TLS_HOSTNAME_MISMATCH, message)
-        return tls_transport
 
     def _tls_info(
         self,
@@ -1167,9 +1233,13 @@ def _problem(code: ErrorCode | W, message: str) -> Problem:
     return Problem.model_construct(code=code.value, message=printable(message, MAX_MESSAGE))
 
 
-async def probe_once(plan: ProbePlan) -> ProbeResult:
-    """One attempt, bounded by ``plan.timeout``."""
-    return await _Attempt(plan).run()
+async def probe_once(plan: ProbePlan, *, direct_tls: bool = True) -> ProbeResult:
+    """One attempt, bounded by ``plan.timeout``.
+
+    ``direct_tls=False`` takes a probe that only handshakes through asyncio's TLS transport
+    too, as any other probe: the tests compare the two ways, the bench weighs them.
+    """
+    return await _Attempt(plan, direct_tls=direct_tls).run()
 
 
 async def run_probe(

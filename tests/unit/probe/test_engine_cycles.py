@@ -138,3 +138,23 @@ def test_tls_probes_leave_no_reference_cycles(
     assert result.state is (Verdict.UP if trusted else Verdict.DOWN), result.error
     left = {kind: n for kind, n in garbage.items() if kind not in TRANSPORT_SHELL}
     assert not left, f"{PROBES} TLS probes left cycles: {garbage.most_common(12)}"
+
+
+@pytest.mark.parametrize("trusted", [True, False])
+def test_handshake_only_probes_leave_no_reference_cycles(
+    ca: trustme.CA, other_ca: trustme.CA, server_context: ServerContextFactory, trusted: bool
+) -> None:
+    """The same without a reply to read: the handshake is made on the socket itself
+    (probe/tls_socket.py), and its failure holds that socket's SSL object."""
+    context = server_context("localhost", issuer=ca if trusted else other_ca)
+    spec = {"timeout": "2s", "tls": {"enabled": True, "serverName": "localhost"}}
+    material = ProbeMaterial(ca_pem=ca.cert_pem.bytes().decode())
+
+    async def target() -> AsyncIterator[int]:
+        with blocking_tls_server(context) as port:
+            yield port
+
+    result, garbage = asyncio.run(cyclic_garbage(asynccontextmanager(target), spec, material))
+    assert result.state is (Verdict.UP if trusted else Verdict.DOWN), result.error
+    left = {kind: n for kind, n in garbage.items() if kind not in TRANSPORT_SHELL}
+    assert not left, f"{PROBES} TLS probes left cycles: {garbage.most_common(12)}"
