@@ -15,9 +15,7 @@ import ssl
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any, TypeVar
-
-from pydantic.fields import FieldInfo
+from typing import TypeVar
 
 from ..api import (
     Certificate,
@@ -39,7 +37,6 @@ from ..api.result import (
     MAX_MESSAGE,
     MAX_PROTOCOL_DETAIL,
     MAX_WARNINGS,
-    ResultModel,
     RevocationInfo,
     RevocationSource,
     RevocationStatus,
@@ -93,30 +90,6 @@ _UNREACHABLE_CODES = frozenset(
         ErrorCode.NETWORK_UNREACHABLE,
     }
 )
-
-
-_Model = TypeVar("_Model", bound=ResultModel)
-
-
-def _construct(model: type[_Model], **values: Any) -> _Model:
-    """``model.model_construct`` whose set of fields given names only the values that are not
-    the field's default.
-
-    Every runner keeps each monitor's last result. pydantic keeps per instance the set of the
-    field names given (``model_fields_set``), and a set of five names or more is 728 bytes:
-    more than the rest of an Up result. Every value is still given (a default left out would
-    be filled in by pydantic, which inspects the signature of a default factory each time), so
-    the result and its dumped form are unchanged; nothing dumps with ``exclude_unset``.
-    """
-    fields = model.model_fields
-    given = {name for name, value in values.items() if not _is_default(fields[name], value)}
-    return model.model_construct(given, **values)
-
-
-def _is_default(field: FieldInfo, value: object) -> bool:
-    if value is None:
-        return field.default is None
-    return value == [] and field.default_factory is list
 
 
 class _CertificateRead(Exception):
@@ -652,8 +625,8 @@ class _Attempt:
             None,
             peer,
             trust,
+            self._revocation(peer),
         )
-        info.revocation = self._revocation(peer)
         self.tls = info
         if tls.pin is not None and (pin_failure := check_pins(tls.pin, info)) is not None:
             # Before the hostname verdict: a pinned certificate is what the user asked for,
@@ -673,6 +646,7 @@ class _Attempt:
         verify_error: str | None,
         peer: Peer,
         trust: TrustVerdict,
+        revocation: RevocationInfo | None = None,
     ) -> TlsInfo:
         tls = self.plan.tls
         assert tls is not None
@@ -683,7 +657,7 @@ class _Attempt:
             name = HostnameVerdict(None, "no certificate was read")
         else:
             name = check_hostname(leaf, tls.server_name)
-        return TlsInfo.model_construct(
+        return TlsInfo.assemble(
             version=version,
             cipher=cipher,
             verified=verify_error is None
@@ -700,6 +674,9 @@ class _Attempt:
             chain_length=chain.presented if chain is not None else None,
             chain_expiry=earliest.not_after if earliest is not None else None,
             chain_expiry_subject=earliest.subject if earliest is not None else None,
+            client_certificate_enforced=None,
+            refusal_alert=None,
+            revocation=revocation,
         )
 
     def _revocation(self, peer: Peer) -> RevocationInfo:
@@ -747,6 +724,8 @@ class _Attempt:
             return late
 
     async def _settle_revocation(self) -> None:
+        if self.revocation_task is None:
+            return  # the common case, without building the late answer
         late = info(
             RevocationStatus.NOT_CHECKED,
             "the OCSP responder did not answer within the probe's timeout",
@@ -1055,13 +1034,12 @@ class _Attempt:
             warnings = warnings[:MAX_WARNINGS]
         state = Verdict.DOWN if error else (Verdict.DEGRADED if warnings else Verdict.UP)
         t = self.timings
-        result = _construct(
-            ProbeResult,
+        result = ProbeResult.assemble(
             state=state,
+            location=None,
             started_at=started_at,
             remote_address=self.remote,
-            timings=_construct(
-                Timings,
+            timings=Timings.assemble(
                 dns=t.get("dns"),
                 connect=t.get("connect"),
                 tls=t.get("tls"),
@@ -1230,7 +1208,7 @@ class _Attempt:
 
 def _problem(code: ErrorCode | W, message: str) -> Problem:
     """A result's error or warning: its message may quote the target, so it is escaped here."""
-    return Problem.model_construct(code=code.value, message=printable(message, MAX_MESSAGE))
+    return Problem.assemble(code=code.value, message=printable(message, MAX_MESSAGE))
 
 
 async def probe_once(plan: ProbePlan, *, direct_tls: bool = True) -> ProbeResult:

@@ -61,7 +61,7 @@ def info(
     source: RevocationSource | None = None,
     **times: datetime | str | None,
 ) -> RevocationInfo:
-    return RevocationInfo.model_construct(
+    return RevocationInfo.assemble(
         status=status,
         source=source,
         this_update=times.get("this_update"),

@@ -241,7 +241,7 @@ def inspect_certificate(der: bytes, now: datetime | None = None) -> Inspection:
     names = fields["dns_names"]
     assert isinstance(not_after, datetime) and isinstance(names, tuple)
     remaining = (not_after - (now or datetime.now(UTC))).total_seconds() / 86400
-    certificate = Certificate.model_construct(
+    certificate = Certificate.assemble(
         **(fields | {"dns_names": list(names), "days_remaining": round(remaining, 3)})
     )
     return Inspection(certificate, problem)
