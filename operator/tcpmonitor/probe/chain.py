@@ -1,13 +1,14 @@
-"""The certificate chain exactly as the server presented it, read from the handshake.
+"""The certificate chain exactly as the server presented it, and the OCSP response it stapled.
 
 Python 3.11's ssl shows the leaf only (``getpeercert``); ``SSLObject.get_unverified_chain``
-arrives in 3.13. The chain is read instead from the server's Certificate handshake message,
-which OpenSSL hands to ``SSLContext._msg_callback`` decrypted (TLS 1.3 encrypts it on the wire,
-so parsing the raw TCP bytes would not do). That hook is private but has existed unchanged
-since Python 3.8 and still does in 3.13; where it is missing no chain is reported (the leaf
-still is, from getpeercert).
-It also reads the chain when verification fails, from the same inspecting connection that
-reads the leaf, and never depends on OpenSSL trusting anything.
+arrives in 3.13. Where probe/peer_state.py proves it can, both are read from OpenSSL once the
+handshake is done. Elsewhere they are read from the handshake itself: the server's Certificate
+(and TLS 1.2 CertificateStatus) message, which OpenSSL hands to ``SSLContext._msg_callback``
+decrypted (TLS 1.3 encrypts it on the wire, so parsing the raw TCP bytes would not do). That hook
+is private but has existed unchanged since Python 3.8 and still does in 3.13; where both are
+missing no chain is reported (the leaf still is, from getpeercert).
+Either way the chain is also read when verification fails, from the same inspecting connection
+that reads the leaf, and never depends on OpenSSL trusting anything.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, r
 
 from ..api.printable import printable
 from ..api.result import MAX_CHAIN, MAX_DISTINGUISHED_NAME, ChainCertificate
+from . import peer_state
 
 # At most this many entries are even counted: OpenSSL already refuses a certificate list over
 # 100 KiB (SSL_CTX_set_max_cert_list), this bounds the loop independently of it.
@@ -89,7 +91,33 @@ def capture_chains(context: ssl.SSLContext) -> None:
 def presented_chain(ssl_object: object) -> tuple[list[bytes], int] | None:
     """(DER certificates of the chain, leaf first, at most MAX_CHAIN; how many were presented).
 
-    None when the Certificate message was not seen (hook missing) or does not parse.
+    None when no chain could be read (neither peer_state's reader nor the hook works here).
+    """
+    if peer_state.active():
+        read = peer_state.read_chain(ssl_object)
+        if read is None:
+            return None
+        ders, count = read
+        # Counted as the hook counts: at most one beyond the entries it walks.
+        return ders, min(count, _MAX_ENTRIES + 1)
+    return captured_chain(ssl_object)
+
+
+def stapled_response(ssl_object: object) -> bytes | None:
+    """The DER OCSP response the server stapled, None when it stapled none.
+
+    ``b""`` when one was stapled but is over MAX_STAPLE or does not parse: the judge reports a
+    response that does not parse.
+    """
+    if peer_state.active():
+        return peer_state.read_staple(ssl_object, MAX_STAPLE)
+    return captured_staple(ssl_object)
+
+
+def captured_chain(ssl_object: object) -> tuple[list[bytes], int] | None:
+    """presented_chain from the hook's Certificate message (capture_chains).
+
+    None when the message was not seen (hook missing) or does not parse.
     """
     received = _received.get(ssl_object)
     if received is None:
@@ -101,8 +129,8 @@ def presented_chain(ssl_object: object) -> tuple[list[bytes], int] | None:
         return None
 
 
-def stapled_response(ssl_object: object) -> bytes | None:
-    """The DER OCSP response the server stapled, None when it stapled none (or too large).
+def captured_staple(ssl_object: object) -> bytes | None:
+    """stapled_response from the messages the hook kept (capture_chains).
 
     TLS 1.2 sends it in a CertificateStatus message, TLS 1.3 in the status_request extension
     of the leaf's entry in the Certificate message; both carry the same CertificateStatus.

@@ -74,6 +74,23 @@ def _proven(context: ssl.SSLContext, pointer: int, get_options: Any) -> bool:
         context.options = before
 
 
+def proven_pointer(context: ssl.SSLContext) -> int | None:
+    """The SSL_CTX* of ``context`` once it answers as the context does, else None.
+
+    For probe/peer_state.py, which proves the SSL* of a connection against it. Never raises.
+    """
+    with _lock:
+        try:
+            if _State.functions is None:
+                _State.functions = _load()
+            pointer = _pointer(context)
+            if pointer is None or not _proven(context, pointer, _State.functions[1]):
+                return None
+        except (OSError, AttributeError, ValueError, TypeError, ImportError):
+            return None
+        return pointer
+
+
 def request_stapling(context: ssl.SSLContext) -> str | None:
     """Make ``context`` ask for a stapled OCSP response; None when done, else why not.
 
