@@ -29,6 +29,10 @@ _RECV_SIZE = 32 * 1024
 # sends bytes, and OpenSSL refuses a handshake message over its certificate list limit
 # (100 KiB) long before this. The probe's deadline ends a slow peer sooner in any case.
 MAX_READS = 1 << 18
+# Leaf certificates Python's ssl has decoded once (see TlsSocket._handshake); forgotten all at
+# once when full, a few kilobytes each.
+_DECODED_BOUND = 256
+_decoded: set[bytes] = set()
 
 
 class TlsSocket:
@@ -85,7 +89,16 @@ class TlsSocket:
             raise ssl.SSLError(f"handshake not finished after {MAX_READS} reads")
         # asyncio decodes the verified certificate into a dict here, and the engine's report
         # of a certificate Python cannot decode depends on it: the same call, the same error.
-        ssl_object.getpeercert()
+        # Whether it decodes depends on the certificate alone, so one that did is not decoded
+        # again probe after probe (a few microseconds each). Only a decode counts: without
+        # verification Python decodes nothing and raises nothing.
+        der = ssl_object.getpeercert(binary_form=True)
+        if der not in _decoded:
+            ssl_object.getpeercert()
+            if der and ssl_object.context.verify_mode != ssl.CERT_NONE:
+                if len(_decoded) >= _DECODED_BOUND:
+                    _decoded.clear()
+                _decoded.add(der)
 
     def close(self, *, graceful: bool) -> None:
         """Send what is due and close the socket: after a finished handshake the client's

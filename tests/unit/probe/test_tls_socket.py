@@ -152,6 +152,25 @@ def test_verified_certificate_whose_names_python_cannot_decode(tmp_path: Path) -
     assert_same(direct, transport)
 
 
+def test_a_certificate_that_did_not_decode_is_decoded_again(tmp_path: Path) -> None:
+    # Only certificates that decoded are remembered as such: the next probe of this one
+    # must fail the same way, not pass because the decode was skipped.
+    cert = hostile_certificate(
+        dns_names=["bad-Xname.example"], patches={b"bad-Xname": b"bad-\xe9name"}
+    )
+    server = tls_server(cert.server_context(tmp_path))
+    material = ProbeMaterial(ca_pem=cert.cert_pem.decode())
+    tls = {"enabled": True, "serverName": "localhost"}
+    first, _ = both_ways(server, material, tls=tls)
+    second, _ = both_ways(server, material, tls=tls)
+    assert first.state is second.state is Verdict.DOWN
+    assert first.tls is not None and first.tls.version is None  # the decode ended the handshake
+    dumped = [_dumped(result) for result in (first, second)]
+    for one in dumped:
+        one.pop("remoteAddress")  # two servers, two ports
+    assert dumped[0] == dumped[1]
+
+
 @contextmanager
 def raw_server(answer: Callable[[socket.socket], None]) -> Iterator[int]:
     """A listener on a thread whose connections ``answer`` handles (one at a time)."""
