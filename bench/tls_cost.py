@@ -23,26 +23,26 @@ starts the binary on a loopback port itself):
     apt-get install -y --no-install-recommends prometheus-blackbox-exporter
     python bench/tls_cost.py [--probes 1000] [--concurrency 10] [--rounds 3] [--rsa]
 
-Measured 2026-12-02 (2 CPUs shared with other jobs; ECDSA P-256, TLS 1.3; Python 3.11 with
-OpenSSL 3.0; blackbox_exporter 0.23.0), ``python bench/tls_cost.py`` twice and ``--rsa``
-once (1000 probes x 3 rounds, concurrency 10), CPU ms per probe, medians. "engine TLS
+Measured 2026-12-02 (2 CPUs shared with other jobs' benchmarks; ECDSA P-256, TLS 1.3; Python
+3.11 with OpenSSL 3.0; blackbox_exporter 0.23.0), ``python bench/tls_cost.py`` twice and
+``--rsa`` twice (1000 probes x 3 rounds, concurrency 10), CPU ms per probe, medians. "engine TLS
 transport" is the same engine with ``direct_tls=False``: the handshake through asyncio's TLS
 transport, as before probe/tls_socket.py, in the same run:
 
-    contender              ECDSA run 1   ECDSA run 2   RSA
-    asyncio+ssl floor         1.088         1.050      1.017
-    engine connect            0.097         0.094      0.093
-    engine TLS                1.143         1.150      1.090
-    engine TLS transport      1.283         1.271      1.243
-    exporter tcp_connect      0.450         0.460      0.470
-    exporter tcp_tls          1.070         1.060      1.110
-    engine TLS / exporter tcp_tls              1.07   1.09   0.98
-    engine TLS transport / exporter tcp_tls    1.20   1.20   1.12
-    engine TLS / asyncio+ssl floor             1.05   1.10   1.07
+    contender              ECDSA run 1   ECDSA run 2   RSA run 1   RSA run 2
+    asyncio+ssl floor         1.003         0.999        0.944       0.936
+    engine connect            0.088         0.082        0.089       0.089
+    engine TLS                1.088         1.042        1.029       1.024
+    engine TLS transport      1.198         1.171        1.130       1.133
+    exporter tcp_connect      0.450         0.470        0.440       0.440
+    exporter tcp_tls          1.090         1.060        1.020       1.090
+    engine TLS / exporter tcp_tls              1.00   0.98   1.01   0.94
+    engine TLS transport / exporter tcp_tls    1.10   1.11   1.11   1.04
+    engine TLS / asyncio+ssl floor             1.08   1.04   1.09   1.09
 
-(The previous change's run, in another session: engine / exporter 1.25 ECDSA, 1.11 RSA.)
-The goal (at most the exporter's CPU per TLS probe) is met with RSA and not quite with ECDSA;
-docs/scaling.md says what is left (the chain hook, about 0.05 ms per probe).
+(With the per-record chain hook, before probe/peer_state.py: 1.07 and 1.09 ECDSA, 0.98 RSA;
+before the direct handshake: 1.25 ECDSA, 1.11 RSA.) The goal (at most the exporter's CPU per
+TLS probe) is met within one run's noise with both key types; docs/scaling.md has the history.
 """
 
 from __future__ import annotations

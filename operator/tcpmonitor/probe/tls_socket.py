@@ -6,7 +6,7 @@ protocol object, a transport, buffer copies and a dozen loop callbacks per conne
 closes with a close_notify of its own after the handshake's last flight: about a tenth of a
 millisecond of CPU per probe beyond OpenSSL's handshake (bench/tls_cost.py), which for a
 prober that exists to be cheap is most of what it adds. Here the same ``ssl.SSLObject`` (over
-two memory BIOs, from the same context, so the same chain hook and stapling request) is fed
+two memory BIOs, from the same context, so the same stapling request and chain reading) is fed
 with the loop's ``sock_recv`` and ``sock_sendall``, and the client's last flight leaves with
 the close_notify in one segment.
 
