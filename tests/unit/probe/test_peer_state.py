@@ -135,9 +135,9 @@ def hook_only(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         build_contexts.cache_clear()
 
 
-def stapled_probe(root: Issued, leaf: Issued, chain: list[Issued], version: str) -> ProbeResult:
-    staple = ocsp_response(leaf, chain[0], ocsp.OCSPCertStatus.REVOKED)
-
+def stapled_probe(
+    root: Issued, leaf: Issued, chain: list[Issued], staple: bytes, version: str
+) -> ProbeResult:
     async def scenario() -> ProbeResult:
         with stapling_server(leaf, chain, staple, version) as port:
             return await probe(
@@ -159,13 +159,14 @@ def test_proven_readers_drop_the_hook_from_the_contexts() -> None:
 def test_where_the_readers_fall_back_the_hook_gives_the_same_result(
     root: Issued, intermediate: Issued, leaf: Issued, version: str, request: pytest.FixtureRequest
 ) -> None:
-    read = stapled_probe(root, leaf, [intermediate], version)
+    staple = ocsp_response(leaf, intermediate, ocsp.OCSPCertStatus.REVOKED)  # one, for its dates
+    read = stapled_probe(root, leaf, [intermediate], staple, version)
     request.getfixturevalue("hook_only")
     assert not peer_state.active()
     assert not peer_state.readers_work(ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT))
     contexts = build_contexts(TlsVersion.TLS1_2, root.pem.decode(), None)
     assert _hook_of(contexts.trusting) is _on_message
-    hooked = stapled_probe(root, leaf, [intermediate], version)
+    hooked = stapled_probe(root, leaf, [intermediate], staple, version)
     for result in (read, hooked):
         assert result.state is Verdict.DOWN, result.error
         assert result.tls is not None and result.tls.revocation is not None
