@@ -18,6 +18,11 @@ model, say), the largest files, and the traced bytes per monitor.
     python bench/memory_footprint.py --monitors 10000 50000 --interval 10 --duration 30 --trace
     python bench/memory_footprint.py --monitors 10000 --kind rich   # payload, assertions, TLS
 
+cryptography (about 8 MB) is imported by the first probe that reads a certificate, and the
+listeners here hang up before any is sent: ``--with-cryptography`` imports it before the
+first monitor, as in a runner whose TLS targets answer. ``cryptography_loaded`` in the output
+says whether it was loaded at the end.
+
 kopf is not imported: the operator's own per-object state (kopf keeps each watched object's
 body, its diff base in an annotation, and its handler progress) comes on top;
 ``bench/apiserver_load.py`` reports the RSS of the real processes on the control plane.
@@ -27,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import json
 import statistics
 import subprocess
@@ -91,8 +97,12 @@ def manifest(i: int, host: str, port: int, interval: float, kind: str) -> dict[s
 
 
 async def measure(
-    monitors: int, interval: float, duration: float, kind: str, trace: bool
+    monitors: int, interval: float, duration: float, kind: str, trace: bool, crypto: bool
 ) -> dict[str, object]:
+    if crypto:
+        # What the TLS steps import when a probe first reads a certificate.
+        for module in ("certificate", "hostname", "revocation", "ocsp_responder"):
+            importlib.import_module(f"tcpmonitor.probe.{module}")
     reporter = CountingReporter()
     metrics = Metrics()
     lags: list[float] = []
@@ -143,6 +153,7 @@ async def measure(
         "interval_s": interval,
         "apply_s": round(applied_s, 1),
         "states": states,
+        "cryptography_loaded": "cryptography.x509" in sys.modules,
     }
     if snapshot is not None:
         tracemalloc.stop()
@@ -226,7 +237,14 @@ def _short(filename: str) -> str:
 
 def child(args: argparse.Namespace) -> None:
     result = asyncio.run(
-        measure(args.monitors[0], args.interval, args.duration, args.kind, args.trace)
+        measure(
+            args.monitors[0],
+            args.interval,
+            args.duration,
+            args.kind,
+            args.trace,
+            args.with_cryptography,
+        )
     )
     print(json.dumps(result))
 
@@ -246,7 +264,9 @@ def run_child(monitors: int, args: argparse.Namespace, trace: bool) -> dict[str,
         str(args.duration if not trace else 0),
         "--kind",
         args.kind,
-    ] + (["--trace"] if trace else [])
+    ]
+    command += ["--trace"] if trace else []
+    command += ["--with-cryptography"] if args.with_cryptography else []
     budget = 120 + monitors / 100 + args.interval * 2 + args.duration
     done = subprocess.run(
         command, check=False, capture_output=True, text=True, timeout=budget * (3 if trace else 1)
@@ -264,6 +284,11 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=30.0)
     parser.add_argument("--kind", choices=("plain", "rich"), default="plain")
     parser.add_argument("--trace", action="store_true", help="also run under tracemalloc")
+    parser.add_argument(
+        "--with-cryptography",
+        action="store_true",
+        help="import cryptography before the first monitor (see above)",
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:

@@ -13,18 +13,12 @@ regexp does not, is refused everywhere so that both sides accept the same patter
 
 from __future__ import annotations
 
-from typing import Protocol, cast
-
-import re2
+from functools import cache
+from typing import Any, Protocol, cast
 
 # Bounds the compiled program and its lazily built DFA, per pattern: up to 16 per monitor, and
 # every monitor's live at once.
 REGEX_MAX_MEMORY = 1 << 20
-
-_OPTIONS = re2.Options()
-_OPTIONS.max_mem = REGEX_MAX_MEMORY
-_OPTIONS.never_capture = True  # only "is there a match" is asked; no groups to track
-_OPTIONS.log_errors = False  # the error is returned to the user, not logged by the C++ side
 
 _TOO_LARGE = "pattern too large"
 _SHOWN = 60
@@ -66,6 +60,22 @@ def _any_byte_escape(pattern: str) -> bool:
     return False
 
 
+@cache
+def _re2() -> tuple[Any, Any]:
+    """The re2 module and the options every pattern is compiled with.
+
+    Imported by the first pattern (about 2.4 MB with its C++ library): a process whose
+    monitors have no Matches assertion or step pattern never loads it.
+    """
+    import re2  # noqa: PLC0415 - the first pattern only
+
+    options = re2.Options()
+    options.max_mem = REGEX_MAX_MEMORY
+    options.never_capture = True  # only "is there a match" is asked; no groups to track
+    options.log_errors = False  # the error is returned to the user, not logged by the C++ side
+    return re2, options
+
+
 def compile_regex(pattern: str) -> Regex:
     """The pattern compiled for searching; raises :class:`RegexError` with a one-line reason."""
     if _any_byte_escape(pattern):
@@ -73,8 +83,9 @@ def compile_regex(pattern: str) -> Regex:
             f"{_shown(pattern)} is not a valid RE2 regular expression: \\C (any byte) is not "
             "supported"
         )
+    re2, options = _re2()
     try:
-        return cast(Regex, re2.compile(pattern, _OPTIONS))
+        return cast(Regex, re2.compile(pattern, options))
     except re2.error as exc:
         reason = exc.args[0] if exc.args else ""
         if isinstance(reason, bytes):

@@ -15,7 +15,7 @@ import ssl
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from ..api import (
     Certificate,
@@ -51,20 +51,22 @@ from .failures import (
     classify_tls_error,
     drop_tracebacks,
 )
-from .hostname import HostnameVerdict, check_hostname
-from .ocsp_responder import ask_responder
 from .pins import check_pins
 from .plan import ProbePlan
 from .protocols import PROTOCOLS
 from .reader import Reader
 from .resolver import ResolutionClock, process_resolver
-from .revocation import NO_ISSUER, STAPLE_VERDICTS, find_issuer, info, load_certificate
 from .session import Session
 from .steps import StepTiming, run_steps
-from .tls import Inspection, Peer, read_peer
 from .tls_socket import TlsSocket
 from .trust_cache import TRUST_CACHE, TrustVerdict
 from .withholding import withhold_reply
+
+# What reads certificates (certificate, chain, hostname, revocation, ocsp_responder) needs
+# cryptography, about 8 MB once imported: the TLS steps below import it (``TLS only``) when a
+# TLS probe first runs, so that a runner whose monitors are not TLS never loads it.
+if TYPE_CHECKING:
+    from .certificate import Inspection, Peer
 
 _T = TypeVar("_T")
 
@@ -97,6 +99,13 @@ class _CertificateRead(Exception):
 
 
 _PENDING = TrustVerdict(None, "not checked: the probe ended first")
+
+
+def _read_peer(ssl_object: ssl.SSLObject | None) -> Peer:
+    """What the server presented over ``ssl_object`` (None: nothing was read)."""
+    from .certificate import read_peer  # noqa: PLC0415 - TLS only
+
+    return read_peer(ssl_object)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -614,7 +623,7 @@ class _Attempt:
         tls = self.plan.tls
         assert tls is not None
         cipher = ssl_object.cipher() if ssl_object else None
-        peer = read_peer(ssl_object)
+        peer = _read_peer(ssl_object)
         if tls.insecure:
             trust = self._start_trust_check(peer, family, sockaddr)
         else:
@@ -648,6 +657,8 @@ class _Attempt:
         trust: TrustVerdict,
         revocation: RevocationInfo | None = None,
     ) -> TlsInfo:
+        from .hostname import HostnameVerdict, check_hostname  # noqa: PLC0415 - TLS only
+
         tls = self.plan.tls
         assert tls is not None
         chain = peer.chain
@@ -682,35 +693,39 @@ class _Attempt:
     def _revocation(self, peer: Peer) -> RevocationInfo:
         """The stapled OCSP status; with queryResponder and no staple, the responder is asked
         beside the probe (settled like the trust verdict, outside the probe's timings)."""
+        from . import ocsp_responder, revocation  # noqa: PLC0415 - TLS only
+
         tls = self.plan.tls
         assert tls is not None
         if peer.staple is not None and peer.leaf_der is not None:
-            return STAPLE_VERDICTS.judge(
+            return revocation.STAPLE_VERDICTS.judge(
                 peer.staple, peer.leaf_der, peer.chain_ders, datetime.now(UTC)
             )
         if not tls.revocation.query_responder:
             if tls.stapling_problem is not None:
-                return info(RevocationStatus.NOT_CHECKED, tls.stapling_problem)
+                return revocation.info(RevocationStatus.NOT_CHECKED, tls.stapling_problem)
             self.staple_missing = True
-            return info(RevocationStatus.NONE, "the server stapled no OCSP response")
+            return revocation.info(RevocationStatus.NONE, "the server stapled no OCSP response")
         self.staple_missing = tls.stapling_problem is None and peer.staple is None
         if tls.insecure:
             # The responder's address comes from the certificate: from an unverified one it
             # would send the probe wherever the target likes.
-            return info(
+            return revocation.info(
                 RevocationStatus.NOT_CHECKED,
                 "the OCSP responder is asked only about a verified certificate "
                 "(insecureSkipVerify is set)",
             )
-        leaf = load_certificate(peer.leaf_der)
-        issuer = find_issuer(leaf, peer.chain_ders) if leaf is not None else None
+        leaf = revocation.load_certificate(peer.leaf_der)
+        issuer = revocation.find_issuer(leaf, peer.chain_ders) if leaf is not None else None
         if leaf is None or issuer is None:
-            return info(RevocationStatus.NOT_CHECKED, NO_ISSUER)
+            return revocation.info(RevocationStatus.NOT_CHECKED, revocation.NO_ISSUER)
         left = self.deadline - _INNER_MARGIN - self.loop.time()
         self.revocation_task = self.loop.create_task(
-            ask_responder(leaf, issuer, left, guard=self.plan.guard)
+            ocsp_responder.ask_responder(leaf, issuer, left, guard=self.plan.guard)
         )
-        return info(RevocationStatus.NOT_CHECKED, "the OCSP responder did not answer in time")
+        return revocation.info(
+            RevocationStatus.NOT_CHECKED, "the OCSP responder did not answer in time"
+        )
 
     async def _side_answer(self, task: asyncio.Task[_T] | None, late: _T) -> _T | None:
         """What a side task (trust check, OCSP responder) found by the probe's deadline, or
@@ -725,7 +740,9 @@ class _Attempt:
 
     async def _settle_revocation(self) -> None:
         if self.revocation_task is None:
-            return  # the common case, without building the late answer
+            return  # no responder asked (every probe comes here, TLS or not)
+        from .revocation import info  # noqa: PLC0415 - TLS only
+
         late = info(
             RevocationStatus.NOT_CHECKED,
             "the OCSP responder did not answer within the probe's timeout",
@@ -870,15 +887,15 @@ class _Attempt:
                     ssl_shutdown_timeout=_SSL_SHUTDOWN_TIMEOUT,
                 )
                 if tls_transport is None:
-                    return _Side(Peer(None, None), None, ended=True)
+                    return _Side(_read_peer(None), None, ended=True)
                 transport = tls_transport
-                peer = read_peer(tls_transport.get_extra_info("ssl_object"))
+                peer = _read_peer(tls_transport.get_extra_info("ssl_object"))
                 if linger <= 0:
                     return _Side(peer, None)
                 received, ended, waited = await _linger(reader, self._linger_for(linger))
                 return _Side(peer, None, received, ended, reader.error, waited)
         except (OSError, ssl.SSLError, TimeoutError, ValueError) as exc:
-            return _Side(Peer(None, None), exc)
+            return _Side(_read_peer(None), exc)
         finally:
             if transport is not None:
                 transport.abort()
@@ -918,7 +935,7 @@ class _Attempt:
                 raise _CertificateRead from None
             if tls_transport is not None:
                 transports.append(tls_transport)
-                found.append(read_peer(tls_transport.get_extra_info("ssl_object")))
+                found.append(_read_peer(tls_transport.get_extra_info("ssl_object")))
                 if linger > 0:
                     received, ended, waited = await _linger(reader, self._linger_for(linger))
                     after.append((received, ended, reader.error, waited))
@@ -943,7 +960,7 @@ class _Attempt:
                 sock.close()
         received, ended, after_error, waited = after[0] if after else (False, False, None, 0.0)
         return _Side(
-            found[0] if found else Peer(None, None),
+            found[0] if found else _read_peer(None),
             errors[0] if errors else None,
             received,
             ended,

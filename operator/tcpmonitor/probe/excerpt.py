@@ -82,7 +82,9 @@ class Redactor:
 
     @classmethod
     def of(cls, secrets: Iterable[bytes]) -> Redactor:
-        return cls(tuple(dict.fromkeys(s for s in secrets if len(s) >= MIN_REDACTED)))
+        kept = tuple(dict.fromkeys(s for s in secrets if len(s) >= MIN_REDACTED))
+        # Without secrets, the shared empty one: every monitor's plan holds a redactor.
+        return cls(kept) if kept else NO_SECRETS
 
     @cached_property
     def text_secrets(self) -> tuple[str, ...]:

@@ -17,8 +17,8 @@ from functools import lru_cache
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
+from .certificate import raw_dns_names
 from .chain import CACHED_CERTIFICATES
-from .tls import raw_dns_names
 
 # Names compared at most: a certificate may carry thousands of SANs, the check stays bounded.
 _MAX_NAMES = 1024
@@ -57,7 +57,7 @@ def check_hostname(
 ) -> HostnameVerdict:
     """Whether the DER leaf is valid for ``server_name`` (a DNS name or an IP literal).
 
-    Remembered per (certificate, name), as the certificate's reading is (see tls.py).
+    Remembered per (certificate, name), as the certificate's reading is (see certificate.py).
     """
     mismatch = HostnameVerdict(
         False, f"Hostname mismatch, certificate is not valid for '{server_name}'."

@@ -12,7 +12,7 @@ def check_pins(pin: PinPlan, tls: TlsInfo) -> ProbeFailure | None:
     """The first pin that does not hold, as the probe's failure; None when all hold."""
     chain = tls.chain
     if not chain and tls.certificate is not None:
-        # The chain was not read (see probe/chain.py): the leaf's fingerprint still is.
+        # The chain was not read (see probe/handshake_capture.py): the leaf's fingerprint still is.
         candidates_fp = [tls.certificate.sha256_fingerprint]
         candidates_spki: list[str] = []
     else:

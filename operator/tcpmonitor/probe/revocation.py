@@ -50,7 +50,7 @@ def _guarded(read: Callable[[], _T]) -> _T | None:
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException:
-        # As in tls._attempt: odd DER is ValueError, a panic of cryptography's Rust parser a
+        # As in certificate._attempt: odd DER is ValueError, a panic of cryptography's Rust parser a
         # BaseException; neither may escape a probe.
         return None
 

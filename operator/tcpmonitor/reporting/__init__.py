@@ -1,8 +1,9 @@
 """What to tell people, computed from what was observed. Pure: no I/O, no clock of its own.
 
-``record`` folds probe results into a monitor's state (the failure and success thresholds),
-``quorum`` combines locations, ``problems`` is the one spec check, and ``conditions``,
-``events``, ``messages`` and ``status`` say it the same way in every mode.
+``record`` folds probe results into a monitor's state (the failure and success thresholds)
+and keeps the last result compact (``kept_result``), ``quorum`` combines locations,
+``problems`` is the one spec check, and ``conditions``, ``events``, ``messages`` and
+``status`` say it the same way in every mode.
 """
 
 from .conditions import (

@@ -11,6 +11,7 @@ from datetime import datetime
 
 from ..api import MonitorState, ProbeResult, TcpMonitorStatus, Verdict, WarningCode
 from ..api.status import MAX_RECENT_TRANSITIONS
+from .kept_result import KeptResult, keep, restore, warning_codes
 
 _SUCCESS = (MonitorState.UP, MonitorState.DEGRADED)
 
@@ -22,7 +23,8 @@ class MonitorRecord:
     state: MonitorState = MonitorState.UNKNOWN
     consecutive_successes: int = 0
     consecutive_failures: int = 0
-    last_result: ProbeResult | None = None
+    # The last result, compact (``kept_result``): ten thousand monitors keep one each.
+    kept_result: KeptResult | None = None
     last_probe_time: datetime | None = None
     last_transition_time: datetime | None = None
     last_success_time: datetime | None = None
@@ -40,6 +42,11 @@ class MonitorRecord:
     before_maintenance: MonitorState | None = None
 
     @property
+    def last_result(self) -> ProbeResult | None:
+        """The last result, rebuilt: a new model on each call (read once per status write)."""
+        return restore(self.kept_result) if self.kept_result is not None else None
+
+    @property
     def shown_state(self) -> MonitorState:
         return MonitorState.MAINTENANCE if self.maintenance_until is not None else self.state
 
@@ -55,7 +62,7 @@ class MonitorRecord:
             state=state,
             consecutive_successes=status.consecutive_successes,
             consecutive_failures=status.consecutive_failures,
-            last_result=status.last_result,
+            kept_result=keep(status.last_result) if status.last_result else None,
             last_probe_time=status.last_probe_time,
             last_transition_time=status.last_transition_time,
             last_success_time=status.last_success_time,
@@ -72,10 +79,6 @@ class Transition:
     previous: MonitorState
     current: MonitorState
     at: datetime
-
-
-def _warning_codes(result: ProbeResult | None) -> set[str]:
-    return {w.code for w in result.warnings} if result else set()
 
 
 def advance(
@@ -117,7 +120,7 @@ def advance(
         state=new_state,
         consecutive_successes=successes,
         consecutive_failures=failures,
-        last_result=result,
+        kept_result=keep(result),
         last_probe_time=result.started_at,
         last_transition_time=now if transition or shown_transition else record.last_transition_time,
         last_success_time=result.started_at if success else record.last_success_time,
@@ -183,8 +186,8 @@ _EXPIRING = (
 )
 
 
-def newly_expiring(previous: ProbeResult | None, current: ProbeResult) -> bool:
+def newly_expiring(previous: KeptResult | None, current: ProbeResult) -> bool:
     """Whether an expiry warning, the leaf's or the chain's, just appeared (an Event once, not
-    every probe)."""
-    now, before = _warning_codes(current), _warning_codes(previous)
+    every probe). ``previous`` is the record's kept result: read on every probe, not rebuilt."""
+    now, before = {w.code for w in current.warnings}, warning_codes(previous)
     return any(code in now and code not in before for code in _EXPIRING)

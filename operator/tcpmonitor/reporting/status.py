@@ -21,25 +21,26 @@ def build_status(
     previous: Sequence[PreviousCondition],
     now: datetime,
 ) -> TcpMonitorStatus:
+    result = record.last_result  # rebuilt from its kept form: read it once
     if problem is not None:
         message = f"{problem.reason}: {problem.message}"
     elif record.state is MonitorState.PAUSED:
         message = "paused"
     elif record.skipped_probes:
-        message = f"{describe_skipped(record)}; last: {describe_result(record.last_result)}"
+        message = f"{describe_skipped(record)}; last: {describe_result(result)}"
     elif record.maintenance_until is not None:
         until = record.maintenance_until.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        message = f"maintenance until {until}; last: {describe_result(record.last_result)}"
+        message = f"maintenance until {until}; last: {describe_result(result)}"
     else:
-        message = describe_result(record.last_result)
-    total = record.last_result.timings.total if record.last_result else None
+        message = describe_result(result)
+    total = result.timings.total if result else None
     return TcpMonitorStatus(
         observed_generation=generation,
         state=record.shown_state,
         message=message[:MAX_MESSAGE],
         latency=None if total is None else f"{total:.1f}ms",
         conditions=conditions(record, problem, generation, previous, now),
-        last_result=record.last_result,
+        last_result=result,
         last_probe_time=record.last_probe_time,
         last_transition_time=record.last_transition_time,
         last_success_time=record.last_success_time,

@@ -593,7 +593,7 @@ class MonitorRuntime:
             self._write(m, urgent=False)
 
     def _fold(self, m: _Monitor, result: ProbeResult) -> None:
-        previous = m.record.last_result
+        previous = m.record.kept_result
         now = datetime.now(UTC)
         until = maintenance_until(m.spec.maintenance, m.maintenance_annotation, now)
         if until != m.record.maintenance_until:

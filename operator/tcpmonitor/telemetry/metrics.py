@@ -18,7 +18,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics_core import Metric
@@ -51,8 +51,12 @@ class _Row:
     labels: str  # 'name="...",namespace="..."': escaped once, in the sorted order of the text
     success: float | None = None
     state: str | None = None
-    phases: dict[str, float] = field(default_factory=dict)
-    probes: dict[str, tuple[float, float]] = field(default_factory=dict)  # result: count, created
+    # Tuples, not dicts (a dict is 184 bytes even with one entry; ten thousand rows): replaced
+    # whole by each probe, so a render in its thread reads either the old one or the new one.
+    # Seconds per phase of the last probe, in PHASES order; None for a phase not performed.
+    phases: tuple[float | None, ...] = ()
+    # (result, count, created) per result seen, in the order they were first seen.
+    probes: tuple[tuple[str, float, float], ...] = ()
     cert_expiry: float | None = None
     chain_expiry: float | None = None
 
@@ -73,16 +77,15 @@ def _state(row: _Row) -> list[tuple[str | None, float]]:
 
 
 def _phases(row: _Row) -> list[tuple[str | None, float]]:
-    # list() of a dict the loop may change: copied in C, under the GIL, in one step.
-    return [(f'phase="{p}"', v) for p, v in list(row.phases.items())]
+    return [(f'phase="{p}"', v) for p, v in zip(PHASES, row.phases, strict=False) if v is not None]
 
 
 def _probes(row: _Row) -> list[tuple[str | None, float]]:
-    return [(f'result="{r}"', count) for r, (count, _) in list(row.probes.items())]
+    return [(f'result="{r}"', count) for r, count, _ in row.probes]
 
 
 def _probes_created(row: _Row) -> list[tuple[str | None, float]]:
-    return [(f'result="{r}"', created) for r, (_, created) in list(row.probes.items())]
+    return [(f'result="{r}"', created) for r, _, created in row.probes]
 
 
 def _cert_expiry(row: _Row) -> list[tuple[str | None, float]]:
@@ -163,6 +166,16 @@ class _Family(Metric):
 def _unquote(extra: str) -> str:
     """The value of a 'label="value"' written by the line functions (values we chose)."""
     return extra.split("=", 1)[1][1:-1]
+
+
+def _counted(
+    probes: tuple[tuple[str, float, float], ...], result: str
+) -> tuple[tuple[str, float, float], ...]:
+    """``probes`` with one more probe of ``result`` (first seen now: created now)."""
+    for i, (seen, count, created) in enumerate(probes):
+        if seen == result:
+            return (*probes[:i], (seen, count + 1.0, created), *probes[i + 1 :])
+    return (*probes, (result, 1.0, time.time()))
 
 
 class MonitorSeries:
@@ -350,15 +363,11 @@ class Metrics:
     def observe(self, key: Key, result: ProbeResult, state: MonitorState) -> None:
         row = self.monitors.row(key)
         row.success = 0.0 if result.state is Verdict.DOWN else 1.0
-        count, created = row.probes.get(result.state.value, (0.0, time.time()))
-        row.probes[result.state.value] = (count + 1.0, created)
+        row.probes = _counted(row.probes, result.state.value)
         timings = result.timings
-        phases = {}
-        for phase in PHASES:
-            value = getattr(timings, phase)
-            if value is not None:
-                phases[phase] = value / 1000
-        row.phases = phases  # replaced, not changed: a render may be reading the old one
+        row.phases = tuple(
+            None if (value := getattr(timings, phase)) is None else value / 1000 for phase in PHASES
+        )
         cert = result.tls.certificate if result.tls else None
         if cert is not None:
             row.cert_expiry = cert.not_after.timestamp()

@@ -38,6 +38,7 @@ from tcpmonitor.kube.status_writer import (
     WriteQueue,
 )
 from tcpmonitor.reporting import EventSpec
+from tcpmonitor.reporting.kept_result import keep
 from tcpmonitor.reporting.record import MonitorRecord
 from tcpmonitor.scheduling.runtime import MonitorRef, StatusReport
 from tcpmonitor.telemetry.metrics import Metrics
@@ -597,7 +598,7 @@ def test_a_runner_applies_only_its_locations_entry_under_its_own_field_manager()
         record = MonitorRecord(
             state=MonitorState.DOWN,
             consecutive_failures=2,
-            last_result=CONNECT_TIMEOUT,
+            kept_result=keep(CONNECT_TIMEOUT),
             last_probe_time=CONNECT_TIMEOUT.started_at,
         )
         reporter.write_status(ref("m"), StatusReport(record, None, DOWN), urgent=False)

@@ -12,6 +12,7 @@ from tcpmonitor.locations.assignment import owner
 from tcpmonitor.locations.controller import Controller
 from tcpmonitor.locations.runner_share import RunnerShard, location_view
 from tcpmonitor.reporting import describe_result, status_body
+from tcpmonitor.reporting.kept_result import keep
 from tcpmonitor.reporting.locations import location_entry
 from tcpmonitor.reporting.record import MonitorRecord
 from tcpmonitor.scheduling.runtime import MonitorRuntime, RuntimeSettings
@@ -226,7 +227,10 @@ def probed(
         ),
     )
     record = MonitorRecord(
-        state=MonitorState(state), last_result=result, last_probe_time=at, consecutive_successes=1
+        state=MonitorState(state),
+        kept_result=keep(result),
+        last_probe_time=at,
+        consecutive_successes=1,
     )
     return location_entry(record, None, name, "r").model_dump(mode="json", by_alias=True)
 

@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import trustme
 
+from tcpmonitor.probe.certificate import inspect_certificate
 from tcpmonitor.probe.chain import CACHED_CERTIFICATES, inspect_chain_entry
 from tcpmonitor.probe.hostname import check_hostname
-from tcpmonitor.probe.tls import inspect_certificate
 
 
 def _leaf_der() -> bytes:

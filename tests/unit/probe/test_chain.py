@@ -1,5 +1,6 @@
 """The presented chain: read from the handshake (TLS 1.2 and 1.3, after STARTTLS too, also when
-verification fails), summarised per certificate, and its earliest expiry warned about."""
+verification fails), summarised per certificate, and its earliest expiry warned about. The
+Certificate message's parsing alone: test_handshake_capture.py."""
 
 from __future__ import annotations
 
@@ -9,20 +10,16 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from cryptography.hazmat.primitives import hashes
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from tcpmonitor.api import ErrorCode, ProbeResult, Protocol, Verdict, WarningCode
 from tcpmonitor.api.result import MAX_CHAIN
 from tcpmonitor.probe import ProbeMaterial
-from tcpmonitor.probe.chain import inspect_chain_entry, parse_certificate_message
+from tcpmonitor.probe.chain import inspect_chain_entry
 
 from ..probing import probe
 from ..servers import blocking_tls_server, serve
 from . import protocol_servers
 from .chains import Issued, ec_key, issue, rsa_key, server_context
-
-TLS12, TLS13 = 0x0303, 0x0304
 
 
 def trusting(root: Issued) -> ProbeMaterial:
@@ -44,45 +41,7 @@ def limited(context: ssl.SSLContext, version: ssl.TLSVersion) -> ssl.SSLContext:
     return context
 
 
-# --- the Certificate message -------------------------------------------------------------------
-
-
-def _message(ders: list[bytes], version: int) -> bytes:
-    entries = b""
-    for der in ders:
-        entries += len(der).to_bytes(3, "big") + der
-        if version == TLS13:
-            entries += b"\x00\x00"  # no extensions
-    body = len(entries).to_bytes(3, "big") + entries
-    if version == TLS13:
-        body = b"\x00" + body  # empty request context
-    return b"\x0b" + len(body).to_bytes(3, "big") + body
-
-
-@pytest.mark.parametrize("version", [TLS12, TLS13])
-def test_message_parses_in_order_and_counts_beyond_the_bound(version: int) -> None:
-    ders = [bytes([i]) * (10 + i) for i in range(MAX_CHAIN + 3)]
-    parsed, presented = parse_certificate_message(_message(ders, version), version)
-    assert parsed == ders[:MAX_CHAIN]
-    assert presented == MAX_CHAIN + 3
-
-
-@pytest.mark.parametrize("version", [TLS12, TLS13])
-def test_truncated_message_is_refused(version: int) -> None:
-    message = _message([b"x" * 40, b"y" * 40], version)
-    for cut in (3, 6, len(message) - 30):
-        with pytest.raises(ValueError):
-            parse_certificate_message(message[:cut], version)
-
-
-@settings(max_examples=300, deadline=None)
-@given(st.binary(max_size=200), st.sampled_from([TLS12, TLS13]))
-def test_any_bytes_parse_or_raise_value_error(data: bytes, version: int) -> None:
-    try:
-        ders, presented = parse_certificate_message(b"\x0b" + data, version)
-    except ValueError:
-        return
-    assert len(ders) <= MAX_CHAIN and presented >= len(ders)
+# --- inspection ------------------------------------------------------------------------------
 
 
 def test_garbage_certificate_is_listed_with_its_fingerprint() -> None:
@@ -275,7 +234,7 @@ def test_without_the_handshake_hook_the_leaf_still_serves(
 ) -> None:
     # A Python without SSLContext._msg_callback: no chain, nothing invented, the leaf and a
     # fingerprint pin still work.
-    monkeypatch.setattr("tcpmonitor.probe.tls.presented_chain", lambda _: None)
+    monkeypatch.setattr("tcpmonitor.probe.certificate.presented_chain", lambda _: None)
     leaf = root.issue("leaf")
     server = server_context(leaf)
     first = tls_probe(server, trusting(root))

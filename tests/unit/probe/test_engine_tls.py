@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from tcpmonitor.api import ErrorCode, ProbeResult, Verdict, WarningCode
 from tcpmonitor.api.printable import TRUNCATED
 from tcpmonitor.probe import ClientCertificate, ProbeMaterial
-from tcpmonitor.probe.tls import inspect_certificate
+from tcpmonitor.probe.certificate import inspect_certificate
 
 from ...hostile.bounds import assert_result_fits_the_status
 from ...hostile.certificates import HostileCertificate, hostile_certificate

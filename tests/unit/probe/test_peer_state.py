@@ -15,7 +15,7 @@ from cryptography.x509 import ocsp
 from tcpmonitor.api import ProbeResult, TlsVersion, Verdict
 from tcpmonitor.api.result import RevocationStatus
 from tcpmonitor.probe import ProbeMaterial, peer_state, stapling
-from tcpmonitor.probe.chain import (
+from tcpmonitor.probe.handshake_capture import (
     MAX_STAPLE,
     _on_message,
     capture_chains,

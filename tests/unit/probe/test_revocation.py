@@ -19,7 +19,11 @@ from tcpmonitor.api import ErrorCode, ProbeResult, Protocol, Verdict, WarningCod
 from tcpmonitor.api.result import RevocationSource, RevocationStatus
 from tcpmonitor.policy import PolicyBook
 from tcpmonitor.probe import ProbeMaterial, stapling
-from tcpmonitor.probe.chain import MAX_STAPLE, leaf_status_extension, parse_certificate_status
+from tcpmonitor.probe.handshake_capture import (
+    MAX_STAPLE,
+    leaf_status_extension,
+    parse_certificate_status,
+)
 from tcpmonitor.probe.ocsp_responder import RESPONDER_CACHE, ResponderCache, ask_responder
 from tcpmonitor.probe.tls import build_contexts
 

@@ -40,6 +40,7 @@ from tcpmonitor.api.result import (
 )
 from tcpmonitor.api.status import LOCATION_DNS_NAMES, LOCATION_TEXT
 from tcpmonitor.reporting import SpecProblem, build_status, status_body
+from tcpmonitor.reporting.kept_result import keep
 from tcpmonitor.reporting.locations import deciding_result, location_entry
 from tcpmonitor.reporting.record import MonitorRecord
 
@@ -132,7 +133,7 @@ def record(result: ProbeResult | None, state: MonitorState = MonitorState.DOWN) 
     return MonitorRecord(
         state=state,
         consecutive_failures=3,
-        last_result=result,
+        kept_result=keep(result) if result else None,
         last_probe_time=result.started_at if result else None,
         last_transition_time=NOW,
     )

@@ -31,6 +31,7 @@ from tcpmonitor.reporting import (
     status_body,
     transition_event,
 )
+from tcpmonitor.reporting.kept_result import keep
 from tcpmonitor.reporting.record import (
     MonitorRecord,
     Transition,
@@ -212,7 +213,7 @@ def test_certificate_expiring_is_reported_once(
 ) -> None:
     previous = result(Verdict.DEGRADED, warnings=before)
     current = result(Verdict.DEGRADED, warnings=after)
-    assert newly_expiring(previous, current) is expected
+    assert newly_expiring(keep(previous), current) is expected
 
 
 def test_describe_result_without_result() -> None:

@@ -102,3 +102,26 @@ def test_certificate_and_chain_expiry_are_separate_series() -> None:
     # A probe without TLS facts keeps the last known expiries, as for the leaf.
     metrics.observe(KEY, probe(Verdict.DOWN, total=1.0), MonitorState.DOWN)
     assert ("tcpmonitor_tls_chain_expiry_timestamp_seconds", labels()) in series(metrics)
+
+
+def test_each_results_counter_keeps_its_creation_time_and_the_order_first_seen() -> None:
+    metrics = Metrics()
+    metrics.observe(KEY, probe(Verdict.DOWN, total=1.0), MonitorState.DOWN)
+    down_created = probes_samples(metrics)["tcpmonitor_probes_created"]
+    metrics.observe(KEY, probe(Verdict.UP, total=1.0), MonitorState.UP)
+    metrics.observe(KEY, probe(Verdict.DOWN, total=1.0), MonitorState.UP)
+    got = probes_samples(metrics)
+    assert got["tcpmonitor_probes_total"] == [("Down", 2.0), ("Up", 1.0)]
+    assert [r for r, _ in got["tcpmonitor_probes_created"]] == ["Down", "Up"]
+    assert got["tcpmonitor_probes_created"][0] == down_created[0]
+
+
+def probes_samples(metrics: Metrics) -> dict[str, list[tuple[str, float]]]:
+    """The probes counter's samples in the order of the exposition, by sample name."""
+    text = generate_latest(metrics.registry).decode()
+    out: dict[str, list[tuple[str, float]]] = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name.startswith("tcpmonitor_probes_") and "result" in s.labels:
+                out.setdefault(s.name, []).append((s.labels["result"], s.value))
+    return out
