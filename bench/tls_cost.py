@@ -65,6 +65,11 @@ import trustme
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+# A runner imports what reads certificates (cryptography) with its first TLS probe. Imported
+# here, before the rounds fork, each round's process starts as a runner that already probes
+# TLS: steady state. Imported by the round's own first probe instead, the import's tens of
+# thousands of young objects go through the collector's generations during the measured probes.
+import tcpmonitor.probe.certificate  # noqa: F401
 from blackbox_peer import BLACKBOX, drive_exporter, exporter, installed
 from tcpmonitor.api import TcpMonitorSpec, Verdict
 from tcpmonitor.probe import ProbeMaterial, compile_plan, probe_once
