@@ -41,8 +41,9 @@ transport, as before probe/tls_socket.py, in the same run:
     engine TLS / asyncio+ssl floor             1.08   1.04   1.09   1.09
 
 (With the per-record chain hook, before probe/peer_state.py: 1.07 and 1.09 ECDSA, 0.98 RSA;
-before the direct handshake: 1.25 ECDSA, 1.11 RSA.) The goal (at most the exporter's CPU per
-TLS probe) is met within one run's noise with both key types; docs/scaling.md has the history.
+before the direct handshake: 1.25 ECDSA, 1.11 RSA.) Nine later runs on the final code gave
+0.99-1.09, median 1.05 with both key types: parity with the exporter within the run-to-run
+noise (5-10% here), not below it; docs/scaling.md has the history.
 """
 
 from __future__ import annotations
