@@ -14,7 +14,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import AbstractContextManager, asynccontextmanager, contextmanager, suppress
 from pathlib import Path
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -114,14 +114,11 @@ def closed_port() -> int:
 
 
 @contextmanager
-def blocking_tls_server(context: ssl.SSLContext, reply: bytes = b"hello\n") -> Iterator[int]:
-    """A TLS server on a plain thread, with OpenSSL's own alert behaviour.
-
-    asyncio's server side drops the alert when a handshake fails (it never flushes it), which is
-    not what real servers do; tests about alerts (client certificate required) use this one.
-    """
+def threaded_server(answer: Callable[[socket.socket], None]) -> Iterator[int]:
+    """A loopback listener on a plain thread whose connections ``answer`` handles, one at a
+    time, with blocking sockets (2 s timeout); what it raises on a socket is swallowed."""
     listener = socket.create_server(("127.0.0.1", 0))
-    listener.settimeout(0.2)
+    listener.settimeout(0.1)
     stop = threading.Event()
 
     def serve_forever() -> None:
@@ -132,15 +129,10 @@ def blocking_tls_server(context: ssl.SSLContext, reply: bytes = b"hello\n") -> I
                 continue
             except OSError:
                 return
-            conn.settimeout(2)
-            try:
-                with context.wrap_socket(conn, server_side=True) as tls:
-                    tls.sendall(reply)
-                    tls.recv(1024)
-            except (OSError, ssl.SSLError):
-                pass
-            finally:
-                conn.close()
+            with conn:
+                conn.settimeout(2)
+                with suppress(OSError):
+                    answer(conn)
 
     thread = threading.Thread(target=serve_forever, daemon=True)
     thread.start()
@@ -150,6 +142,23 @@ def blocking_tls_server(context: ssl.SSLContext, reply: bytes = b"hello\n") -> I
         stop.set()
         listener.close()
         thread.join(timeout=3)
+
+
+def blocking_tls_server(
+    context: ssl.SSLContext, reply: bytes = b"hello\n"
+) -> AbstractContextManager[int]:
+    """A TLS server on a plain thread, with OpenSSL's own alert behaviour.
+
+    asyncio's server side drops the alert when a handshake fails (it never flushes it), which is
+    not what real servers do; tests about alerts (client certificate required) use this one.
+    """
+
+    def answer(conn: socket.socket) -> None:
+        with context.wrap_socket(conn, server_side=True) as tls:  # ssl.SSLError is an OSError
+            tls.sendall(reply)
+            tls.recv(1024)
+
+    return threaded_server(answer)
 
 
 _NEVER_READS = r"""

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
+from ..fresh_python import run_fresh
 
 # Runs in a fresh interpreter: this one may have compiled a pattern already.
 _SCRIPT = """
@@ -29,14 +26,4 @@ print(json.dumps(seen))
 
 
 def test_re2_is_imported_by_the_first_pattern_only() -> None:
-    operator = Path(__file__).resolve().parents[3] / "operator"
-    done = subprocess.run(
-        [sys.executable, "-c", _SCRIPT],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env={"PYTHONPATH": str(operator), "PATH": ""},
-    )
-    assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout) == {"without": False, "with": True, "refused": True}
+    assert run_fresh(_SCRIPT) == {"without": False, "with": True, "refused": True}

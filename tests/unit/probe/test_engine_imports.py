@@ -3,12 +3,11 @@ a runner whose monitors are not TLS never loads it."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import trustme
+
+from ..fresh_python import run_fresh
 
 # Runs in a fresh interpreter: this one has imported cryptography already (trustme does).
 _SCRIPT = """
@@ -55,17 +54,7 @@ def test_cryptography_is_imported_by_the_first_tls_probe_only(tmp_path: Path) ->
     leaf.cert_chain_pems[0].write_to_path(str(cert))
     leaf.private_key_pem.write_to_path(str(key))
     ca.cert_pem.write_to_path(str(ca_pem))
-    operator = Path(__file__).resolve().parents[3] / "operator"
-    done = subprocess.run(
-        [sys.executable, "-c", _SCRIPT, str(cert), str(key), str(ca_pem)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env={"PYTHONPATH": str(operator), "PATH": ""},
-    )
-    assert done.returncode == 0, done.stderr
-    seen = json.loads(done.stdout)
+    seen = run_fresh(_SCRIPT, str(cert), str(key), str(ca_pem))
     assert seen["imported"] is False
     assert seen["connect"] == ["Up", False]
     assert seen["tls"] == ["Up", True, True]

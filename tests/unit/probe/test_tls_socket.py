@@ -10,9 +10,8 @@ import os
 import socket
 import ssl
 import struct
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager, suppress
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,7 @@ from tcpmonitor.probe.engine import _Attempt
 
 from ...hostile.certificates import hostile_certificate
 from ..conftest import ServerContextFactory
-from ..servers import blocking_tls_server, never_reading_server
+from ..servers import blocking_tls_server, never_reading_server, threaded_server
 
 ServerFactory = Callable[[], AbstractContextManager[int]]
 
@@ -171,36 +170,6 @@ def test_a_certificate_that_did_not_decode_is_decoded_again(tmp_path: Path) -> N
     assert dumped[0] == dumped[1]
 
 
-@contextmanager
-def raw_server(answer: Callable[[socket.socket], None]) -> Iterator[int]:
-    """A listener on a thread whose connections ``answer`` handles (one at a time)."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    listener.settimeout(0.1)
-    stop = False
-
-    def serve() -> None:
-        while not stop:
-            try:
-                conn, _ = listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            with conn:
-                conn.settimeout(2)
-                with suppress(OSError):
-                    answer(conn)
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield int(listener.getsockname()[1])
-    finally:
-        stop = True
-        listener.close()
-        thread.join(3)
-
-
 def _hang_up_after_hello(conn: socket.socket) -> None:
     conn.recv(4096)
 
@@ -226,7 +195,9 @@ def _not_tls(conn: socket.socket) -> None:
 def test_peer_ending_the_handshake(
     ca: trustme.CA, answer: Callable[[socket.socket], None], code: ErrorCode
 ) -> None:
-    direct, transport = both_ways(lambda: raw_server(answer), trusting(ca), tls={"enabled": True})
+    direct, transport = both_ways(
+        lambda: threaded_server(answer), trusting(ca), tls={"enabled": True}
+    )
     assert direct.error is not None and direct.error.code == code, direct.error
     assert_same(direct, transport)
 
