@@ -46,20 +46,14 @@ class _State:
 
 
 def _load() -> tuple[Any, Any, Any]:
-    path = getattr(_ssl, "__file__", None)
-    if not path:
-        raise OSError("the _ssl module is built in")
-    library = ctypes.CDLL(path)
-    get_ctx = library.SSL_get_SSL_CTX
-    get_ctx.restype = ctypes.c_void_p
-    get_ctx.argtypes = [ctypes.c_void_p]
-    is_server = library.SSL_is_server
-    is_server.restype = ctypes.c_int
-    is_server.argtypes = [ctypes.c_void_p]
-    ctrl = library.SSL_ctrl
-    ctrl.restype = ctypes.c_long
-    ctrl.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_long, ctypes.c_void_p]
-    return get_ctx, is_server, ctrl
+    pointer = ctypes.c_void_p
+    return (
+        stapling.libssl_function("SSL_get_SSL_CTX", pointer, pointer),
+        stapling.libssl_function("SSL_is_server", ctypes.c_int, pointer),
+        stapling.libssl_function(
+            "SSL_ctrl", ctypes.c_long, pointer, ctypes.c_int, ctypes.c_long, pointer
+        ),
+    )
 
 
 def _word(address: int) -> int | None:

@@ -37,20 +37,26 @@ class _State:
     disabled: str | None = None  # why the feature is off for the process
 
 
-def _load() -> tuple[Any, Any]:
+def libssl_function(name: str, restype: Any, *argtypes: Any) -> Any:
+    """A function of the very libssl the ``_ssl`` module links, typed for ctypes (CPython only;
+    OSError when it cannot be reached)."""
     if sys.implementation.name != "cpython":
         raise OSError(f"not CPython ({sys.implementation.name})")
     path = getattr(_ssl, "__file__", None)
     if not path:
         raise OSError("the _ssl module is built in")
-    library = ctypes.CDLL(path)
-    ctrl = library.SSL_CTX_ctrl
-    ctrl.restype = ctypes.c_long
-    ctrl.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_long, ctypes.c_void_p]
-    get_options = library.SSL_CTX_get_options
+    function = getattr(ctypes.CDLL(path), name)
+    function.restype = restype
+    function.argtypes = list(argtypes)
+    return function
+
+
+def _load() -> tuple[Any, Any]:
+    ctrl = libssl_function(
+        "SSL_CTX_ctrl", ctypes.c_long, ctypes.c_void_p, ctypes.c_int, ctypes.c_long, ctypes.c_void_p
+    )
     # uint64_t in OpenSSL 3, unsigned long in 1.1.1: the same width where CPython runs 64-bit.
-    get_options.restype = ctypes.c_uint64
-    get_options.argtypes = [ctypes.c_void_p]
+    get_options = libssl_function("SSL_CTX_get_options", ctypes.c_uint64, ctypes.c_void_p)
     header = object.__basicsize__
     if _ssl._SSLContext.__basicsize__ < header + ctypes.sizeof(ctypes.c_void_p):
         raise OSError("unexpected _SSLContext layout")
