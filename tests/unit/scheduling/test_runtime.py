@@ -45,6 +45,16 @@ class MemoryReporter:
     def last(self, name: str) -> TcpMonitorStatus:
         return [s for n, s, _ in self.writes if n == name][-1]
 
+    async def probed(self, name: str, within: float = 5.0) -> TcpMonitorStatus:
+        """The first status of ``name`` that carries a probe (a fixed sleep is not enough for
+        the first probe on a machine busy with other work)."""
+        async with asyncio.timeout(within):
+            while True:
+                done = [s for n, s, _ in self.writes if n == name and s.last_probe_time]
+                if done:
+                    return done[0]
+                await asyncio.sleep(0.01)
+
     def reasons(self, name: str) -> list[str]:
         return [e.reason for n, e in self.events if n == name]
 
@@ -262,7 +272,7 @@ def test_restart_resumes_counters_without_writing_or_probing_at_once() -> None:
         async with serve(silent) as port:
             rt = runtime(first)
             await rt.apply(monitor("r", port=port, interval="10s", timeout="1s"))
-            await asyncio.sleep(0.05)
+            await first.probed("r")
             await rt.close()
             return first.last("r")
 
@@ -291,7 +301,7 @@ def test_own_status_updates_do_not_reschedule() -> None:
             rt = runtime(reporter)
             m = monitor("s", port=port, interval="10s", timeout="1s")
             await rt.apply(m)
-            await asyncio.sleep(0.05)
+            await reporter.probed("s")
             body = m.model_dump(by_alias=True, mode="json")
             body["status"] = status_body(reporter.last("s"))
             await rt.apply(TcpMonitor.model_validate(body))
